@@ -1,0 +1,96 @@
+"""Filesystem steps shared by the stores and the cache: temp names, fsync, verified landing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from registry.errors import InvalidInput, RegistryError, translate_os_error
+from registry.storage.digest import Progress, mismatch
+
+
+def temp_name(prefix: str = "") -> str:
+    """A name unique across processes and threads (pid for humans, random for uniqueness)."""
+    return f"{prefix}{os.getpid()}-{uuid.uuid4().hex}.tmp"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or link inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def land_verified(
+    chunks: Iterable[bytes],
+    dest: Path,
+    digest: str,
+    *,
+    where: str,
+    progress: Progress | None = None,
+    mode: int | None = None,
+) -> int:
+    """Write `chunks` to `dest` atomically, only if they hash to `digest`.
+
+    The bytes go to a temp file next to `dest`, are fsynced and checked, and only then renamed over
+    `dest`. On any failure the temp file is removed and `dest` is left as it was.
+
+    Returns:
+        the number of bytes written
+    Raises:
+        IntegrityFailure: the bytes do not hash to `digest`
+        DiskFull, StorageError: the write failed
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / temp_name(f".{dest.name}.")
+    h = hashlib.sha256()
+    size = 0
+    try:
+        with open(tmp, "xb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                h.update(chunk)
+                size += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
+        actual = h.hexdigest()
+        if actual != digest:
+            raise mismatch(digest, actual, where=where)
+        os.replace(tmp, dest)
+        fsync_dir(dest.parent)
+    except RegistryError:  # IntegrityFailure is an OSError too: it must not be re-translated
+        unlink_quietly(tmp)
+        raise
+    except OSError as e:
+        unlink_quietly(tmp)
+        raise translate_os_error(e, path=str(dest)) from e
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+    return size
+
+
+def open_source(path: Path):
+    """Open a file to store; a missing path or a folder is the caller's mistake, not ours."""
+    try:
+        return open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+        raise InvalidInput(f"cannot read {path}: {e.strerror}", path=str(path)) from e
+    except OSError as e:
+        raise translate_os_error(e, path=str(path)) from e

@@ -1,0 +1,134 @@
+"""Fixtures for the artifact store: a real S3 API (moto) on loopback, real folders, a real tmpfs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from registry.storage import LocalBlobStore, open_store
+
+PREFIX = "team/registry"
+
+
+@pytest.fixture(scope="session")
+def aws_env():
+    """Dummy credentials, and no chance of reading a developer's real ones."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith("AWS_"):
+                mp.delenv(name)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+        yield
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(aws_env):
+    """moto's S3 server on a free loopback port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint):
+    """A fresh bucket per test (moto keeps state for the whole session)."""
+    import boto3
+
+    name = f"blobs-{uuid.uuid4().hex[:16]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_store(bucket, s3_endpoint):
+    return open_store(f"s3://{bucket}/{PREFIX}", s3_endpoint=s3_endpoint)
+
+
+@pytest.fixture
+def local_store(tmp_path):
+    return open_store(str(tmp_path / "store"))
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request):
+    """Each behaviour every backend must share runs against both."""
+    return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A real 2 MiB tmpfs, to fill a filesystem for real."""
+    mountpoint = tmp_path / "tmpfs"
+    mountpoint.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)], capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here (needs root/CAP_SYS_ADMIN): {r.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+
+
+def _write_file(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _corrupt(store, digest: str, *, offset: int = 0) -> None:
+    """Flip one stored byte behind the store's back (bit rot, a bad disk, a hand edit)."""
+    if isinstance(store, LocalBlobStore):
+        path = store.path(digest)
+        os.chmod(path, 0o644)
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            byte = f.read(1)
+            f.seek(offset)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        return
+    key = store.key(digest)
+    data = bytearray(store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read())
+    data[offset] ^= 0xFF
+    store.client.put_object(Bucket=store.bucket, Key=key, Body=bytes(data))
+
+
+def _stored_names(store) -> list[str]:
+    """Every object/file the store holds, including anything half-written."""
+    if isinstance(store, LocalBlobStore):
+        return sorted(str(p.relative_to(store.root)) for p in store.root.rglob("*") if p.is_file())
+    pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket)
+    return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+# Helpers are handed out as fixtures: importing from a conftest module is ambiguous once the
+# suite has more than one conftest.py.
+
+
+@pytest.fixture
+def write_file():
+    return _write_file
+
+
+@pytest.fixture
+def corrupt():
+    return _corrupt
+
+
+@pytest.fixture
+def stored_names():
+    return _stored_names
