@@ -1,0 +1,246 @@
+"""Catalog commands: base, push, ls, show, resolve, check, eval, audit."""
+
+from __future__ import annotations
+
+import click
+
+from .common import human, json_option, kv, pass_ctx, print_json, progress_bar, short, table
+
+
+def register(cli: click.Group) -> None:
+    for c in (base, push, ls, show, resolve, check, eval_, audit):
+        cli.add_command(c)
+
+
+@click.group()
+def base() -> None:
+    """Register and list base models (identified by fingerprint)."""
+
+
+@base.command("add")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", required=True, help="Base model name, e.g. llama-3-8b.")
+@click.option("--revision", help="Revision label (e.g. a Hub commit).")
+@click.option("--store-weights", is_flag=True, help="Copy the weights into the artifact store.")
+@click.option("--full-hash", is_flag=True, help="Hash every weight byte (default: sizes and samples).")
+@json_option
+@pass_ctx
+def base_add(ctx, path, name, revision, store_weights, full_hash, as_json) -> None:
+    """Register a local Hugging Face model folder by fingerprint."""
+    with progress_bar("registering base", enabled=not as_json) as cb:
+        b = ctx.registry.add_base(path, name=name, revision=revision, store_weights=store_weights,
+                                  full_hash=full_hash, progress=cb)
+    if as_json:
+        return print_json(b)
+    click.echo(f"{'registered' if b.created else 'already registered'} {b.ref} fingerprint {short(b.fingerprint)} "
+               f"({b.architecture}, {b.param_count:,} params, {b.dtype})")
+
+
+@base.command("ls")
+@click.option("--name")
+@json_option
+@pass_ctx
+def base_ls(ctx, name, as_json) -> None:
+    """List base models."""
+    rows = ctx.registry.list_bases(name)
+    if as_json:
+        return print_json(rows)
+    table(["NAME", "REVISION", "FINGERPRINT", "ARCH", "DTYPE", "PARAMS", "SIZE", "LOCATION"],
+          [(b.name, b.revision, short(b.fingerprint), b.architecture, b.dtype, f"{b.param_count:,}",
+            human(b.total_size), b.location) for b in rows])
+
+
+@base.command("show")
+@click.argument("ref")
+@json_option
+@pass_ctx
+def base_show(ctx, ref, as_json) -> None:
+    """Show a base model (NAME, NAME@REVISION or a fingerprint prefix)."""
+    b = ctx.registry.show_base(ref)
+    if as_json:
+        return print_json(b)
+    kv([("name", b.name), ("revision", b.revision), ("fingerprint", b.fingerprint), ("architecture", b.architecture),
+        ("dtype", b.dtype), ("vocab", b.vocab_size), ("hidden", b.hidden_size), ("layers", b.num_layers),
+        ("tied", b.tie_word_embeddings), ("params", f"{b.param_count:,}"), ("size", human(b.total_size)),
+        ("location", b.location), ("weights stored", b.weights_stored), ("config hash", b.config_hash),
+        ("layout hash", b.layout_hash), ("tokenizer hash", b.tokenizer_hash)])
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--name", required=True, help="Adapter name: [a-z0-9][a-z0-9._-]*(/[a-z0-9._-]+)?")
+@click.option("--base", "base_", help="Registered base model (NAME or NAME@REV).")
+@click.option("--tag", "tags", multiple=True, help="KEY=VALUE, repeatable.")
+@click.option("--description", default="")
+@json_option
+@pass_ctx
+def push(ctx, path, name, base_, tags, description, as_json) -> None:
+    """Register an adapter folder (PEFT or Trainer/TRL output) as a new version."""
+    with progress_bar("pushing", enabled=not as_json) as cb:
+        v = ctx.registry.push(path, name=name, base=base_, tags=list(tags), description=description, progress=cb)
+    if as_json:
+        return print_json(v)
+    click.echo(f"{'created' if v.created else 'unchanged, already'} {v.ref} digest {short(v.content_digest)} "
+               f"{v.peft_type} r={v.rank} base={v.base.name if v.base else '-'} compat={v.compat_status}")
+
+
+@click.command()
+@click.option("--base", "base_", help="Base model NAME (all revisions) or NAME@REV.")
+@click.option("--min-rank", type=int)
+@click.option("--max-rank", type=int)
+@click.option("--peft-type")
+@click.option("--target-module", "target_modules", multiple=True, help="Must target this module (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="KEY=VALUE (repeatable).")
+@click.option("--metric", "metrics", multiple=True, help="e.g. 'acc>=0.6' (repeatable).")
+@click.option("--name", help="Exact adapter name, or a namespace prefix ending in '/'.")
+@click.option("--sort", help="created | name | rank | metric:NAME[:asc]")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--offset", type=int, default=0)
+@click.option("--deprecated", "include_deprecated", is_flag=True, help="Include deprecated versions.")
+@json_option
+@pass_ctx
+def ls(ctx, base_, min_rank, max_rank, peft_type, target_modules, tags, metrics, name, sort, limit, offset,
+       include_deprecated, as_json) -> None:
+    """Search adapter versions."""
+    page = ctx.registry.search(base=base_, min_rank=min_rank, max_rank=max_rank, peft_type=peft_type,
+                               target_modules=target_modules, tags=list(tags), metrics=list(metrics), name=name,
+                               sort=sort, limit=limit, offset=offset, include_deprecated=include_deprecated)
+    if as_json:
+        return print_json(page)
+    show_metric = sort.split(":")[1] if sort and sort.startswith("metric:") else None
+    cols = ["ADAPTER", "VERSION", "BASE", "TYPE", "RANK", "ALIASES", "CREATED"] + ([show_metric] if show_metric else [])
+    table(cols, [(v.name, v.version, v.base.name if v.base else "-", v.peft_type, v.rank, ",".join(v.aliases),
+                  v.created_at.strftime("%Y-%m-%d %H:%M"), *([v.metrics.get(show_metric)] if show_metric else []))
+                 for v in page.items])
+
+
+@click.command()
+@click.argument("ref")
+@json_option
+@pass_ctx
+def show(ctx, ref, as_json) -> None:
+    """Show an adapter version: NAME, NAME@VERSION or NAME@ALIAS."""
+    v = ctx.registry.show(ref)
+    if as_json:
+        return print_json(v)
+    kv([("adapter", v.ref), ("digest", v.content_digest),
+        ("base", f"{v.base.name} ({short(v.base.fingerprint)})" if v.base else f"- (config says {v.base_model_hint})"),
+        ("peft type", v.peft_type), ("rank", v.rank), ("alpha", v.alpha), ("targets", v.target_modules),
+        ("rank pattern", v.rank_pattern), ("alpha pattern", v.alpha_pattern), ("dora", v.use_dora or None),
+        ("rslora", v.use_rslora or None), ("modules to save", v.modules_to_save), ("bias", v.bias),
+        ("init", v.init_method), ("dtype", v.adapter_dtype), ("params", f"{v.param_count:,}"),
+        ("size", human(v.size_bytes)), ("aliases", v.aliases), ("tags", v.tags), ("metrics", v.metrics),
+        ("description", v.description), ("deprecated", (v.deprecation_reason or "yes") if v.deprecated else None),
+        ("successor", v.successor), ("created", f"{v.created_at:%Y-%m-%d %H:%M} by {v.created_by}")])
+    if v.compat:
+        click.echo(f"{'compat:':<16}{v.compat['status']} ({v.compat.get('modules_touched', 0)} modules)")
+        for e in v.compat.get("errors", []):
+            click.echo(f"  error: {e}")
+        for w in v.compat.get("warnings", []):
+            click.echo(f"  warning: {w}")
+    if v.training:
+        t = v.training
+        kv([("training", f"step {t.get('global_step')}, {len(t.get('loss_curve', []))} loss points"
+             + (f", {t['selected_checkpoint']}" if t.get("selected_checkpoint") else ""))])
+    for f in v.files:
+        click.echo(f"  file {f.path:<32} {human(f.size):>10}  {short(f.digest)}  {f.role}")
+    for x in v.verifications:
+        click.echo(f"  verified {'PASS' if x.passed else 'FAIL'} on {x.device_kind} {x.dtype} against "
+                   f"{x.base.name} at {x.created_at:%Y-%m-%d %H:%M}")
+    for m in v.merged:
+        click.echo(f"  merged #{m.id} {m.dtype} {m.engine} {human(m.size_bytes)} manifest {short(m.manifest_digest)}")
+    for p in v.publications:
+        click.echo(f"  published {p.uri}{'@' + p.revision if p.revision else ''}{' (forced)' if p.forced else ''} "
+                   f"by {p.actor} at {p.at:%Y-%m-%d %H:%M}")
+
+
+@click.command()
+@click.argument("ref")
+@json_option
+@pass_ctx
+def resolve(ctx, ref, as_json) -> None:
+    """Print a local folder with the adapter's files (for PeftModel.from_pretrained)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        path = ctx.registry.resolve(ref)
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    print_json({"ref": ref, "path": str(path)}) if as_json else click.echo(str(path))
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--base", "base_", help="Check against this base instead of the recorded one.")
+@json_option
+@pass_ctx
+def check(ctx, ref, base_, as_json) -> None:
+    """Static compatibility of an adapter version with a base model (no weights loaded)."""
+    rep = ctx.registry.check(ref, base=base_)
+    if as_json:
+        print_json(rep)
+    else:
+        click.echo(f"{rep.ref} vs {rep.base.name if rep.base else '-'}: {rep.status} "
+                   f"({rep.modules_touched} modules touched)")
+        for e in rep.errors:
+            click.echo(f"  error: {e}")
+        for w in rep.warnings:
+            click.echo(f"  warning: {w}")
+    if rep.status == "fail":
+        raise click.exceptions.Exit(2)
+
+
+@click.group("eval")
+def eval_() -> None:
+    """Record and list evaluation results."""
+
+
+@eval_.command("add")
+@click.argument("ref")
+@click.option("--metric", "metrics", multiple=True, help="NAME=VALUE (repeatable).")
+@click.option("--dataset")
+@click.option("--split")
+@click.option("--from-lm-eval", "lm_eval", type=click.Path(exists=True, dir_okay=False),
+              help="An lm-evaluation-harness results JSON.")
+@json_option
+@pass_ctx
+def eval_add(ctx, ref, metrics, dataset, split, lm_eval, as_json) -> None:
+    """Attach metric values to an adapter version."""
+    reg = ctx.registry
+    out = []
+    if lm_eval:
+        out += reg.add_lm_eval(ref, lm_eval)
+    if metrics or not lm_eval:
+        out += reg.add_eval(ref, list(metrics), dataset=dataset, split=split)
+    if as_json:
+        return print_json(out)
+    for e in out:
+        click.echo(f"{e.ref} {e.metric}={e.value:g}" + (f" ({e.dataset}/{e.split})" if e.dataset else ""))
+
+
+@eval_.command("ls")
+@click.argument("ref")
+@json_option
+@pass_ctx
+def eval_ls(ctx, ref, as_json) -> None:
+    """List the evaluation history of a version."""
+    evs = ctx.registry.evals(ref)
+    if as_json:
+        return print_json(evs)
+    table(["METRIC", "VALUE", "DATASET", "SPLIT", "SOURCE", "AT", "BY"],
+          [(e.metric, f"{e.value:g}", e.dataset, e.split, e.source, f"{e.created_at:%Y-%m-%d %H:%M}", e.created_by)
+           for e in evs])
+
+
+@click.command()
+@click.option("--limit", type=int, default=50)
+@click.option("--target", help="Only entries whose target starts with this.")
+@json_option
+@pass_ctx
+def audit(ctx, limit, target, as_json) -> None:
+    """Who did what, newest first."""
+    rows = ctx.registry.audit(limit=limit, target=target)
+    if as_json:
+        return print_json(rows)
+    table(["AT", "ACTOR", "ACTION", "TARGET"], [(f"{a.at:%Y-%m-%d %H:%M:%S}", a.actor, a.action, a.target) for a in rows])

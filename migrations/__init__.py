@@ -1,0 +1,1 @@
+"""Alembic migrations of the catalog (installed as registry.migrations)."""

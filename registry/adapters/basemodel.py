@@ -1,0 +1,152 @@
+"""Fingerprint a local Hugging Face model folder without loading its weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from registry.adapters.inspect import TOKENIZER_FILES, canonical_json
+from registry.storage.digest import sha256_file
+from registry.adapters.safetensors import TORCH_NAMES, read_header
+from registry.errors import InvalidModel, UnsafeFormat
+
+VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash"}
+SAMPLE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class BaseFingerprint:
+    folder: Path
+    revision: str | None
+    fingerprint: str
+    architecture: str
+    model_type: str | None
+    config: dict[str, Any]
+    config_hash: str
+    layout: dict[str, list]            # tensor -> [shape, dtype]
+    layout_hash: str
+    tokenizer_hash: str | None
+    weights_hash: str                   # sampled (sizes + head/tail of every shard) unless full
+    vocab_size: int | None
+    hidden_size: int | None
+    num_layers: int | None
+    dtype: str | None
+    tie_word_embeddings: bool
+    param_count: int
+    total_size: int
+    files: dict[str, dict[str, Any]]   # relpath -> {size, digest?, shard?}
+    tensor_files: dict[str, str]       # tensor -> shard file
+
+
+def weight_files(folder: Path) -> list[Path]:
+    idx = folder / "model.safetensors.index.json"
+    if idx.is_file():
+        try:
+            wm = json.loads(idx.read_text())["weight_map"]
+        except (KeyError, json.JSONDecodeError) as e:
+            raise InvalidModel(f"{idx.name} is not a valid safetensors index ({e})") from e
+        files = sorted(set(wm.values()))
+        missing = [f for f in files if not (folder / f).is_file()]
+        if missing:
+            raise InvalidModel(f"shards named in {idx.name} are missing: {', '.join(missing)}")
+        return [folder / f for f in files]
+    shards = sorted(folder.glob("*.safetensors"))
+    if shards:
+        return shards
+    pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt"))
+    if pickles:
+        raise UnsafeFormat(f"{folder.name}: only pickle weights ({', '.join(pickles)}); safetensors required")
+    raise InvalidModel(f"no safetensors weights in {folder}")
+
+
+def _sample_hash(path: Path, size: int) -> str:
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        for off in sorted({0, max(0, size // 2 - SAMPLE // 2), max(0, size - SAMPLE)}):
+            f.seek(off)
+            h.update(f.read(SAMPLE))
+    return h.hexdigest()
+
+
+def fingerprint_base(folder: Path, *, revision: str | None = None, full_hash: bool = False,
+                     max_header_bytes: int = 100 * 1024 * 1024) -> BaseFingerprint:
+    """Fingerprint = sha256(revision, config hash, tensor-layout hash, tokenizer hash, weights hash)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvalidModel(f"not a folder: {folder}")
+    cfg_path = folder / "config.json"
+    try:
+        config = json.loads(cfg_path.read_text())
+    except FileNotFoundError as e:
+        raise InvalidModel(f"missing config.json in {folder}") from e
+    except json.JSONDecodeError as e:
+        raise InvalidModel(f"config.json is not valid JSON ({e})") from e
+    stable = {k: v for k, v in config.items() if k not in VOLATILE_CONFIG_KEYS}
+    config_hash = hashlib.sha256(canonical_json(stable)).hexdigest()
+    layout: dict[str, list] = {}
+    tensor_files: dict[str, str] = {}
+    files: dict[str, dict[str, Any]] = {}
+    params = 0
+    wh = hashlib.sha256()
+    dtypes: dict[str, int] = {}
+    for shard in weight_files(folder):
+        hdr = read_header(shard, max_header_bytes=max_header_bytes)
+        rel = shard.name
+        digest = sha256_file(shard) if full_hash else None
+        files[rel] = {"size": hdr.file_size, "role": "weights", **({"digest": digest} if digest else {})}
+        wh.update(f"{rel}\0{digest or _sample_hash(shard, hdr.file_size)}\n".encode())
+        for name, info in hdr.tensors.items():
+            layout[name] = [list(info.shape), TORCH_NAMES.get(info.dtype, info.dtype)]
+            tensor_files[name] = rel
+            params += info.numel
+            dtypes[info.dtype] = dtypes.get(info.dtype, 0) + info.numel
+    layout_hash = hashlib.sha256(canonical_json(layout)).hexdigest()
+    tok = sorted(p for p in folder.iterdir() if p.is_file() and p.name in TOKENIZER_FILES)
+    tokenizer_hash = None
+    if tok:
+        th = hashlib.sha256()
+        for p in tok:
+            d = sha256_file(p)
+            files[p.name] = {"size": p.stat().st_size, "role": "tokenizer", "digest": d}
+            th.update(f"{p.name}\0{d}\n".encode())
+        tokenizer_hash = th.hexdigest()
+    for extra in ("config.json", "generation_config.json", "model.safetensors.index.json"):
+        p = folder / extra
+        if p.is_file():
+            files[extra] = {"size": p.stat().st_size, "role": "config", "digest": sha256_file(p)}
+    weights_hash = wh.hexdigest()
+    fp = hashlib.sha256(canonical_json(["v1", revision or "", config_hash, layout_hash, tokenizer_hash or "",
+                                        weights_hash])).hexdigest()
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    archs = config.get("architectures") or [config.get("model_type") or "unknown"]
+    main_dtype = TORCH_NAMES.get(max(dtypes, key=dtypes.get)) if dtypes else None
+    return BaseFingerprint(
+        folder=folder.resolve(), revision=revision, fingerprint=fp, architecture=archs[0],
+        model_type=config.get("model_type"), config=config, config_hash=config_hash, layout=layout,
+        layout_hash=layout_hash, tokenizer_hash=tokenizer_hash, weights_hash=weights_hash,
+        vocab_size=text.get("vocab_size"), hidden_size=text.get("hidden_size") or text.get("n_embd"),
+        num_layers=text.get("num_hidden_layers") or text.get("n_layer"), dtype=main_dtype,
+        tie_word_embeddings=_tied(config, text, layout),
+        param_count=params, total_size=sum(os.path.getsize(folder / f) for f in files), files=files,
+        tensor_files=tensor_files,
+    )
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _tied(config: dict, text: dict, layout: dict) -> bool:
+    """Whether input and output embeddings share one tensor (the config says; else the layout)."""
+    for c in (config, text):
+        if "tie_word_embeddings" in c:
+            return bool(c["tie_word_embeddings"])
+    return not any(k.endswith("lm_head.weight") for k in layout)

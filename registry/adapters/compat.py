@@ -1,0 +1,144 @@
+"""Static compatibility of an adapter with a base model: shapes and names only, no weights loaded.
+
+Produces a report with `errors` (the adapter cannot be right for this base), `warnings` (it
+loads, but something is off: it does nothing, it needs a modified base, the vocabulary differs)
+and figures. Pure: takes the adapter's tensor infos and the base's layout as data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from registry.adapters import keys as K
+from registry.adapters.peft_config import PeftFields
+from registry.adapters.safetensors import TensorInfo
+
+EMBED_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "embed_in.weight")
+MAX_LISTED = 10
+
+
+def _embedding_key(layout: dict[str, list]) -> str | None:
+    for k in layout:
+        if k.endswith(EMBED_SUFFIXES):
+            return k
+    return None
+
+
+def resolve_weight(module: str, layout: dict[str, list], tied: bool) -> str | None:
+    """The base tensor a LoRA module updates (a tied lm_head updates the input embedding)."""
+    key = f"{module}.weight"
+    if key in layout:
+        return key
+    if tied and module.split(".")[-1] in ("lm_head", "embed_out"):
+        return _embedding_key(layout)
+    return None
+
+
+def _shape(layout: dict[str, list], key: str) -> tuple[int, ...]:
+    return tuple(layout[key][0])
+
+
+def check_compat(fields: PeftFields, tensors: dict[str, TensorInfo], layout: dict[str, list], *,
+                 base_config: dict[str, Any] | None = None, tied: bool = False,
+                 zero_b: list[str] | None = None, adapter_vocab: int | None = None) -> dict[str, Any]:
+    """Check every adapter tensor against the base layout. Returns the stored report."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    lay = K.layout(tensors)
+    touched = 0
+    ranks: dict[str, int] = {}
+    if not fields.is_lora:
+        warnings.append(f"{fields.peft_type} adapters get no static shape check (only the LoRA family does)")
+    for module, mt in sorted(lay.modules.items()):
+        wkey = resolve_weight(module, layout, tied)
+        if wkey is None:
+            errors.append(f"{module}: no such module in the base model")
+            continue
+        W = _shape(layout, wkey)
+        p = mt.parts
+        if "A" in p and "B" in p:
+            A, B = p["A"].shape, p["B"].shape
+            if len(W) != 2 and len(W) < 3:
+                errors.append(f"{module}: base tensor {wkey} has shape {list(W)}, not a matrix")
+                continue
+            r = A[0]
+            if B[1] != r:
+                errors.append(f"{module}: rank mismatch, lora_A has r={r} but lora_B has r={B[1]}")
+            if len(W) == 2:
+                linear_ok = (B[0], A[1]) == W
+                conv1d_ok = (A[1], B[0]) == W
+                if fields.fan_in_fan_out and not conv1d_ok and linear_ok:
+                    warnings.append(f"{module}: fan_in_fan_out is set but the shapes fit a Linear layer")
+                if not (linear_ok or conv1d_ok):
+                    errors.append(f"{module}: shape mismatch, lora_B{list(B)} @ lora_A{list(A)} does not fit "
+                                  f"{wkey}{list(W)}")
+            elif len(W) >= 3 and (A[1] != W[1] or B[0] != W[0]):
+                errors.append(f"{module}: conv shape mismatch, A{list(A)} B{list(B)} vs {wkey}{list(W)}")
+            ranks[module] = r
+        elif "emb_A" in p and "emb_B" in p:
+            A, B = p["emb_A"].shape, p["emb_B"].shape  # (r, num_embeddings), (dim, r)
+            r = A[0]
+            if B[1] != r:
+                errors.append(f"{module}: rank mismatch, lora_embedding_A r={r}, lora_embedding_B r={B[1]}")
+            if (A[1], B[0]) != W:
+                errors.append(f"{module}: embedding shape mismatch, ({A[1]}, {B[0]}) vs {wkey}{list(W)}")
+            ranks[module] = r
+        elif p:
+            errors.append(f"{module}: incomplete LoRA pair (has {', '.join(sorted(p))})")
+            continue
+        if "magnitude" in p:
+            out_dim = W[0] if not fields.fan_in_fan_out else W[-1]
+            if p["magnitude"].shape[0] not in (W[0], W[-1]):
+                errors.append(f"{module}: DoRA magnitude has {p['magnitude'].shape[0]} entries, expected {out_dim}")
+        if "B_bias" in p and f"{module}.bias" not in layout:
+            errors.append(f"{module}: lora_bias set but the base layer has no bias")
+        if fields.is_lora and module in ranks:
+            want, _alpha = fields.scaling_for(module)
+            if want is not None and want != ranks[module]:
+                errors.append(f"{module}: rank {ranks[module]} in the file but the config resolves r={want}")
+        touched += 1
+    for key, info in sorted(lay.replaced.items()):
+        if key not in layout:
+            tied_head = tied and key.split(".")[-2:-1] == ["lm_head"]
+            if not tied_head:
+                errors.append(f"{key}: replaces a tensor the base does not have")
+            continue
+        W = _shape(layout, key)
+        if tuple(info.shape) != W:
+            if key.endswith(EMBED_SUFFIXES) or "lm_head" in key:
+                warnings.append(f"{key}: vocabulary resized, adapter has {list(info.shape)}, base {list(W)}; "
+                                "merge into a base resized to match")
+            else:
+                errors.append(f"{key}: shape {list(info.shape)} does not match the base's {list(W)}")
+    for module, info in sorted(lay.tokens.items()):
+        wkey = resolve_weight(module, layout, tied)
+        if wkey is None:
+            errors.append(f"{module}: trainable tokens for a module the base does not have")
+        elif info.shape[-1] != _shape(layout, wkey)[-1]:
+            errors.append(f"{module}: trainable token rows have width {info.shape[-1]}, base {_shape(layout, wkey)[-1]}")
+    if lay.unknown:
+        warnings.append(f"{len(lay.unknown)} tensors of unknown role: {', '.join(lay.unknown[:MAX_LISTED])}")
+    if fields.is_lora and touched == 0 and not lay.replaced and not lay.tokens:
+        errors.append("the adapter touches no module of the base model")
+    if zero_b and fields.is_lora and len(zero_b) >= len([m for m in lay.modules.values() if m.parts]):
+        warnings.append("every lora_B is all zeros: the adapter loads but does nothing")
+    elif zero_b:
+        warnings.append(f"{len(zero_b)} lora_B tensors are all zeros")
+    if fields.changes_base:
+        warnings.append(f"init_lora_weights={fields.init_method}: training modified the base weights themselves; "
+                        "this adapter is only correct on that modified base (convert it with peft's "
+                        "path_initial_model_for_weight_conversion before registering)")
+    if tied and any(m.split(".")[-1] in ("lm_head", "embed_tokens", "wte") for m in lay.modules):
+        warnings.append("LoRA on a tied embedding: merging changes input and output embeddings together, "
+                        "so the merged model differs from the unmerged adapter")
+    base_vocab = (base_config or {}).get("vocab_size")
+    if adapter_vocab and base_vocab and adapter_vocab > base_vocab:
+        warnings.append(f"the adapter's tokenizer has {adapter_vocab} tokens but the base vocabulary is {base_vocab}")
+    if fields.layer_replication:
+        warnings.append("layer_replication is set: peft cannot merge this adapter")
+    status = "fail" if errors else ("warn" if warnings else "ok")
+    return {
+        "status": status, "errors": errors, "warnings": warnings, "modules_touched": touched,
+        "ranks": sorted(set(ranks.values())), "replaced_tensors": sorted(lay.replaced),
+        "trainable_token_modules": sorted(lay.tokens),
+    }

@@ -1,0 +1,157 @@
+"""Inspect an adapter folder (PEFT, or a Trainer/TRL output) into a manifest, without torch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from registry.adapters import keys as K
+from registry.adapters.peft_config import PeftFields, load_config
+from registry.adapters.safetensors import FLOAT_DTYPES, TORCH_NAMES, Header, read_header, scan_tensor
+from registry.adapters.training import training_metadata
+from registry.errors import InvalidAdapter, UnsafeFormat
+from registry.storage.digest import sha256_file
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9._-]+)?$")
+TOKENIZER_FILES = {
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+    "tokenizer.model", "added_tokens.json", "chat_template.jinja", "chat_template.json", "vocab.txt",
+    "spiece.model", "sentencepiece.bpe.model", "preprocessor_config.json", "processor_config.json",
+}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+TRAINING_STATE = {"optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin", "scaler.pt"}
+OTHER_FILES = {"README.md"}
+WEIGHTS = "adapter_model.safetensors"
+CONFIG = "adapter_config.json"
+
+
+def check_name(name: str) -> str:
+    from registry.errors import InvalidName
+
+    if not isinstance(name, str) or len(name) > 200 or not NAME_RE.match(name):
+        raise InvalidName(f"invalid adapter name {name!r}", name=name)
+    return name
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    local: Path
+    size: int
+    role: str
+    digest: str
+
+
+@dataclass
+class AdapterManifest:
+    folder: Path
+    conf: dict[str, Any]
+    fields: PeftFields
+    header: Header
+    files: list[FileEntry]
+    content_digest: str
+    adapter_dtype: str | None
+    param_count: int
+    size_bytes: int
+    zero_b: list[str]
+    training: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def layout(self) -> K.AdapterLayout:
+        return K.layout(self.header.tensors)
+
+
+def content_digest(files: list[tuple[str, str]]) -> str:
+    """One digest for a set of (path, sha256): a version's identity."""
+    h = hashlib.sha256()
+    for path, digest in sorted(files):
+        h.update(f"{path}\0{digest}\n".encode())
+    return h.hexdigest()
+
+
+def find_adapter_folder(path: Path) -> tuple[Path, Path | None]:
+    """(adapter folder, trainer root or None). A Trainer output picks its final adapter."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidAdapter(f"no such folder: {path}")
+    if not path.is_dir():
+        raise InvalidAdapter(f"not a folder: {path} (push takes the adapter's folder)")
+    if (path / CONFIG).is_file():
+        return path, (path if (path / "trainer_state.json").exists() else None)
+    cks = []
+    for d in path.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
+        if m and d.is_dir() and (d / CONFIG).is_file():
+            cks.append((int(m.group(1)), d))
+    if cks:
+        return max(cks)[1], path
+    raise InvalidAdapter(f"missing {CONFIG} in {path} (not a PEFT adapter folder or Trainer output)")
+
+
+def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes: int = 100 * 1024 * 1024,
+                    scan: bool = True) -> AdapterManifest:
+    """Read, check and digest an adapter folder. Raises InvalidAdapter / UnsafeFormat / CorruptFile."""
+    folder, trainer_root = find_adapter_folder(path)
+    conf, fields = load_config(folder / CONFIG)
+    weights = folder / WEIGHTS
+    notes: list[str] = []
+    pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.name not in TRAINING_STATE]
+    if not weights.is_file():
+        if pickles and not allow_pickle:
+            raise UnsafeFormat(f"{folder.name}: pickle weights ({', '.join(sorted(pickles))}) are refused: "
+                               "they can run code when loaded", files=sorted(pickles))
+        if pickles:
+            raise UnsafeFormat(f"{folder.name}: only pickle weights found; even with pickles allowed the registry "
+                               "stores safetensors only", files=sorted(pickles))
+        raise InvalidAdapter(f"missing {WEIGHTS} in {folder}")
+    if pickles:
+        notes.append(f"ignored pickle files: {', '.join(sorted(pickles))}")
+    header = read_header(weights, max_header_bytes=max_header_bytes)
+    if not header.tensors:
+        raise InvalidAdapter(f"{WEIGHTS} holds no tensors")
+    zero_b: list[str] = []
+    if scan:
+        for name, info in header.tensors.items():
+            if info.dtype not in FLOAT_DTYPES:
+                continue
+            bad, all_zero = scan_tensor(weights, info)
+            if bad:
+                raise InvalidAdapter(f"{WEIGHTS}: tensor {name} has {bad} NaN/Inf values", tensor=name)
+            if all_zero and (name.endswith(".lora_B.weight") or name.endswith(".lora_embedding_B")):
+                zero_b.append(name)
+    dtypes = Counter(i.dtype for i in header.tensors.values() if i.dtype in FLOAT_DTYPES)
+    adapter_dtype = TORCH_NAMES.get(dtypes.most_common(1)[0][0]) if dtypes else None
+    entries: list[FileEntry] = []
+    for p in sorted(folder.iterdir()):
+        if not p.is_file():
+            continue
+        if p.name == CONFIG:
+            role = "config"
+        elif p.name == WEIGHTS:
+            role = "weights"
+        elif p.name in TOKENIZER_FILES:
+            role = "tokenizer"
+        elif p.name == "trainer_state.json":
+            role = "training"
+        elif p.name in OTHER_FILES:
+            role = "other"
+        else:
+            continue  # optimizer state, pickles, logs: not part of the adapter
+        entries.append(FileEntry(p.name, p, p.stat().st_size, role, sha256_file(p)))
+    digest = content_digest([(e.path, e.digest) for e in entries])
+    return AdapterManifest(
+        folder=folder, conf=conf, fields=fields, header=header, files=entries, content_digest=digest,
+        adapter_dtype=adapter_dtype, param_count=sum(i.numel for i in header.tensors.values()),
+        size_bytes=sum(e.size for e in entries), zero_b=zero_b,
+        training=training_metadata(folder, root=trainer_root) if trainer_root else None, notes=notes,
+    )
+
+
+def canonical_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()

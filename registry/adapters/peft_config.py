@@ -1,0 +1,134 @@
+"""adapter_config.json as typed fields (pure; no peft import)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from registry.errors import InvalidAdapter
+
+LORA_FAMILY = {"LORA"}
+# Initialisations that move the base weights themselves: the adapter is only right on the base
+# *as modified at init time*, so merging it into the original base is wrong.
+BASE_CHANGING_INITS = {"pissa", "olora", "corda", "loftq"}
+
+
+@dataclass(frozen=True)
+class PeftFields:
+    peft_type: str
+    task_type: str | None
+    base_model_hint: str | None
+    rank: int | None
+    alpha: float | None
+    rank_pattern: dict[str, int] = field(default_factory=dict)
+    alpha_pattern: dict[str, float] = field(default_factory=dict)
+    target_modules: list[str] = field(default_factory=list)
+    target_regex: str | None = None
+    exclude_modules: list[str] | str | None = None
+    layers_to_transform: list[int] | None = None
+    layers_pattern: list[str] | str | None = None
+    use_dora: bool = False
+    use_rslora: bool = False
+    modules_to_save: list[str] = field(default_factory=list)
+    bias: str | None = None
+    lora_bias: bool = False
+    fan_in_fan_out: bool = False
+    init_method: str | None = None
+    trainable_token_indices: Any = None
+    target_parameters: list[str] | None = None
+    layer_replication: Any = None
+
+    @property
+    def is_lora(self) -> bool:
+        return self.peft_type in LORA_FAMILY
+
+    @property
+    def changes_base(self) -> bool:
+        return (self.init_method or "").split("_")[0] in BASE_CHANGING_INITS
+
+    def scaling_for(self, module: str) -> tuple[int | None, float | None]:
+        """(r, alpha) for a module name, resolved the way peft's get_pattern_key does."""
+        r = pattern_value(self.rank_pattern, module, self.rank)
+        a = pattern_value(self.alpha_pattern, module, self.alpha)
+        return r, a
+
+
+def pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
+    """peft's get_pattern_key: the first key, in dict order, matching a dotted suffix of `module`."""
+    for key, value in patterns.items():
+        if re.match(rf"(.*\.)?({key})$", module):
+            return value
+    return default
+
+
+def init_method(conf: dict[str, Any]) -> str | None:
+    v = conf.get("init_lora_weights", True)
+    if conf.get("loftq_config"):
+        return "loftq"
+    if conf.get("corda_config") and str(v).lower() == "corda":
+        return "corda"
+    if v is True:
+        return "default"
+    if v is False:
+        return "random"
+    return str(v).lower()
+
+
+def parse_config(conf: dict[str, Any]) -> PeftFields:
+    """Typed fields from a parsed adapter_config.json. Raises InvalidAdapter on a bad config."""
+    if not isinstance(conf, dict) or "peft_type" not in conf:
+        raise InvalidAdapter("adapter_config.json has no peft_type: not a PEFT adapter config")
+    peft_type = str(conf["peft_type"]).upper()
+    tm = conf.get("target_modules")
+    target_regex = tm if isinstance(tm, str) else None
+    targets = sorted(tm) if isinstance(tm, (list, tuple, set)) else ([] if tm is None else [tm])
+    mts = conf.get("modules_to_save") or []
+    r = conf.get("r")
+    alpha = conf.get("lora_alpha")
+    try:
+        rank = int(r) if r is not None else None
+        alpha_f = float(alpha) if alpha is not None else None
+        rank_pattern = {str(k): int(v) for k, v in (conf.get("rank_pattern") or {}).items()}
+        alpha_pattern = {str(k): float(v) for k, v in (conf.get("alpha_pattern") or {}).items()}
+    except (TypeError, ValueError) as e:
+        raise InvalidAdapter(f"adapter_config.json: r / lora_alpha / patterns must be numbers ({e})") from e
+    if rank is not None and rank <= 0:
+        raise InvalidAdapter(f"adapter_config.json: r must be positive, got {rank}")
+    ltt = conf.get("layers_to_transform")
+    return PeftFields(
+        peft_type=peft_type,
+        task_type=conf.get("task_type"),
+        base_model_hint=conf.get("base_model_name_or_path"),
+        rank=rank,
+        alpha=alpha_f,
+        rank_pattern=rank_pattern,
+        alpha_pattern=alpha_pattern,
+        target_modules=[str(t) for t in targets],
+        target_regex=target_regex,
+        exclude_modules=conf.get("exclude_modules"),
+        layers_to_transform=[ltt] if isinstance(ltt, int) else ltt,
+        layers_pattern=conf.get("layers_pattern"),
+        use_dora=bool(conf.get("use_dora", False)),
+        use_rslora=bool(conf.get("use_rslora", False)),
+        modules_to_save=[str(m) for m in mts],
+        bias=conf.get("bias"),
+        lora_bias=bool(conf.get("lora_bias", False)),
+        fan_in_fan_out=bool(conf.get("fan_in_fan_out", False)),
+        init_method=init_method(conf) if peft_type in LORA_FAMILY else None,
+        trainable_token_indices=conf.get("trainable_token_indices"),
+        target_parameters=conf.get("target_parameters"),
+        layer_replication=conf.get("layer_replication"),
+    )
+
+
+def load_config(path: Path) -> tuple[dict[str, Any], PeftFields]:
+    try:
+        conf = json.loads(Path(path).read_text())
+    except FileNotFoundError as e:
+        raise InvalidAdapter(f"missing {Path(path).name} in {Path(path).parent}") from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidAdapter(f"{Path(path).name} is not valid JSON ({e})") from e
+    return conf, parse_config(conf)

@@ -1,0 +1,136 @@
+"""The write side of the catalog. Every function runs inside the caller's write transaction.
+
+The SQL that guards concurrency lives here: version numbering (`create_version`) and upserts.
+The job claim lives in jobs/queue.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from registry.adapters.basemodel import BaseFingerprint
+from registry.adapters.inspect import AdapterManifest
+from registry.catalog import models as M
+
+V = M.AdapterVersion
+
+
+def insert_ignore(s: Session, table, values: dict[str, Any] | list[dict[str, Any]], index_elements: list[str]):
+    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
+    ins = (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)(table)
+    return s.execute(ins.values(values).on_conflict_do_nothing(index_elements=index_elements))
+
+
+def record(s: Session, actor: str, action: str, target: str, details: dict[str, Any] | None = None) -> None:
+    """Append to the audit log and to the events outbox, in the caller's transaction."""
+    s.add(M.AuditEntry(actor=actor, action=action, target=target, details=details))
+    s.add(M.Event(kind=action, subject=target, payload={"actor": actor, **(details or {})}))
+
+
+def add_blobs(s: Session, blobs: dict[str, int]) -> None:
+    if blobs:
+        insert_ignore(s, M.Blob, [{"digest": d, "size": n} for d, n in sorted(blobs.items())], ["digest"])
+
+
+def register_base(s: Session, fp: BaseFingerprint, *, name: str, actor: str, location: str,
+                  weights_stored: bool) -> tuple[M.BaseModelRow, bool]:
+    """The base row for (name, fingerprint), created if new. Same folder twice -> same row."""
+    B = M.BaseModelRow
+    row = s.scalar(select(B).where(B.name == name, B.fingerprint == fp.fingerprint))
+    if row is not None:
+        if weights_stored and not row.weights_stored:
+            row.weights_stored = True
+            row.files = fp.files
+        return row, False
+    row = B(
+        name=name, revision=fp.revision, fingerprint=fp.fingerprint, architecture=fp.architecture,
+        model_type=fp.model_type, config_hash=fp.config_hash, layout_hash=fp.layout_hash,
+        tokenizer_hash=fp.tokenizer_hash, vocab_size=fp.vocab_size, hidden_size=fp.hidden_size,
+        num_layers=fp.num_layers, dtype=fp.dtype, tie_word_embeddings=fp.tie_word_embeddings,
+        param_count=fp.param_count, total_size=fp.total_size, location=location, weights_stored=weights_stored,
+        layout=fp.layout, config=fp.config, files=fp.files, created_by=actor,
+    )
+    s.add(row)
+    s.flush()
+    record(s, actor, "base.add", f"{name}@{fp.revision or fp.fingerprint[:12]}",
+           {"fingerprint": fp.fingerprint, "location": location})
+    return row, True
+
+
+def lock_adapter(s: Session, name: str, *, actor: str, description: str = "") -> M.Adapter:
+    """The adapter row, created if needed, locked for the rest of the transaction.
+
+    PostgreSQL: INSERT ... ON CONFLICT DO NOTHING makes concurrent creators agree on one row, and
+    SELECT ... FOR UPDATE makes every later step of a concurrent push wait for this one.
+    SQLite: the write transaction began with BEGIN IMMEDIATE, so writers are already serialised.
+    """
+    insert_ignore(s, M.Adapter, {"name": name, "namespace": name.split("/")[0] if "/" in name else "",
+                                  "description": description, "latest_version": 0, "created_by": actor,
+                                  "created_at": M.utcnow()}, ["name"])
+    return s.scalar(select(M.Adapter).where(M.Adapter.name == name).with_for_update())
+
+
+def create_version(s: Session, manifest: AdapterManifest, *, name: str, base: M.BaseModelRow | None,
+                   tags: dict[str, str], description: str, compat: dict[str, Any] | None,
+                   actor: str) -> tuple[M.Adapter, M.AdapterVersion, bool]:
+    """Register a version: the same content returns the existing version; new content gets max+1.
+
+    Race-free because the adapter row is locked (lock_adapter) before the content lookup and the
+    numbering; the unique constraints (adapter_id, version) and (adapter_id, content_digest) are
+    the backstop should anything slip through.
+    """
+    adapter = lock_adapter(s, name, actor=actor, description=description)
+    existing = s.scalar(select(V).where(V.adapter_id == adapter.id, V.content_digest == manifest.content_digest))
+    if existing is not None:
+        return adapter, existing, False
+    number = s.scalar(update(M.Adapter).where(M.Adapter.id == adapter.id)
+                      .values(latest_version=M.Adapter.latest_version + 1).returning(M.Adapter.latest_version))
+    f = manifest.fields
+    add_blobs(s, {e.digest: e.size for e in manifest.files})
+    row = V(
+        adapter_id=adapter.id, version=number, content_digest=manifest.content_digest,
+        base_model_id=base.id if base else None, base_model_hint=f.base_model_hint, peft_type=f.peft_type,
+        task_type=f.task_type, rank=f.rank, alpha=f.alpha, rank_pattern=f.rank_pattern, alpha_pattern=f.alpha_pattern,
+        target_modules=f.target_modules if not f.target_regex else [f.target_regex], use_dora=f.use_dora,
+        use_rslora=f.use_rslora, modules_to_save=f.modules_to_save, bias=f.bias, init_method=f.init_method,
+        adapter_dtype=manifest.adapter_dtype, param_count=manifest.param_count, size_bytes=manifest.size_bytes,
+        description=description, config=manifest.conf, training=manifest.training, compat=compat,
+        compat_status=(compat or {}).get("status", "unknown"), created_by=actor,
+    )
+    row.files = [M.VersionFile(path=e.path, digest=e.digest, size=e.size, role=e.role) for e in manifest.files]
+    s.add(row)
+    s.flush()
+    for mod in sorted(set(row.target_modules)):
+        s.add(M.VersionTargetModule(version_id=row.id, module=mod))
+    for k, v in sorted(tags.items()):
+        s.add(M.Tag(version_id=row.id, key=k, value=v))
+    record(s, actor, "version.create", f"{name}@{number}", {"digest": manifest.content_digest,
+                                                              "base": base.fingerprint if base else None})
+    return adapter, row, True
+
+
+def add_eval(s: Session, row: M.AdapterVersion, *, ref: str, metric: str, value: float, dataset: str | None,
+             split: str | None, source: str, details: dict[str, Any] | None, actor: str) -> M.EvalResult:
+    """Record an evaluation and make it the version's current value of that metric."""
+    ev = M.EvalResult(version_id=row.id, metric=metric, value=value, dataset=dataset, split=split, source=source,
+                      details=details, created_by=actor)
+    s.add(ev)
+    mv = s.get(M.MetricValue, (row.id, metric))
+    if mv is None:
+        s.add(M.MetricValue(version_id=row.id, metric=metric, value=value, base_model_id=row.base_model_id,
+                            rank=row.rank, deprecated=row.deprecated))
+    else:
+        mv.value = value
+    s.flush()
+    record(s, actor, "eval.add", ref, {"metric": metric, "value": value, "dataset": dataset, "split": split})
+    return ev
+
+
+def set_deprecated(s: Session, row: M.AdapterVersion, deprecated: bool) -> None:
+    """Keep the denormalised flag in metric_values in step with the version."""
+    row.deprecated = deprecated
+    s.execute(update(M.MetricValue).where(M.MetricValue.version_id == row.id).values(deprecated=deprecated))

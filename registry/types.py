@@ -1,0 +1,282 @@
+"""Frozen result types returned by every public method (never ORM rows or loose dicts).
+
+`to_dict()` gives the stable JSON shape documented in docs/JSON.md (used by `--json` and the API).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=dt.timezone.utc)
+        return v.isoformat()
+    if isinstance(v, Path):
+        return str(v)
+    if dataclasses.is_dataclass(v):
+        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return v
+
+
+class _Result:
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(frozen=True)
+class BaseModel(_Result):
+    name: str
+    revision: str | None
+    fingerprint: str
+    architecture: str
+    model_type: str | None
+    dtype: str | None
+    vocab_size: int | None
+    hidden_size: int | None
+    num_layers: int | None
+    tie_word_embeddings: bool
+    param_count: int
+    total_size: int
+    location: str
+    weights_stored: bool
+    config_hash: str
+    layout_hash: str
+    tokenizer_hash: str | None
+    created_at: dt.datetime
+    created_by: str
+    created: bool = False  # True when this call registered it
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.revision}" if self.revision else self.name
+
+
+@dataclass(frozen=True)
+class BaseRef(_Result):
+    name: str
+    revision: str | None
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class FileInfo(_Result):
+    path: str
+    digest: str
+    size: int
+    role: str
+
+
+@dataclass(frozen=True)
+class EvalResult(_Result):
+    ref: str
+    metric: str
+    value: float
+    dataset: str | None
+    split: str | None
+    source: str
+    created_at: dt.datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
+class AliasMove(_Result):
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    reason: str | None
+    overridden: bool
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Verification(_Result):
+    ref: str
+    base: BaseRef
+    passed: bool
+    device_kind: str
+    dtype: str
+    figures: dict[str, Any]
+    versions: dict[str, Any]
+    duration_s: float
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class MergedArtifact(_Result):
+    id: int
+    ref: str
+    base: BaseRef
+    dtype: str
+    engine: str
+    engine_version: str
+    device: str
+    manifest_digest: str
+    size_bytes: int
+    files: dict[str, Any]
+    validation: dict[str, Any]
+    created_at: dt.datetime
+    path: Path | None = None  # local folder when materialised
+    created: bool = False
+
+
+@dataclass(frozen=True)
+class Publication(_Result):
+    ref: str
+    target: str
+    uri: str
+    revision: str | None
+    manifest_digest: str
+    forced: bool
+    actor: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class AdapterVersion(_Result):
+    """One adapter version. `show` fills the detail fields; `search` leaves them empty."""
+
+    name: str
+    version: int
+    content_digest: str
+    base: BaseRef | None
+    base_model_hint: str | None
+    peft_type: str
+    task_type: str | None
+    rank: int | None
+    alpha: float | None
+    rank_pattern: dict[str, int]
+    alpha_pattern: dict[str, float]
+    target_modules: tuple[str, ...]
+    use_dora: bool
+    use_rslora: bool
+    modules_to_save: tuple[str, ...]
+    bias: str | None
+    init_method: str | None
+    adapter_dtype: str | None
+    param_count: int
+    size_bytes: int
+    description: str
+    tags: dict[str, str]
+    aliases: tuple[str, ...]
+    metrics: dict[str, float]
+    compat_status: str | None
+    deprecated: bool
+    deprecation_reason: str | None
+    successor: str | None
+    created_at: dt.datetime
+    created_by: str
+    created: bool = False
+    # detail (show)
+    files: tuple[FileInfo, ...] = ()
+    compat: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    evals: tuple[EvalResult, ...] = ()
+    verifications: tuple[Verification, ...] = ()
+    merged: tuple[MergedArtifact, ...] = ()
+    publications: tuple[Publication, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class Adapter(_Result):
+    name: str
+    description: str
+    latest_version: int
+    aliases: dict[str, int]
+    created_at: dt.datetime
+    created_by: str
+    versions: tuple[AdapterVersion, ...] = ()
+
+
+@dataclass(frozen=True)
+class SearchPage(_Result):
+    items: tuple[AdapterVersion, ...]
+    total: int | None
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class CompatReport(_Result):
+    ref: str
+    base: BaseRef | None
+    status: str
+    errors: tuple[str, ...]
+    warnings: tuple[str, ...]
+    modules_touched: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job(_Result):
+    id: int
+    kind: str
+    state: str
+    payload: dict[str, Any]
+    priority: int
+    attempt: int
+    max_attempts: int
+    run_after: dt.datetime
+    worker_id: str | None
+    error: str | None
+    errors: tuple[dict[str, Any], ...]
+    result: dict[str, Any] | None
+    progress: dict[str, Any] | None
+    unique_key: str | None
+    cancel_requested: bool
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    created_by: str
+    created: bool = False
+
+
+@dataclass(frozen=True)
+class WorkerInfo(_Result):
+    id: str
+    host: str
+    pid: int
+    device: str
+    gpu_name: str | None
+    gpu_memory: int | None
+    kinds: tuple[str, ...]
+    versions: dict[str, Any]
+    state: str
+    current_job_id: int | None
+    started_at: dt.datetime
+    last_seen: dt.datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry(_Result):
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class EventInfo(_Result):
+    id: int
+    at: dt.datetime
+    kind: str
+    subject: str
+    payload: dict[str, Any]

@@ -1,0 +1,156 @@
+"""Shared fixtures: real SQLite files, a real PostgreSQL, real tiny models. Nothing is mocked.
+
+PostgreSQL: ADAPTER_REGISTRY_TEST_PG (default postgresql+psycopg://postgres@127.0.0.1:5432/test)
+names a server; each test gets a fresh database created from it. With
+ADAPTER_REGISTRY_REQUIRE_PG=1 (CI) an unreachable server fails the tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+PG_URL = os.environ.get("ADAPTER_REGISTRY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("ADAPTER_REGISTRY_REQUIRE_PG") == "1"
+
+
+def _pg_admin():
+    from sqlalchemy import create_engine
+
+    return create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The PostgreSQL server URL, checked once (fails in CI, skips elsewhere when unreachable)."""
+    try:
+        eng = _pg_admin()
+        with eng.connect() as c:
+            c.exec_driver_sql("select 1")
+        eng.dispose()
+    except Exception as e:  # pragma: no cover - depends on the machine
+        msg = f"PostgreSQL at {PG_URL} is not reachable: {e.__class__.__name__}: {str(e)[:200]}"
+        if REQUIRE_PG:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return PG_URL
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    from sqlalchemy.engine import make_url
+
+    name = f"ar_t_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin()
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as c:
+        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """Run the test on an SQLite file and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def settings_for(tmp_path):
+    """Settings for a registry under tmp_path on the given database URL."""
+    from registry.settings import Settings
+
+    def make(db: str, **kw):
+        return Settings.from_env(env={}, home=tmp_path / "home", db=db, store=str(tmp_path / "store"),
+                                 actor="tester", **kw)
+
+    return make
+
+
+@pytest.fixture
+def registry(db_url, settings_for):
+    """A Registry on SQLite and on PostgreSQL (schema upgraded to head)."""
+    from registry import migrate
+    from registry.app import Registry
+    from registry.db import make_engine
+
+    if not db_url.startswith("sqlite"):
+        eng = make_engine(db_url)
+        migrate.upgrade(eng)
+        eng.dispose()
+    reg = Registry(settings_for(db_url))
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def sqlite_registry(tmp_path, settings_for):
+    from registry.app import Registry
+
+    reg = Registry(settings_for(f"sqlite:///{tmp_path / 'catalog.db'}"))
+    yield reg
+    reg.close()
+
+
+# -- tiny real models (built once per session, never downloaded) ----------------------------------
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(models_dir) -> Path:
+    from registry.testing.tiny import build_llama
+
+    return build_llama(models_dir / "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_other(models_dir) -> Path:
+    """A different base: other hidden size, so shapes do not fit adapters of tiny_llama."""
+    from registry.testing.tiny import build_llama
+
+    return build_llama(models_dir / "llama-other", hidden_size=32, intermediate_size=64, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(models_dir) -> Path:
+    from registry.testing.tiny import build_gpt2
+
+    return build_gpt2(models_dir / "gpt2")
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(models_dir, tiny_llama) -> Path:
+    from registry.testing.tiny import build_adapter
+
+    return build_adapter(tiny_llama, models_dir / "adapter", r=4, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter2(models_dir, tiny_llama) -> Path:
+    from registry.testing.tiny import build_adapter
+
+    return build_adapter(tiny_llama, models_dir / "adapter2", r=8, seed=2, target_modules=["q_proj", "v_proj"])
+
+
+@pytest.fixture(scope="session")
+def gpt2_adapter(models_dir, tiny_gpt2) -> Path:
+    from registry.testing.tiny import build_adapter
+
+    return build_adapter(tiny_gpt2, models_dir / "gpt2-adapter", r=4, seed=4)
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
