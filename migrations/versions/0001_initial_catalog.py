@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 07:27:17.778959
+Create Date: 2026-11-28 07:32:49.874011
 """
 from typing import Sequence, Union
 
@@ -17,7 +17,6 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    
     op.create_table('adapters',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -373,11 +372,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_publications_merged_id'), ['merged_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_publications_version_id'), ['version_id'], unique=False)
 
-    
 
 
 def downgrade() -> None:
-    
     with op.batch_alter_table('publications', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_publications_version_id'))
         batch_op.drop_index(batch_op.f('ix_publications_merged_id'))
@@ -461,4 +458,3 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_adapters_namespace'))
 
     op.drop_table('adapters')
-    
