@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -64,6 +65,14 @@ def _is_missing(e: ClientError) -> bool:
 
 def _is_precondition_failed(e: ClientError) -> bool:
     return _status(e) == 412 or _code(e) == "PreconditionFailed"
+
+
+def _is_write_conflict(e: ClientError) -> bool:
+    """AWS answers 409 to the loser of two simultaneous conditional writes of one key."""
+    return _status(e) == 409 or _code(e) == "ConditionalRequestConflict"
+
+
+CONFLICT_WAITS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 
 
 def translate(e: Exception, *, op: str, key: str, digest: str | None = None) -> RegistryError:
@@ -164,21 +173,26 @@ class S3BlobStore:
                     f.seek(0)
             except OSError as e:
                 raise translate_os_error(e, path=str(path)) from e
-            return self.put_stream(f, expected=expected, progress=progress, _size=size)
+            return self._put(f, expected, progress, size_hint=size)
 
     def put_stream(
-        self,
-        stream: BinaryIO,
-        *,
-        expected: str | None = None,
-        progress: Callable[[int], None] | None = None,
-        _size: int | None = None,
+        self, stream: BinaryIO, *, expected: str | None = None, progress: Callable[[int], None] | None = None
     ) -> BlobInfo:
         """Store a stream's bytes until EOF; see put_file.
 
         Without `expected`, a stream of at least part_size is spooled to a local temp file while
         it is hashed, then uploaded from there.
         """
+        return self._put(stream, expected, progress, size_hint=None)
+
+    def _put(
+        self,
+        stream: BinaryIO,
+        expected: str | None,
+        progress: Callable[[int], None] | None,
+        *,
+        size_hint: int | None,
+    ) -> BlobInfo:
         if expected is not None:
             check_digest(expected)
         try:
@@ -194,7 +208,7 @@ class S3BlobStore:
                 if h.hexdigest() != expected:
                     raise mismatch(expected, h.hexdigest(), where=f"put to {self.url}")
                 return BlobInfo(digest=expected, size=size, created=False)
-            return self._put_multipart(first, stream, expected, progress, _size)
+            return self._put_multipart(first, stream, expected, progress, size_hint)
         except RegistryError:
             raise
         except OSError as e:  # reading the source failed (a dropped HTTP upload, an I/O error)
@@ -206,16 +220,21 @@ class S3BlobStore:
             raise mismatch(expected, digest, where=f"put to {self.url}")
         key = self.key(digest)
         created = True
-        try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*", ChecksumSHA256=sha256_b64(digest)
-            )
-        except ClientError as e:
-            if not _is_precondition_failed(e):
+        for wait in (*CONFLICT_WAITS_S, None):
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*", ChecksumSHA256=sha256_b64(digest)
+                )
+                break
+            except ClientError as e:
+                if _is_precondition_failed(e):
+                    created = False
+                    break
+                if not _is_write_conflict(e) or wait is None:
+                    raise translate(e, op="put", key=key) from e
+                time.sleep(wait)  # someone is writing the same bytes right now; 412 comes next
+            except BotoCoreError as e:
                 raise translate(e, op="put", key=key) from e
-            created = False
-        except BotoCoreError as e:
-            raise translate(e, op="put", key=key) from e
         if progress is not None:
             progress(len(data))
         return BlobInfo(digest=digest, size=len(data), created=created)
@@ -229,11 +248,11 @@ class S3BlobStore:
             try:
                 spool.write(first)
                 h = hashlib.sha256(first)
-                hash_stream(stream, sink=_Tee(spool, h))
+                size = len(first) + hash_stream(stream, sink=_Tee(spool, h))[1]
                 spool.seek(0)
             except OSError as e:
                 raise translate_os_error(e, path=str(self.spool_dir or tempfile.gettempdir())) from e
-            return self.put_stream(spool, expected=h.hexdigest(), progress=progress)  # type: ignore[arg-type]
+            return self._put(spool, h.hexdigest(), progress, size_hint=size)  # type: ignore[arg-type]
 
     def _put_multipart(
         self,
@@ -294,15 +313,29 @@ class S3BlobStore:
                 )
                 completed = True
             except ClientError as e:
-                if not _is_precondition_failed(e):
-                    raise translate(e, op="complete multipart upload", key=key) from e
-                return BlobInfo(digest=expected, size=size, created=False)
+                if _is_precondition_failed(e):
+                    return BlobInfo(digest=expected, size=size, created=False)
+                # On a 409 AWS wants the whole upload redone; the other writer is storing these
+                # same bytes, so waiting for its object is as good and costs no re-upload.
+                if _is_write_conflict(e) and self._appears(key):
+                    return BlobInfo(digest=expected, size=size, created=False)
+                raise translate(e, op="complete multipart upload", key=key) from e
             except BotoCoreError as e:
                 raise translate(e, op="complete multipart upload", key=key) from e
             return BlobInfo(digest=expected, size=size, created=True)
         finally:
             if not completed:
                 self._abort(key, upload_id)
+
+    def _appears(self, key: str) -> bool:
+        for wait in CONFLICT_WAITS_S:
+            time.sleep(wait)
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=key)
+                return True
+            except (ClientError, BotoCoreError):
+                continue
+        return False
 
     def _abort(self, key: str, upload_id: str) -> None:
         try:
@@ -355,8 +388,9 @@ class S3BlobStore:
             BlobNotFound: no such blob
             IntegrityFailure: the stored bytes do not match the digest (`dest` is not touched)
         """
+        where = f"{self.url} {self.key(digest)}"
         with self._get(digest) as body:
-            land_verified(iter_chunks(body), Path(dest), digest, where=f"{self.url} {self.key(digest)}", progress=progress)
+            land_verified(iter_chunks(body), Path(dest), digest, where=where, progress=progress)
 
     def open(self, digest: str, *, start: int = 0, end: int | None = None) -> BinaryIO:
         """A streaming reader over bytes [start, end) of a blob; use it as a context manager.

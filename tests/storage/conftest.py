@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from registry.storage import LocalBlobStore, open_store
 
 PREFIX = "team/registry"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -115,6 +118,44 @@ def _stored_names(store) -> list[str]:
     return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
 
 
+# The child process: put the same file, wait for "go" on stdin so both start together, report.
+CHILD = """
+import json, sys
+from registry.storage import open_store
+store = open_store(sys.argv[1], s3_endpoint=sys.argv[3] or None)
+print("ready", flush=True)
+sys.stdin.readline()
+info = store.put_file(sys.argv[2])
+print(json.dumps({"digest": info.digest, "size": info.size, "created": info.created}), flush=True)
+"""
+
+
+def _put_from_two_processes(url: str, path: Path, endpoint: str = "") -> list[dict]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, url, str(path), endpoint],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
 # Helpers are handed out as fixtures: importing from a conftest module is ambiguous once the
 # suite has more than one conftest.py.
 
@@ -132,3 +173,8 @@ def corrupt():
 @pytest.fixture
 def stored_names():
     return _stored_names
+
+
+@pytest.fixture
+def put_from_two_processes():
+    return _put_from_two_processes
