@@ -1,0 +1,240 @@
+"""Merge a LoRA adapter into its base model: merged checkpoints bit-identical to peft's.
+
+`merge()` is the one entry point. The default engine streams the base shard by shard
+(engine.py) and reproduces peft's arithmetic exactly; the peft engine (peft_engine.py) is the
+reference and the fallback for what streaming cannot do exactly. Importing this package does not
+import torch: lookups elsewhere in the registry stay light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from registry.errors import InvalidAdapter, InvalidInput, MergeError, UnsafeFormat, Unsupported
+
+STREAMING_VERSION = "streaming/1"
+ENGINES = ("auto", "streaming", "peft")
+DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+          "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+_ST = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """A merged model folder, complete and in place."""
+
+    out_dir: Path
+    engine: str  # "streaming" | "peft": the engine that actually ran
+    engine_version: str
+    dtype: str  # "bfloat16", "float16", "float32"
+    device: str
+    files: dict[str, str]  # relative path -> sha256, every file including manifest.json
+    size_bytes: int
+    validation: dict = field(default_factory=dict)
+    fallback_reason: str | None = None  # why "auto" ran peft instead of streaming
+    seconds: float = 0.0
+
+
+def merge(
+    base_dir: Path,
+    adapter_dir: Path,
+    out_dir: Path,
+    *,
+    engine: str = "auto",
+    dtype: str | None = None,
+    device: str = "cpu",
+    max_shard_size: str | int = "5GB",
+    card: dict | None = None,
+    validate: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> MergeResult:
+    """Merge the PEFT LoRA adapter in `adapter_dir` into the base in `base_dir`, writing `out_dir`.
+
+    Args:
+        engine: "streaming", "peft", or "auto" (streaming; peft only where streaming is Unsupported).
+        dtype: output dtype ("bfloat16", "float16", "float32"); default: the base's.
+        device: "cpu", "cuda[:n]", or "auto" (cuda when available).
+        max_shard_size: shard size limit, e.g. "5GB" or a byte count.
+        card: what the model card and recipe say: {"adapter": {name, version, digest},
+            "base": {name, fingerprint}, "tags": [...]}.
+        validate: also compare logits against base + unmerged adapter (slow: loads both).
+        progress: called as progress(done, total, what) while tensors are written.
+
+    Returns:
+        MergeResult; out_dir holds shards, index, config, generation config, tokenizer, README.md
+        and manifest.json.
+
+    Raises:
+        AlreadyExists: out_dir exists. InvalidAdapter / InvalidModel / CorruptFile: bad inputs.
+        Incompatible: the adapter does not fit the base. Unsupported: engine="streaming" cannot do
+        it exactly. DiskFull: no space left. MergeError: the merge or its validation failed.
+        Nothing is left at out_dir (nor beside it) when it raises.
+    """
+    from registry.merge import checkpoint
+    from registry.merge.st import FLOAT_DTYPES, ST_TO_TORCH, parse_size, read_checkpoint, read_header
+    from registry.merge.structure import read_config
+
+    t0 = time.monotonic()
+    if engine not in ENGINES:
+        raise InvalidInput(f"engine must be one of {ENGINES}, not {engine!r}")
+    base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(out_dir)
+    card = card or {}
+    shard_bytes = parse_size(max_shard_size)
+
+    # Cheap checks first, without torch: bad inputs fail in milliseconds and leave nothing behind.
+    adapter_cfg, adapter_file = _read_adapter(adapter_dir)
+    adapter_hdr = read_header(adapter_file)
+    base_cfg = read_config(base_dir)
+    base_hdr = read_checkpoint(base_dir)
+    checkpoint.tokenizer_source(adapter_dir, base_dir)
+    out_dtype = _resolve_dtype(dtype, base_cfg, base_hdr, FLOAT_DTYPES, ST_TO_TORCH)
+    device = _resolve_device(device)
+
+    fallback_reason = None
+    plan = None
+    if engine in ("auto", "streaming"):
+        try:
+            from registry.merge.plan import check_config, make_plan
+            from registry.merge.structure import load_structure
+
+            check_config(adapter_cfg)
+            structure = load_structure(base_dir)
+            plan = make_plan(adapter_cfg, {k: (v.dtype, v.shape) for k, v in adapter_hdr.items()},
+                             {k: (v.dtype, v.shape) for k, v in base_hdr.items()}, structure, _ST[out_dtype])
+        except Unsupported as e:
+            if engine == "streaming":
+                raise
+            fallback_reason = e.message
+
+    with checkpoint.staging(out_dir) as tmp:
+        if plan is not None:
+            from registry.merge.engine import stream_merge
+
+            used, version = "streaming", STREAMING_VERSION
+            weight_map, known, probes = stream_merge(plan, base_hdr, adapter_hdr, tmp, device=device,
+                                                     max_shard_size=shard_bytes, progress=progress)
+            checkpoint.write_index(tmp, weight_map)
+            config = checkpoint.write_config(base_dir, tmp, dtype=out_dtype, updates=plan.config_updates)
+            checkpoint.write_generation_config(base_dir, tmp, config)
+            validation: dict[str, Any] = {"probes": probes}
+        else:
+            from registry.merge.peft_engine import peft_merge
+
+            used, version = "peft", f"peft/{metadata.version('peft')}"
+            resize = _vocab_resize(adapter_hdr, base_cfg)
+            peft_merge(base_dir, adapter_dir, tmp, dtype=out_dtype, device=device,
+                       max_shard_size=max_shard_size, resize_vocab=resize)
+            known = {}
+            validation = {"probes": None}
+        tok_source = checkpoint.copy_tokenizer(adapter_dir, base_dir, tmp)
+        checkpoint.write_card(tmp, card, engine=used, dtype=out_dtype)
+        if validate:
+            from registry.merge.validate import check_logits
+
+            validation["logits"] = check_logits(tmp, base_dir, adapter_dir, dtype=_ST[out_dtype], device=device)
+        recipe = {
+            "base": {"name": (card.get("base") or {}).get("name"),
+                     "fingerprint": (card.get("base") or {}).get("fingerprint") or _base_fingerprint(base_dir, base_hdr)},
+            "adapter": {"name": (card.get("adapter") or {}).get("name"),
+                        "version": (card.get("adapter") or {}).get("version"),
+                        "digest": (card.get("adapter") or {}).get("digest") or _adapter_digest(adapter_dir, adapter_file)},
+            "engine": used, "engine_version": version, "dtype": out_dtype, "device": device,
+            "max_shard_size": shard_bytes, "tokenizer_from": tok_source,
+            "libraries": _library_versions(),
+        }
+        files = checkpoint.write_manifest(tmp, known=known, recipe=recipe, validation=validation)
+        size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+
+    return MergeResult(out_dir=out_dir, engine=used, engine_version=version, dtype=out_dtype, device=device,
+                       files=files, size_bytes=size, validation=validation, fallback_reason=fallback_reason,
+                       seconds=time.monotonic() - t0)
+
+
+def _read_adapter(adapter_dir: Path) -> tuple[dict, Path]:
+    cfg_path = adapter_dir / "adapter_config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except FileNotFoundError as e:
+        raise InvalidAdapter(f"{adapter_dir}: no adapter_config.json", path=str(adapter_dir)) from e
+    except ValueError as e:
+        raise InvalidAdapter(f"{cfg_path}: unreadable ({e})", path=str(cfg_path)) from e
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        if (adapter_dir / "adapter_model.bin").is_file():
+            raise UnsafeFormat(f"{adapter_dir}: adapter_model.bin (pickle) only", path=str(adapter_dir))
+        raise InvalidAdapter(f"{adapter_dir}: no adapter_model.safetensors", path=str(adapter_dir))
+    return cfg, weights
+
+
+def _resolve_dtype(dtype, base_cfg, base_hdr, float_dtypes, st_to_torch) -> str:
+    if dtype is not None:
+        key = str(dtype).removeprefix("torch.")
+        if key not in DTYPES:
+            raise InvalidInput(f"dtype must be one of bfloat16, float16, float32, not {dtype!r}")
+        return DTYPES[key]
+    for k in ("dtype", "torch_dtype"):
+        if base_cfg.get(k) in _ST:
+            return base_cfg[k]
+    for info in base_hdr.values():
+        if info.dtype in float_dtypes and info.dtype in st_to_torch:
+            return st_to_torch[info.dtype]
+    return "float32"
+
+
+def _resolve_device(device: str) -> str:
+    if device == "cpu":
+        return device
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MergeError(f"device {device!r} requested but CUDA is not available", hint="use device='auto'")
+    return device
+
+
+def _vocab_resize(adapter_hdr, base_cfg) -> int | None:
+    """For the peft engine: the vocabulary size the adapter's saved embeddings were trained with."""
+    vocab = base_cfg.get("vocab_size")
+    for k, v in adapter_hdr.items():
+        if k.endswith(("embed_tokens.base_layer.weight", "embed_tokens.weight", "wte.weight", "wte.base_layer.weight")):
+            if vocab and v.shape and v.shape[0] != vocab:
+                return v.shape[0]
+    return None
+
+
+def _base_fingerprint(base_dir: Path, base_hdr) -> str:
+    """sha256 over config.json and every tensor's name, dtype, shape and size (not the bytes)."""
+    h = hashlib.sha256((base_dir / "config.json").read_bytes())
+    for name, t in base_hdr.items():
+        h.update(f"{name}|{t.dtype}|{list(t.shape)}|{t.nbytes}\n".encode())
+    return "header-sha256:" + h.hexdigest()
+
+
+def _adapter_digest(adapter_dir: Path, adapter_file: Path) -> str:
+    from registry.merge.checkpoint import sha256_file
+
+    h = hashlib.sha256()
+    for p in (adapter_dir / "adapter_config.json", adapter_file):
+        h.update(sha256_file(p).encode())
+    return "sha256:" + h.hexdigest()
+
+
+def _library_versions() -> dict[str, str | None]:
+    out = {}
+    for lib in ("torch", "transformers", "peft", "safetensors"):
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = None
+    return out
+
+
+__all__ = ["MergeResult", "merge", "ENGINES"]

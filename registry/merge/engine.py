@@ -1,0 +1,235 @@
+"""The streaming engine: base shards in, merged shards out, one tensor in memory at a time.
+
+Tensors nobody touches are copied file to file by the kernel (`copy_file_range`); a tensor with
+LoRA work is read with `pread` (no mmap, so the base never counts towards our RSS), merged with
+math.py's peft-identical arithmetic, probed (validate.py) and written. Peak memory is the largest
+merged tensor in fp32 a few times over, plus the adapter, whatever the size of the model.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from registry.errors import MergeError, translate_os_error
+from registry.merge import math as lm
+from registry.merge import validate
+from registry.merge.plan import Plan
+from registry.merge.st import (
+    ITEMSIZE, OutTensor, ShardWriter, TensorInfo, plan_shards, shard_name,
+)
+
+ST_TORCH = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64", "I64": "int64",
+            "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def torch_dtype(st_dtype: str):
+    import torch
+
+    try:
+        return getattr(torch, ST_TORCH[st_dtype])
+    except KeyError as e:
+        from registry.errors import Unsupported
+
+        raise Unsupported(f"tensor dtype {st_dtype} is not streamed") from e
+
+
+class _Files:
+    """Open file descriptors by path, closed together."""
+
+    def __init__(self):
+        self.fds: dict[Path, int] = {}
+
+    def fd(self, path: Path) -> int:
+        if path not in self.fds:
+            self.fds[path] = os.open(path, os.O_RDONLY)
+        return self.fds[path]
+
+    def close(self):
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+
+def read_tensor(files: _Files, info: TensorInfo):
+    """The tensor's bytes read with pread into fresh memory (a plain, writable CPU tensor)."""
+    import torch
+
+    buf = torch.empty(info.nbytes, dtype=torch.uint8)
+    view = memoryview(buf.numpy())
+    fd, off, got = files.fd(info.file), info.offset, 0
+    while got < info.nbytes:
+        n = os.preadv(fd, [view[got:]], off + got)
+        if n == 0:
+            from registry.errors import CorruptFile
+
+            raise CorruptFile(f"{info.file.name} ended inside tensor {info.name}", path=str(info.file))
+        got += n
+    if info.nbytes == 0:
+        return torch.empty(info.shape, dtype=torch_dtype(info.dtype))
+    return buf.view(torch_dtype(info.dtype)).view(info.shape)
+
+
+def tensor_bytes(t):
+    import torch
+
+    t = t.detach().to("cpu").contiguous().reshape(-1)
+    if t.numel() == 0:
+        return b""
+    return memoryview(t.view(torch.uint8).numpy())
+
+
+class _Writer(threading.Thread):
+    """Writes finished tensors in the background so that disk I/O overlaps the next merge.
+
+    At most `depth` tensors wait in the queue, which bounds the memory this adds.
+    """
+
+    def __init__(self, depth: int = 2):
+        super().__init__(daemon=True)
+        import queue
+
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.cancelled = False
+
+    def run(self):
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if self.error is not None or self.cancelled:
+                continue
+            try:
+                item()
+            except BaseException as e:  # re-raised in the main thread by put()/finish()
+                self.error = e
+
+    def put(self, fn: Callable[[], None]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(fn)
+
+    def cancel(self) -> None:
+        """Drop what is queued and wait for the thread, so no write races the cleanup."""
+        self.cancelled = True
+        if self.is_alive():
+            self.q.put(None)
+            self.join()
+
+    def finish(self) -> None:
+        self.q.put(None)
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def stream_merge(
+    plan: Plan,
+    base: dict[str, TensorInfo],
+    adapter: dict[str, TensorInfo],
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    max_shard_size: int,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> tuple[dict[str, str], dict[str, str], dict]:
+    """Write the merged weights of `plan` into `out_dir` as shards.
+
+    Returns:
+        (weight_map: tensor -> shard file, shard file -> sha256, probe figures from validate).
+    """
+    import torch
+
+    files = _Files()
+    adapter_cache: dict[str, torch.Tensor] = {}
+
+    def adapter_tensor(key: str) -> torch.Tensor:
+        if key not in adapter_cache:
+            adapter_cache[key] = read_tensor(files, adapter[key]).to(device)
+        return adapter_cache[key]
+
+    out = [OutTensor(t.name, t.dtype, t.shape) for t in plan.tensors]
+    by_name = {t.name: t for t in plan.tensors}
+    shards = plan_shards(out, max_shard_size)
+    weight_map: dict[str, str] = {}
+    probes: list[dict] = []
+    total = len(out)
+    done = 0
+    writer = _Writer()
+    writer.start()
+    open_writers: list[ShardWriter] = []
+    try:
+        for i, shard in enumerate(shards):
+            name = shard_name(i, len(shards))
+            sw = ShardWriter(out_dir / name, shard)
+            open_writers.append(sw)
+            for t in shard:
+                tp = by_name[t.name]
+                weight_map[t.name] = name
+                src = base.get(tp.source) if tp.source else None
+                if not tp.ops and src is not None and src.dtype == tp.dtype and src.shape == tp.shape:
+                    fd = files.fd(src.file)
+                    writer.put(lambda sw=sw, n=t.name, fd=fd, off=src.offset: sw.copy_from(n, fd, off))
+                else:
+                    value = _merged_value(tp, src, files, adapter_tensor, device, probes)
+                    writer.put(lambda sw=sw, n=t.name, v=value: sw.write(n, tensor_bytes(v)))
+                done += 1
+                if progress:
+                    progress(done, total, t.name)
+            writer.put(sw.close)
+        writer.finish()
+    except OSError as e:
+        writer.cancel()
+        raise translate_os_error(e, path=str(out_dir)) from e
+    except BaseException:
+        writer.cancel()
+        raise
+    finally:
+        for sw in open_writers:
+            sw.abort()
+        files.close()
+    digests = {sw.path.name: sw.sha256.hexdigest() for sw in open_writers}
+    return weight_map, digests, validate.summarize_probes(probes)
+
+
+def _merged_value(tp, src, files, adapter_tensor, device, probes):
+    """Apply the plan's ops to one stored tensor, in peft's order; returns the tensor to write."""
+    import torch
+
+    dtype = torch_dtype(tp.dtype)
+    if src is not None:
+        w = read_tensor(files, src).to(device)
+        if w.dtype != dtype:
+            w = w.to(dtype)
+    else:
+        w = None
+    for op in tp.ops:
+        if op.kind == "replace":
+            w = lm.replace(adapter_tensor(op.src), dtype)
+        elif op.kind == "tokens":
+            w = lm.merge_tokens(w, adapter_tensor(op.src), op.indices)
+        elif op.kind == "lora_bias":
+            w = lm.merge_lora_bias(w, adapter_tensor(op.src), op.scaling)
+        elif op.kind in ("lora", "lora_embedding"):
+            a, b = adapter_tensor(op.a), adapter_tensor(op.b)
+            mag = adapter_tensor(op.magnitude) if op.magnitude else None
+            probe = validate.Probe(op, w, a, b, mag)
+            if op.kind == "lora":
+                w = lm.merge_linear(w, a, b, op.scaling, op.fan_in_fan_out, mag)
+            else:
+                w = lm.merge_embedding(w, a, b, op.scaling, mag)
+            probes.append(probe.check(w))
+        else:  # pragma: no cover - plan.py only emits the kinds above
+            raise MergeError(f"unknown op {op.kind}")
+    if w is None or tuple(w.shape) != tuple(tp.shape):
+        raise MergeError(f"{tp.name}: planned shape {list(tp.shape)}, got {None if w is None else list(w.shape)}")
+    if tp.ops and w.is_floating_point() and not bool(torch.isfinite(w).all()):
+        raise MergeError(f"non-finite values in merged {tp.name}: the adapter seems broken",
+                         tensor=tp.name)
+    return w
+
+
+__all__ = ["stream_merge", "read_tensor", "ITEMSIZE"]

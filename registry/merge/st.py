@@ -1,0 +1,250 @@
+"""Safetensors files as plain data: read headers, check them, write shards deterministically.
+
+No torch here. The streaming engine reads tensor bytes with `pread` (no mmap, so the base never
+counts towards our RSS) and writes shards through `ShardWriter`, whose header is a pure function of
+the tensor list, which is what makes merged weight files byte-identical from run to run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry.errors import CorruptFile, InvalidModel
+
+# bytes per element, by safetensors dtype name
+ITEMSIZE = {
+    "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2,
+    "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+}
+FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+# torch dtype names (config.json spelling) <-> safetensors names
+TORCH_TO_ST = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
+ST_TO_TORCH = {v: k for k, v in TORCH_TO_ST.items()}
+
+_MAX_HEADER = 100_000_000
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str  # safetensors spelling: "BF16", "F32", ...
+    shape: tuple[int, ...]
+    file: Path
+    offset: int  # absolute byte offset of the data in `file`
+    nbytes: int
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def read_header(path: Path) -> dict[str, TensorInfo]:
+    """Parse one safetensors file's header and check that the file holds every byte it declares.
+
+    Raises:
+        CorruptFile: unreadable header, overlapping or out-of-range offsets, or a truncated file.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise CorruptFile(f"{path.name}: too short to be a safetensors file", path=str(path))
+            (n,) = struct.unpack("<Q", raw)
+            if n > _MAX_HEADER or 8 + n > size:
+                raise CorruptFile(f"{path.name}: header length {n} does not fit the file ({size} bytes)",
+                                  path=str(path))
+            header = json.loads(f.read(n))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptFile(f"{path.name}: unreadable safetensors header ({e})", path=str(path)) from e
+    base = 8 + n
+    out: dict[str, TensorInfo] = {}
+    end_max = 0
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (start, end) = meta["dtype"], tuple(int(d) for d in meta["shape"]), meta["data_offsets"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptFile(f"{path.name}: bad header entry for {name}", path=str(path)) from e
+        info = TensorInfo(name, dtype, shape, path, base + start, end - start)
+        if dtype not in ITEMSIZE or info.nbytes != info.numel * ITEMSIZE[dtype] or start < 0:
+            raise CorruptFile(f"{path.name}: tensor {name} has inconsistent size or dtype", path=str(path))
+        end_max = max(end_max, end)
+        out[name] = info
+    if base + end_max > size:
+        raise CorruptFile(
+            f"{path.name} is truncated: its header needs {base + end_max} bytes, the file has {size}",
+            path=str(path), hint="re-download or re-copy the base model",
+        )
+    return out
+
+
+def checkpoint_files(model_dir: Path) -> list[Path]:
+    """The weight files of a Hugging Face model folder, in index order (sharded) or the single file."""
+    model_dir = Path(model_dir)
+    index = model_dir / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (ValueError, KeyError) as e:
+            raise CorruptFile(f"{index}: unreadable index ({e})", path=str(index)) from e
+        names = sorted(set(weight_map.values()))
+        missing = [n for n in names if not (model_dir / n).exists()]
+        if missing:
+            raise InvalidModel(f"{model_dir}: shards listed in the index are missing: {missing}",
+                               path=str(model_dir))
+        return [model_dir / n for n in names]
+    single = model_dir / "model.safetensors"
+    if single.exists():
+        return [single]
+    if any(model_dir.glob("*.bin")):
+        raise InvalidModel(f"{model_dir}: only pickle (.bin) weights; safetensors are required",
+                           path=str(model_dir), hint="convert the base to safetensors first")
+    raise InvalidModel(f"{model_dir}: no model.safetensors or model.safetensors.index.json",
+                       path=str(model_dir))
+
+
+def read_checkpoint(model_dir: Path) -> dict[str, TensorInfo]:
+    """All tensors of a model folder, in file then offset order (checked, see `read_header`)."""
+    out: dict[str, TensorInfo] = {}
+    for f in checkpoint_files(model_dir):
+        for name, info in sorted(read_header(f).items(), key=lambda kv: kv[1].offset):
+            if name in out:
+                raise CorruptFile(f"tensor {name} appears in two shards", path=str(f))
+            out[name] = info
+    return out
+
+
+def parse_size(size: str | int) -> int:
+    """"5GB" -> 5_000_000_000 (decimal units, and GiB/MiB binary ones, as transformers reads them)."""
+    if isinstance(size, int):
+        return size
+    s = size.strip().upper()
+    units = {"GIB": 2**30, "MIB": 2**20, "KIB": 2**10, "GB": 10**9, "MB": 10**6, "KB": 10**3, "B": 1}
+    for u, mult in units.items():
+        if s.endswith(u):
+            return int(float(s[: -len(u)]) * mult)
+    return int(s)
+
+
+@dataclass(frozen=True)
+class OutTensor:
+    """One tensor of the merged checkpoint: where it comes from is the engine's business."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        n = ITEMSIZE[self.dtype]
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def plan_shards(tensors: list[OutTensor], max_shard_size: int) -> list[list[OutTensor]]:
+    """Greedy split in the given order; a tensor larger than the limit gets a shard of its own.
+
+    Inside a shard, tensors are ordered by item size (largest first, stable) so that every data
+    offset is aligned to its dtype, as the safetensors library itself does.
+    """
+    shards: list[list[OutTensor]] = [[]]
+    size = 0
+    for t in tensors:
+        if shards[-1] and size + t.nbytes > max_shard_size:
+            shards.append([])
+            size = 0
+        shards[-1].append(t)
+        size += t.nbytes
+    return [sorted(s, key=lambda t: -ITEMSIZE[t.dtype]) for s in shards if s]
+
+
+def shard_name(i: int, n: int) -> str:
+    return f"model-{i + 1:05d}-of-{n:05d}.safetensors"
+
+
+def encode_header(tensors: list[OutTensor]) -> bytes:
+    """The header bytes (length prefix included) for tensors laid out back to back in this order."""
+    header: dict = {"__metadata__": {"format": "pt"}}
+    pos = 0
+    for t in tensors:
+        header[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [pos, pos + t.nbytes]}
+        pos += t.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw
+
+
+class ShardWriter:
+    """Writes one shard: the header first, then each tensor's bytes in the planned order.
+
+    The sha256 of the file is computed on the way (the manifest needs it), so nothing is read back.
+    """
+
+    _CHUNK = 8 << 20
+
+    def __init__(self, path: Path, tensors: list[OutTensor]):
+        self.path = path
+        self.tensors = tensors
+        self._next = 0
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self._buf: bytearray | None = None
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._write(encode_header(tensors))
+
+    def _write(self, data) -> None:
+        view = memoryview(data).cast("B")
+        self.sha256.update(view)
+        self.size += view.nbytes
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+
+    def write(self, name: str, data) -> None:
+        """Append the bytes of tensor `name` (must be the next one in the plan)."""
+        t = self.tensors[self._next]
+        if t.name != name or memoryview(data).nbytes != t.nbytes:
+            raise AssertionError(f"shard writer expected {t.name} ({t.nbytes} B), got {name}")
+        self._write(data)
+        self._next += 1
+
+    def copy_from(self, name: str, src_fd: int, offset: int) -> None:
+        """Append tensor `name` from another file, in chunks through one small reused buffer."""
+        t = self.tensors[self._next]
+        if t.name != name:
+            raise AssertionError(f"shard writer expected {t.name}, got {name}")
+        if self._buf is None:
+            self._buf = bytearray(self._CHUNK)
+        view = memoryview(self._buf)
+        left, off = t.nbytes, offset
+        while left:
+            n = os.preadv(src_fd, [view[: min(left, self._CHUNK)]], off)
+            if n == 0:
+                raise CorruptFile(f"unexpected end of file while copying {name}")
+            self._write(view[:n])
+            left -= n
+            off += n
+        self._next += 1
+
+    def close(self) -> None:
+        if self._next != len(self.tensors):
+            raise AssertionError(f"{self.path.name}: {len(self.tensors) - self._next} tensors never written")
+        os.close(self.fd)
+        self.fd = -1
+
+    def abort(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
