@@ -86,6 +86,10 @@ class LocalBlobStore:
             check_digest(expected)
         tmp: Path | None = None
         try:
+            if expected is not None:
+                known = self._already_stored(stream, expected, progress)
+                if known is not None:
+                    return known
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
             tmp = self.tmp_dir / temp_name("put-")
             with open(tmp, "xb") as out:
@@ -105,13 +109,35 @@ class LocalBlobStore:
             if tmp is not None:
                 unlink_quietly(tmp)
 
+    def _already_stored(
+        self, stream: BinaryIO, expected: str, progress: Callable[[int], None] | None
+    ) -> BlobInfo | None:
+        """A repeated push names a stored digest: hash the source instead of writing a copy.
+
+        Only for seekable sources (files, spooled uploads), so that a damaged stored copy can
+        still be replaced by rewinding and writing the source the usual way.
+        """
+        if not self.exists(expected) or not _seekable(stream):
+            return None
+        start = stream.tell()
+        digest, size = hash_stream(stream)
+        if digest != expected:
+            raise mismatch(expected, digest, where=f"put to {self.url}")
+        if self.path(expected).stat().st_size != size:
+            stream.seek(start)
+            return None
+        if progress is not None:
+            progress(size)
+        return BlobInfo(digest=expected, size=size, created=False)
+
     def _publish(self, tmp: Path, digest: str, size: int) -> bool:
         """Give the verified temp file its final name; False if the blob was already there."""
         final = self.path(digest)
         fan_out = final.parent
-        if not fan_out.is_dir():
-            fan_out.mkdir(parents=True, exist_ok=True)
-            fsync_dir(fan_out.parent)
+        for folder in (self.blob_dir.parent, self.blob_dir, fan_out):
+            if not folder.is_dir():
+                folder.mkdir(exist_ok=True)
+                fsync_dir(folder.parent)
         try:
             os.link(tmp, final)
         except FileExistsError:
@@ -218,6 +244,13 @@ class LocalBlobStore:
             except FileNotFoundError:
                 pass
         return removed
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _check_range(start: int, end: int | None) -> None:

@@ -169,7 +169,10 @@ class S3BlobStore:
             try:
                 size = os.fstat(f.fileno()).st_size
                 if expected is None and size >= self.part_size:
-                    expected = hash_stream(f)[0]
+                    digest = hash_stream(f)[0]
+                    if self.exists(digest):
+                        return BlobInfo(digest=digest, size=size, created=False)
+                    expected = digest
                     f.seek(0)
             except OSError as e:
                 raise translate_os_error(e, path=str(path)) from e

@@ -62,6 +62,18 @@ def test_store_works_again_once_a_full_disk_failure_has_cleaned_up(tmpfs, tmp_pa
     assert small.created and store.verify(small.digest)
 
 
+def test_repeated_put_with_known_digest_writes_no_copy_so_it_succeeds_on_a_full_disk(tmpfs, tmp_path):
+    store = LocalBlobStore(tmpfs / "store")
+    data = os.urandom(1200 * 1024)  # a second copy would not fit in the 2 MiB tmpfs
+    src = tmp_path / "w.bin"
+    src.write_bytes(data)
+    first = store.put_file(src)
+    again = store.put_file(src, expected=first.digest)
+    assert (again.digest, again.size, again.created) == (first.digest, len(data), False)
+    with pytest.raises(DiskFull):
+        store.put_file(src)  # without the digest the bytes are written before they are known
+
+
 def test_fetch_onto_a_full_disk_raises_disk_full_and_leaves_no_partial_file(local_store, tmpfs):
     d = local_store.put_stream(io.BytesIO(os.urandom(3 * 1024 * 1024))).digest
     with pytest.raises(DiskFull):
@@ -69,13 +81,14 @@ def test_fetch_onto_a_full_disk_raises_disk_full_and_leaves_no_partial_file(loca
     assert os.listdir(tmpfs) == []
 
 
-def test_put_replaces_a_truncated_stored_blob(local_store):
+@pytest.mark.parametrize("with_expected", [False, True])
+def test_put_replaces_a_truncated_stored_blob(local_store, with_expected):
     data = b"x" * 10_000
     d = local_store.put_stream(io.BytesIO(data)).digest
     os.chmod(local_store.path(d), 0o644)
     os.truncate(local_store.path(d), 10)
     assert not local_store.verify(d)
-    assert local_store.put_stream(io.BytesIO(data)).created
+    assert local_store.put_stream(io.BytesIO(data), expected=d if with_expected else None).created
     assert local_store.verify(d)
 
 

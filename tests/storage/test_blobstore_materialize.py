@@ -86,3 +86,16 @@ def test_materialize_rejects_a_name_that_is_both_file_and_folder(local_store, tm
     digest = local_store.put_stream(io.BytesIO(b"x")).digest
     with pytest.raises(InvalidInput):
         materialize(local_store, {"a": digest, "a/b": digest}, tmp_path / "out", cache_root=tmp_path / "cache")
+
+
+def test_two_threads_materializing_the_same_folder_both_get_it_complete(local_store, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    manifest = {f"shard-{i}.bin": local_store.put_stream(io.BytesIO(os.urandom(300_000))).digest for i in range(6)}
+    dest = tmp_path / "out" / "v1"
+    with ThreadPoolExecutor(2) as pool:
+        build = lambda _: materialize(local_store, manifest, dest, cache_root=tmp_path / "cache")  # noqa: E731
+        results = list(pool.map(build, [0, 1]))
+    assert results == [dest, dest]
+    assert sorted(os.listdir(dest)) == sorted(manifest)
+    assert os.listdir(dest.parent) == ["v1"]
