@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 07:32:49.874011
+Create Date: 2026-11-28 07:35:24.945940
 """
 from typing import Sequence, Union
 
@@ -142,7 +142,11 @@ def upgrade() -> None:
     sa.Column('kinds', sa.JSON().with_variant(sa.JSON(), 'postgresql'), nullable=False),
     sa.Column('last_event_id', sa.Integer(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('failures', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('last_attempt_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.String(length=200), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhooks'))
     )
     op.create_table('workers',
@@ -219,6 +223,7 @@ def upgrade() -> None:
     sa.Column('actor', sa.String(length=200), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('overridden', sa.Boolean(), nullable=False),
+    sa.Column('violations', sa.JSON().with_variant(sa.JSON(), 'postgresql'), nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['adapter_id'], ['adapters.id'], name=op.f('fk_alias_history_adapter_id_adapters'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_alias_history'))

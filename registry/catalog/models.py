@@ -217,6 +217,7 @@ class AliasHistory(Base):
     actor: Mapped[str] = mapped_column(String(200), default="")
     reason: Mapped[Optional[str]] = mapped_column(Text)
     overridden: Mapped[bool] = mapped_column(Boolean, default=False)
+    violations: Mapped[list[str]] = mapped_column(Json, default=list)  # the gates a forced move broke
     at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
 
 
@@ -263,9 +264,13 @@ class Webhook(Base):
     url: Mapped[str] = mapped_column(Text)
     secret: Mapped[str] = mapped_column(String(200))
     kinds: Mapped[list[str]] = mapped_column(Json, default=list)
-    last_event_id: Mapped[int] = mapped_column(Integer, default=0)
+    last_event_id: Mapped[int] = mapped_column(Integer, default=0)  # delivered up to here (at least once)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed deliveries
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    last_attempt_at: Mapped[Optional[dt.datetime]] = mapped_column(TS)
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
 
 
 class Job(Base):
