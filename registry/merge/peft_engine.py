@@ -12,7 +12,7 @@ import os
 import warnings
 from pathlib import Path
 
-from registry.errors import Incompatible, MergeError
+from registry.errors import DiskFull, Incompatible, MergeError, translate_os_error
 from registry.merge.checkpoint import INDEX, write_index
 
 
@@ -59,7 +59,14 @@ def peft_merge(base_dir: Path, adapter_dir: Path, out: Path, *, dtype: str, devi
     bad = [n for n, p in merged.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
     if bad:
         raise MergeError(f"non-finite values after merging in {bad[:10]}: the adapter seems broken", names=bad)
-    merged.save_pretrained(out, max_shard_size=max_shard_size)
+    try:
+        merged.save_pretrained(out, max_shard_size=max_shard_size)
+    except OSError as e:
+        raise translate_os_error(e, path=str(out)) from e
+    except Exception as e:  # safetensors' Rust writer raises its own error type for I/O errors
+        if "os error 28" in str(e) or "No space left" in str(e):
+            raise DiskFull(f"no space left on device while writing {out}", path=str(out)) from e
+        raise
     return _normalize_layout(out)
 
 

@@ -1,0 +1,136 @@
+"""Bad inputs fail with a clear error, and leave nothing at (or beside) out_dir."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from registry.errors import CorruptFile, DiskFull, Incompatible, InvalidAdapter, InvalidModel, Unsupported
+from registry.merge import merge
+from registry.testing.tiny import build_llama
+from tests.merge.conftest import leftovers
+
+
+@pytest.mark.parametrize("engine", ["streaming", "peft"])
+def test_adapter_for_another_architecture_is_incompatible(engine, bases, adapter, tmp_path):
+    gpt2_adapter = adapter(bases("gpt2", "float32"))
+    out = tmp_path / "m"
+    with pytest.raises(Incompatible):
+        merge(bases("llama", "float32"), gpt2_adapter, out, engine=engine)
+    assert leftovers(out) == []
+
+
+def test_adapter_for_a_base_of_another_size_names_the_tensor(bases, adapter, tmp_path):
+    wide = build_llama(tmp_path / "wide", hidden_size=96, with_tokenizer=False)
+    out = tmp_path / "m"
+    with pytest.raises(Incompatible, match="lora_A.weight has shape"):
+        merge(bases("llama", "float32"), adapter(wide), out)
+    assert leftovers(out) == []
+
+
+def test_tensors_peft_would_silently_ignore_are_refused_with_their_names(bases, adapter, tmp_path):
+    base = bases("llama", "float32")
+    ad = adapter(base)  # all 7 projections
+    cfg = json.loads((ad / "adapter_config.json").read_text())
+    cfg["target_modules"] = ["q_proj"]
+    (ad / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(Incompatible, match="silently ignore") as e:
+        merge(base, ad, tmp_path / "m")
+    assert "base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight" in e.value.names
+    assert not any("q_proj" in n for n in e.value.names)
+
+
+def test_missing_tensors_peft_would_randomly_initialise_are_refused_with_their_names(bases, adapter, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    base = bases("llama", "float32")
+    ad = adapter(base, init_lora_weights=False)
+    f = ad / "adapter_model.safetensors"
+    sd = {k: v for k, v in load_file(f).items() if "layers.1.mlp.up_proj" not in k}
+    save_file(sd, f, metadata={"format": "pt"})
+    with pytest.raises(Incompatible, match="lacks") as e:
+        merge(base, ad, tmp_path / "s", engine="streaming")
+    assert e.value.names == ["base_model.model.model.layers.1.mlp.up_proj.lora_A.weight",
+                             "base_model.model.model.layers.1.mlp.up_proj.lora_B.weight"]
+    with pytest.raises(Incompatible, match="lacks"):
+        merge(base, ad, tmp_path / "p", engine="peft")
+    assert leftovers(tmp_path / "s") == [] and leftovers(tmp_path / "p") == []
+
+
+def test_truncated_base_shard_is_a_corrupt_file(bases, adapter, tmp_path):
+    src = bases("llama", "float32", sharded=True)
+    base = tmp_path / "base"
+    shutil.copytree(src, base)
+    shard = sorted(base.glob("model-*.safetensors"))[-1]
+    with open(shard, "r+b") as f:
+        f.truncate(shard.stat().st_size - 100)
+    out = tmp_path / "m"
+    for engine in ("streaming", "peft"):
+        with pytest.raises(CorruptFile, match="truncated"):
+            merge(base, adapter(src), out, engine=engine)
+        assert leftovers(out) == []
+
+
+def test_missing_tokenizer_is_refused_before_any_work(bases, adapter, tmp_path):
+    base = build_llama(tmp_path / "base", with_tokenizer=False)
+    out = tmp_path / "m"
+    with pytest.raises(InvalidModel, match="no tokenizer"):
+        merge(base, adapter(base), out)
+    assert leftovers(out) == []
+
+
+def test_adapter_without_config_or_weights_is_invalid(bases, adapter, tmp_path):
+    base = bases("llama", "float32")
+    ad = adapter(base)
+    (ad / "adapter_model.safetensors").unlink()
+    with pytest.raises(InvalidAdapter):
+        merge(base, ad, tmp_path / "m")
+    (ad / "adapter_config.json").unlink()
+    with pytest.raises(InvalidAdapter):
+        merge(base, ad, tmp_path / "m")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs (we are root in CI); skipped where mounting is not permitted."""
+    d = tmp_path / "disk"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield d
+    subprocess.run(["umount", str(d)], check=False)
+
+
+@pytest.mark.parametrize("engine", ["streaming", "peft"])
+def test_full_disk_is_disk_full_and_leaves_no_partial_output(engine, tiny_disk, bases, adapter):
+    base = bases("llama", "float32")  # ~440 KB of weights: does not fit in 256 KiB
+    out = tiny_disk / "m"
+    with pytest.raises(DiskFull):
+        merge(base, adapter(base), out, engine=engine)
+    assert list(tiny_disk.iterdir()) == []
+
+
+def test_auto_falls_back_to_peft_for_what_streaming_cannot_do_exactly(bases, adapter, tmp_path):
+    base = bases("llama", "float32", tied=True)
+    ad = adapter(base, target_modules=["embed_tokens", "lm_head", "q_proj"], ensure_weight_tying=True)
+    with pytest.raises(Unsupported, match="ensure_weight_tying"):
+        merge(base, ad, tmp_path / "s", engine="streaming")
+    assert leftovers(tmp_path / "s") == []
+    res = merge(base, ad, tmp_path / "auto")
+    assert res.engine == "peft" and "ensure_weight_tying" in res.fallback_reason
+    assert (res.out_dir / "manifest.json").exists() and (res.out_dir / "tokenizer.json").exists()
+
+
+def test_quantized_base_is_not_streamed(bases, adapter, tmp_path):
+    src = bases("llama", "float32")
+    base = tmp_path / "base"
+    shutil.copytree(src, base)
+    cfg = json.loads((base / "config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "gptq", "bits": 4}
+    (base / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(Unsupported, match="quantized"):
+        merge(base, adapter(src), tmp_path / "m", engine="streaming")
