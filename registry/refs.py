@@ -10,9 +10,9 @@ from registry.adapters.inspect import check_name
 from registry.errors import InvalidInput
 
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-METRIC_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,200}$")
+METRIC_RE = re.compile(r"^[A-Za-z0-9_.:/,@-]{1,200}$")
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "=": operator.eq}
-METRIC_EXPR = re.compile(r"^\s*([A-Za-z0-9_.:/-]+)\s*(>=|<=|==|=|>|<)\s*([-+0-9.eE]+|nan|inf)\s*$")
+METRIC_EXPR = re.compile(r"^\s*([A-Za-z0-9_.:/,@-]+)\s*(>=|<=|==|=|>|<)\s*([-+0-9.eE]+|nan|inf)\s*$")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def check_alias(alias: str) -> str:
 
 def check_metric_name(metric: str) -> str:
     if not METRIC_RE.match(metric or ""):
-        raise InvalidInput(f"invalid metric name {metric!r}", hint="metric names match [A-Za-z0-9_.:/-]+")
+        raise InvalidInput(f"invalid metric name {metric!r}", hint="metric names match [A-Za-z0-9_.:/,@-]+")
     return metric
 
 

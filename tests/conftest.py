@@ -8,6 +8,7 @@ ADAPTER_REGISTRY_REQUIRE_PG=1 (CI) an unreachable server fails the tests instead
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -46,8 +47,15 @@ def pg_url(pg_server):
 
     name = f"ar_t_{uuid.uuid4().hex[:12]}"
     admin = _pg_admin()
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    for attempt in range(5):  # parallel test runs can briefly collide on the template database
+        try:
+            with admin.connect() as c:
+                c.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE template0')
+            break
+        except Exception:
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
     url = make_url(pg_server).set(database=name).render_as_string(hide_password=False)
     yield url
     with admin.connect() as c:
