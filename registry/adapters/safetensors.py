@@ -13,9 +13,10 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from registry.errors import CorruptFile
 
@@ -110,6 +111,8 @@ def read_header(path: Path, *, max_header_bytes: int = DEFAULT_MAX_HEADER) -> He
 
 def iter_values(path: Path, info: TensorInfo, *, chunk_elems: int = 1 << 22) -> Iterator[np.ndarray]:
     """Yield the tensor's raw values in chunks as numpy arrays (bf16 as uint16 bit patterns)."""
+    import numpy as np  # only scans need numpy; lookups stay light
+
     np_dtype = {"F16": np.uint16, "BF16": np.uint16, "F32": np.float32, "F64": np.float64}[info.dtype]
     if info.numel == 0:
         return
@@ -120,6 +123,8 @@ def iter_values(path: Path, info: TensorInfo, *, chunk_elems: int = 1 << 22) -> 
 
 def scan_tensor(path: Path, info: TensorInfo) -> tuple[int, bool]:
     """(non-finite count, all zero) for a float tensor, reading it in chunks."""
+    import numpy as np
+
     bad = 0
     all_zero = True
     for chunk in iter_values(path, info):
