@@ -1,0 +1,72 @@
+"""Who is calling: the bearer token, checked against the catalog, and what it may do.
+
+Reads are open when `settings.open_reads` is on (a token that is sent must still be valid);
+writes always need a token with the write scope, and a namespace-limited token can only write
+names inside its namespace. With closed reads, a namespace-limited token also reads only its
+namespace (search is narrowed to it).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+
+from registry.errors import Forbidden, Unauthorized
+from registry.tokens import TokenInfo, Tokens, require
+
+
+def as_actor(registry, actor: str):
+    """A view of `registry` that records `actor` in the audit log; shares its database and store.
+
+    (A candidate for Registry itself: `registry.as_actor(name)`.)
+    """
+    registry.store  # build the store once, on the shared object, so views do not each open one
+    view = copy.copy(registry)
+    view.settings = dataclasses.replace(registry.settings, actor=actor)
+    return view
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The registry as seen by one request: its token (None when anonymous) and the actor view."""
+
+    registry: object
+    token: TokenInfo | None
+    open_reads: bool
+
+    @property
+    def actor(self) -> str:
+        return self.token.name if self.token else "anonymous"
+
+    def can_read(self, name: str) -> None:
+        """Raise Forbidden when reads are closed and `name` is outside the token's namespace."""
+        if not self.open_reads and self.token is not None and not self.token.owns(name):
+            raise Forbidden(f"token {self.token.name!r} is limited to {self.token.namespace}/*, not {name!r}",
+                            namespace=self.token.namespace)
+
+    def read_namespace(self) -> str | None:
+        """The name prefix reads are narrowed to, or None."""
+        if self.open_reads or self.token is None or self.token.namespace is None:
+            return None
+        return self.token.namespace + "/"
+
+    def can_write(self, name: str | None = None, *, scope: str = "write") -> None:
+        require(self.token, scope, name=name)
+
+
+def authenticate(registry, secret: str | None) -> TokenInfo:
+    return Tokens(registry).authenticate(secret)
+
+
+def reader(registry, token: TokenInfo | None) -> Caller:
+    if token is None and not registry.settings.open_reads:
+        raise Unauthorized("reads need a bearer token on this server", hint="pass --token or set ADAPTER_REGISTRY_TOKEN")
+    if token is not None and not token.allows("read"):
+        raise Forbidden("the token cannot read")
+    return Caller(registry, token, registry.settings.open_reads)
+
+
+def writer(registry, token: TokenInfo | None, scope: str = "write") -> Caller:
+    require(token, scope)
+    return Caller(as_actor(registry, token.name), token, registry.settings.open_reads)

@@ -1,0 +1,44 @@
+"""Base models: list, show, and registration by reference (a folder the server can read)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, Field
+
+from registry import types as T
+from registry.api.deps import Reader, Writer
+from registry.api.errors import responses
+from registry.api.routes.adapters import json
+
+router = APIRouter(prefix="/api/v1", tags=["base models"])
+
+
+@router.get("/bases", response_model=list[T.BaseModel], responses=responses(401, 403, 422))
+def list_bases(caller: Reader, name: Annotated[str | None, Query(max_length=200)] = None):
+    """Every registered base model (all revisions), by name."""
+    return json(caller.registry.list_bases(name))
+
+
+@router.get("/bases/{ref:path}", response_model=T.BaseModel, responses=responses(400, 401, 403, 404, 422))
+def show_base(ref: str, caller: Reader):
+    """One base model: NAME (newest revision), NAME@REVISION or a fingerprint prefix."""
+    return json(caller.registry.show_base(ref))
+
+
+class BaseIn(BaseModel):
+    name: str = Field(max_length=200, description="Base model name, e.g. llama-3-8b")
+    path: str = Field(max_length=4096, description="A Hugging Face model folder on the server's filesystem")
+    revision: str | None = Field(default=None, max_length=200)
+
+
+@router.post("/bases", response_model=T.BaseModel, status_code=201,
+             responses={200: {"model": T.BaseModel, "description": "Already registered"},
+                        **responses(400, 401, 403, 404, 422)})
+def add_base(body: Annotated[BaseIn, Body()], caller: Writer):
+    """Register a base model by reference: the server fingerprints a folder it can read (the weights
+    stay where they are)."""
+    caller.can_write(body.name)
+    b = caller.registry.add_base(body.path, name=body.name, revision=body.revision)
+    return json(b, 201 if b.created else 200)

@@ -1,0 +1,115 @@
+"""Server-rendered pages: the catalog (the filters of `ls`), an adapter, base models, jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from registry.api import svg
+from registry.api.deps import Reader
+from registry.errors import RegistryError
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
+PAGE = 50
+FILTERS = ("name", "base", "peft_type", "min_rank", "max_rank", "target_module", "tag", "metric", "sort",
+           "deprecated")
+
+
+def render(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:
+    return templates.TemplateResponse(request, template, {"has_jobs": _has_jobs(request), **ctx}, status_code=status)
+
+
+def _has_jobs(request: Request) -> bool:
+    return any(getattr(r, "path", "") == "/api/v1/jobs" for r in request.app.routes)
+
+
+def _int(v: str | None) -> int | None:
+    v = (v or "").strip()
+    return int(v) if v.lstrip("-").isdigit() else None
+
+
+@router.get("/", response_class=HTMLResponse)
+def catalog(request: Request, caller: Reader, name: str = "", base: str = "", peft_type: str = "",
+            min_rank: str = "", max_rank: str = "", target_module: Annotated[list[str], Query()] = [],
+            tag: Annotated[list[str], Query()] = [], metric: Annotated[list[str], Query()] = [], sort: str = "",
+            deprecated: bool = False, offset: int = 0):
+    """The catalog: every adapter version matching the filters, a page at a time."""
+    reg = caller.registry
+    form = {"name": name, "base": base, "peft_type": peft_type, "min_rank": min_rank, "max_rank": max_rank,
+            "target_module": ", ".join(target_module), "tag": ", ".join(tag), "metric": ", ".join(metric),
+            "sort": sort, "deprecated": deprecated}
+    error = None
+    page = None
+    try:
+        ns = caller.read_namespace()
+        page = reg.search(name=name or ns or None, base=base or None, peft_type=peft_type or None,
+                          min_rank=_int(min_rank), max_rank=_int(max_rank), target_modules=_split(target_module),
+                          tags=_split(tag), metrics=_split(metric), sort=sort or None,
+                          include_deprecated=deprecated, count=True, limit=PAGE, offset=max(0, offset))
+    except RegistryError as e:
+        if e.status >= 500:
+            raise
+        error = e
+    metric_cols = sorted({m for v in (page.items if page else ()) for m in v.metrics})[:6]
+    query = {k: v for k, v in request.query_params.multi_items() if k != "offset"}
+
+    def link(off: int) -> str:
+        return "/?" + urlencode(list(query.items()) + [("offset", off)])
+
+    return render(request, "catalog.html", 400 if error else 200, page=page, form=form, error=error,
+                  metric_cols=metric_cols, bases=reg.list_bases(), link=link, page_size=PAGE)
+
+
+def _split(values: list[str]) -> list[str]:
+    """Repeated params, or one comma-separated field from the form."""
+    return [p.strip() for v in values for p in v.split(",") if p.strip()]
+
+
+@router.get("/adapters/{name:path}", response_class=HTMLResponse)
+def adapter_page(request: Request, name: str, caller: Reader, version: int | None = None):
+    """One adapter: its versions, a metrics chart across them, and the selected version in full."""
+    caller.can_read(name)
+    reg = caller.registry
+    a = reg.adapter(name)
+    chosen = version if version is not None else a.latest_version
+    v = reg.show(f"{name}@{chosen}")
+    metrics_chart = svg.line_chart(svg.metrics_by_version(a.versions), title="Metrics across versions",
+                                   x_label="version", chart_id="metrics-chart", integer_x=True)
+    loss = svg.loss_points(v.training)
+    loss_chart = svg.line_chart({"loss": loss}, title="Training loss", x_label="step",
+                                chart_id="loss-chart") if loss else ""
+    history = _alias_history(reg, name)
+    return render(request, "adapter.html", adapter=a, v=v, metrics_chart=metrics_chart, loss_chart=loss_chart,
+                  history=history)
+
+
+def _alias_history(reg, name: str):
+    for attr in ("alias_history", "aliases_history"):
+        fn = getattr(reg, attr, None)
+        if fn is not None:
+            try:
+                return list(fn(name))
+            except RegistryError:
+                return []
+    release = getattr(reg, "release", None)
+    fn = getattr(release, "history", None)
+    return list(fn(name)) if fn is not None else []
+
+
+@router.get("/bases", response_class=HTMLResponse)
+def bases_page(request: Request, caller: Reader):
+    return render(request, "bases.html", bases=caller.registry.list_bases())
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request, caller: Reader):
+    """Jobs and workers; a small script polls the API for live state."""
+    jobs = getattr(caller.registry, "jobs", None) if _has_jobs(request) else None
+    return render(request, "jobs.html", jobs=list(jobs.list(limit=100)) if jobs else [],
+                  workers=list(jobs.workers()) if jobs else [])
