@@ -251,6 +251,30 @@ class Registry:
                                   tuple(rep["errors"]), tuple(rep["warnings"]), rep["modules_touched"],
                                   {k: v for k, v in rep.items() if k not in ("status", "errors", "warnings")})
 
+    # -- merged models -----------------------------------------------------------------------
+    def merge(self, ref: str, *, dtype: str | None = None, engine: str = "auto", device: str = "cpu",
+              validate: bool = False, out: str | Path | None = None, max_shard_size: str | int = "5GB",
+              progress: Callable[[int, int, str], None] | None = None) -> T.MergedArtifact:
+        """Merge a version into its base: a complete Hugging Face checkpoint, cached in the catalog.
+
+        The cache key is (base fingerprint, adapter digest, dtype, engine version, device kind):
+        asking again returns the stored artifact (`created` False) without merging.
+
+        Returns:
+            MergedArtifact whose `.path` is a local folder `from_pretrained` loads (`out` if given).
+        Raises:
+            Incompatible / InvalidAdapter / Unsupported / DiskFull / MergeError; nothing is recorded
+            or left half-written when it raises.
+        """
+        from registry.merging import merge_version
+
+        return merge_version(self, ref, dtype=dtype, engine=engine, device=device, validate=validate,
+                             out=Path(out) if out else None, max_shard_size=max_shard_size, progress=progress)
+
+    def merged(self, ref: str) -> list[T.MergedArtifact]:
+        """The merged artifacts of a version."""
+        return list(self.show(ref).merged)
+
     # -- evaluations -------------------------------------------------------------------------
     def add_eval(self, ref: str, metrics: dict[str, float] | Iterable[str], *, dataset: str | None = None,
                  split: str | None = None, source: str = "manual", details: dict | None = None) -> list[T.EvalResult]:
