@@ -33,10 +33,12 @@ def create_app(registry, settings=None) -> FastAPI:
     errors.install(app)
     for mod in (adapters, push, bases, files, admin, pages):
         app.include_router(mod.router)
+    app.state.features = set()
     for name in ("jobs", "release"):  # present as their features land in Registry
         mod = _optional(name)
         if mod is not None and mod.available(registry):
             app.include_router(mod.router)
+            app.state.features.add(name)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.openapi = lambda: _openapi(app)
     return app

@@ -26,7 +26,7 @@ def render(request: Request, template: str, status: int = 200, **ctx) -> HTMLRes
 
 
 def _has_jobs(request: Request) -> bool:
-    return any(getattr(r, "path", "") == "/api/v1/jobs" for r in request.app.routes)
+    return "jobs" in request.app.state.features
 
 
 def _int(v: str | None) -> int | None:
