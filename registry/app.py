@@ -8,6 +8,7 @@ return frozen dataclasses from registry.types.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -144,7 +145,19 @@ class Registry:
         """
         check_name(name)
         tags = dict(parse_tag(t) for t in tags) if not isinstance(tags, dict) else dict(tags)
-        manifest = inspect_adapter(Path(path), allow_pickle=self.settings.allow_pickle,
+        with tempfile.TemporaryDirectory(prefix="adapter-registry-push-") as tmp:
+            return self._push(Path(path), Path(tmp), name=name, base=base, tags=tags, description=description,
+                              progress=progress)
+
+    def _push(self, path: Path, tmp: Path, *, name: str, base: str | None, tags: dict[str, str], description: str,
+              progress: Progress | None) -> T.AdapterVersion:
+        if self.settings.allow_pickle:
+            from registry.adapters.convert import convert_folder
+            from registry.adapters.inspect import find_adapter_folder
+
+            folder, _root = find_adapter_folder(path)
+            path = convert_folder(folder, tmp / "converted")
+        manifest = inspect_adapter(path, allow_pickle=self.settings.allow_pickle,
                                    max_header_bytes=self.settings.max_header_bytes)
         with self.db.read() as s:
             base_row = Q.get_base(s, base) if base else self._guess_base(s, manifest)

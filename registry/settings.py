@@ -41,7 +41,8 @@ class Settings:
     actor: str = field(
         default="", metadata=_meta("Who is acting, recorded in the audit log. Default: the OS user.", "ACTOR"))
     allow_pickle: bool = field(
-        default=False, metadata=_meta("Accept pickle weights (.bin/.pt). Off: they can run code when loaded.",
+        default=False, metadata=_meta("Accept pickle adapter weights (.bin) by converting them to safetensors with "
+                                      "torch's weights-only loader. Off: they can run code when loaded.",
                                       "ALLOW_PICKLE"))
     max_header_bytes: int = field(
         default=100 * 1024 * 1024,

@@ -160,3 +160,49 @@ def test_adapter_with_tokenizer_files_stores_them(registry, tiny_llama, tiny_ada
     v = registry.show(registry.push(d, name="tok").ref)
     assert {f.path for f in v.files if f.role == "tokenizer"} == {"tokenizer.json", "tokenizer_config.json"}
     assert json.loads((registry.resolve("tok") / "tokenizer_config.json").read_text())
+
+
+def test_pickle_weights_are_converted_when_allowed(db_url, settings_for, tiny_adapter, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from registry import migrate
+    from registry.app import Registry
+    from registry.db import make_engine
+
+    d = shutil.copytree(tiny_adapter, tmp_path / "pk")
+    sd = load_file(d / "adapter_model.safetensors")
+    torch.save(sd, d / "adapter_model.bin")
+    (d / "adapter_model.safetensors").unlink()
+    eng = make_engine(db_url)
+    migrate.upgrade(eng)
+    eng.dispose()
+    reg = Registry(settings_for(db_url, allow_pickle=True))
+    v = reg.show(reg.push(d, name="converted").ref)
+    assert {f.path for f in v.files} >= {"adapter_model.safetensors"} and "adapter_model.bin" not in {f.path for f in v.files}
+    back = load_file(reg.resolve("converted") / "adapter_model.safetensors")
+    assert all(torch.equal(back[k], sd[k]) for k in sd)
+    reg.close()
+
+
+def test_a_hostile_pickle_is_refused_even_when_pickles_are_allowed(sqlite_registry, settings_for, tiny_adapter, tmp_path):
+    import pickle
+
+    from registry.app import Registry
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, ("touch /tmp/adapter-registry-pwned-2",))
+
+    d = shutil.copytree(tiny_adapter, tmp_path / "evil")
+    (d / "adapter_model.safetensors").unlink()
+    (d / "adapter_model.bin").write_bytes(pickle.dumps({"x": Evil()}))
+    reg = Registry(settings_for(str(sqlite_registry.db.url), allow_pickle=True))
+    with pytest.raises(UnsafeFormat, match="weights-only"):
+        reg.push(d, name="evil")
+    import os
+
+    assert not os.path.exists("/tmp/adapter-registry-pwned-2")
+    reg.close()
