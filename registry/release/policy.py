@@ -1,0 +1,85 @@
+"""Promotion gates of protected aliases: pure functions over plain facts (no database).
+
+A protected alias carries a policy ("requires a passed verification against its base and
+mmlu >= 0.62"). Moving it to a version evaluates every gate; the move is allowed only when all
+pass, and the result lists every failing gate, so one refusal names all the reasons at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from registry.errors import InvalidInput
+from registry.refs import MetricFilter, parse_metric_filter
+from registry.release.types import Gate, PolicyResult
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """The gates of a protected alias."""
+
+    require_verified: bool = False
+    require_metrics: tuple[MetricFilter, ...] = ()
+
+    @classmethod
+    def parse(cls, *, require_verified: bool = False, require_metrics: Iterable[str] = ()) -> "PolicySpec":
+        """Build from CLI-style expressions ('mmlu>=0.62'); raises InvalidInput on a bad one."""
+        filters = tuple(parse_metric_filter(m) for m in require_metrics)
+        seen: set[str] = set()
+        for f in filters:
+            if f.metric in seen:
+                raise InvalidInput(f"metric {f.metric!r} is required twice", hint="give each metric one threshold")
+            seen.add(f.metric)
+        return cls(require_verified, filters)
+
+    @property
+    def expressions(self) -> list[str]:
+        return [str(f) for f in self.require_metrics]
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    """What the gates look at, gathered from the catalog by the caller."""
+
+    ref: str
+    base: str | None = None  # the base it was registered against, as NAME@REV (None: unknown)
+    verified: bool | None = None  # latest verification against that base: passed, failed, or none
+    metrics: Mapping[str, float] = field(default_factory=dict)  # current value of each metric
+    deprecated: bool = False
+
+
+def evaluate(alias: str, spec: PolicySpec | None, facts: VersionFacts) -> PolicyResult:
+    """Evaluate every gate of `spec` for a version; an unprotected alias (spec None) allows anything."""
+    if spec is None:
+        return PolicyResult(facts.ref, alias, protected=False, allowed=True)
+    gates = []
+    if spec.require_verified:
+        gates.append(_verified_gate(facts))
+    for f in spec.require_metrics:
+        gates.append(_metric_gate(f, facts.metrics.get(f.metric)))
+    # A protected alias never points at a version its owners have retired.
+    gates.append(Gate("not_deprecated", "not deprecated", not facts.deprecated,
+                      f"{facts.ref} is deprecated" if facts.deprecated else f"{facts.ref} is not deprecated"))
+    return PolicyResult(facts.ref, alias, protected=True, allowed=all(g.passed for g in gates), gates=tuple(gates))
+
+
+def _verified_gate(facts: VersionFacts) -> Gate:
+    if facts.base is None:
+        return Gate("verified", "verified against its base", False,
+                    f"{facts.ref} has no base model recorded, so it cannot have been verified against it")
+    expr = f"verified against {facts.base}"
+    if facts.verified is None:
+        return Gate("verified", expr, False, f"{facts.ref} has no verification against {facts.base}")
+    if facts.verified is False:
+        return Gate("verified", expr, False, f"the latest verification of {facts.ref} against {facts.base} failed")
+    return Gate("verified", expr, True, f"{facts.ref} passed verification against {facts.base}")
+
+
+def _metric_gate(f: MetricFilter, value: float | None) -> Gate:
+    need = f"{f.op} {f.value:g}"
+    if value is None:
+        return Gate("metric", str(f), False, f"{f.metric} has no value (needs {need})")
+    if not f.holds(value):
+        return Gate("metric", str(f), False, f"{f.metric} is {value:g}, needs {need}")
+    return Gate("metric", str(f), True, f"{f.metric} is {value:g} ({need})")

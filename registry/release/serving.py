@@ -1,0 +1,123 @@
+"""The vLLM serving profile of a set of adapters: pure functions over plain data.
+
+Facts about vLLM used here, from vllm/config/lora.py and vllm/lora/peft_helper.py:
+- `--max-lora-rank` accepts only the values of `MaxLoRARanks = Literal[1, 8, 16, 32, 64, 128, 256,
+  320, 512]`, and every adapter's rank must be <= it;
+- `--lora-dtype` is one of auto, float16, bfloat16 (`LoRADType`);
+- `--max-loras` is how many adapters can be active in one batch (>= 1);
+- PEFTHelper refuses adapters with `use_dora` ("vLLM does not yet support DoRA.") or with
+  `modules_to_save` ("vLLM only supports modules_to_save being None."), so those are left out
+  of the profile with a warning instead of making the server fail on them.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from registry.errors import InvalidInput
+from registry.release import types as RT
+from registry.types import BaseRef
+
+VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+VLLM_LORA_DTYPES = ("float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One aliased adapter version, as the catalog knows it."""
+
+    name: str
+    ref: str
+    rank: int | None
+    path: str
+    target_modules: Sequence[str] = ()
+    rank_pattern: Mapping[str, int] = field(default_factory=dict)
+    adapter_dtype: str | None = None
+    peft_type: str = "LORA"
+    use_dora: bool = False
+    modules_to_save: Sequence[str] = ()
+    deprecated: bool = False
+    note: str | None = None  # e.g. "registered against llama@r1", shown as a warning
+
+
+def vllm_rank(rank: int) -> int:
+    """The smallest value vLLM accepts for --max-lora-rank that is >= `rank`.
+
+    Raises:
+        InvalidInput: rank < 1 or above vLLM's largest (512)
+    """
+    if rank < 1:
+        raise InvalidInput(f"invalid LoRA rank {rank}")
+    for allowed in VLLM_MAX_LORA_RANKS:
+        if rank <= allowed:
+            return allowed
+    raise InvalidInput(f"LoRA rank {rank} is above the largest --max-lora-rank vLLM accepts "
+                       f"({VLLM_MAX_LORA_RANKS[-1]})", hint="serve this adapter merged into its base instead")
+
+
+def effective_rank(c: Candidate) -> int:
+    """The largest rank any module of the adapter uses (rank_pattern can raise it above r)."""
+    return max([c.rank or 0, *[int(v) for v in (c.rank_pattern or {}).values()]])
+
+
+def lora_dtype(dtypes: Sequence[str | None]) -> str:
+    """--lora-dtype: the adapters' own half dtype when they all share one, else auto (the model's)."""
+    kinds = set(dtypes)
+    if len(kinds) == 1 and next(iter(kinds)) in VLLM_LORA_DTYPES:
+        return next(iter(kinds))
+    return "auto"
+
+
+def _unservable(c: Candidate) -> str | None:
+    if c.peft_type.upper() != "LORA":
+        return f"{c.ref} is a {c.peft_type} adapter; vLLM serves LoRA only"
+    if c.use_dora:
+        return f"{c.ref} uses DoRA, which vLLM does not support"
+    if c.modules_to_save:
+        return f"{c.ref} has modules_to_save ({', '.join(c.modules_to_save)}), which vLLM refuses"
+    if not c.rank:
+        return f"{c.ref} has no LoRA rank recorded"
+    return None
+
+
+def build_profile(base: BaseRef, base_path: str, alias: str, candidates: Sequence[Candidate], *,
+                  max_loras: int | None = None) -> RT.ServingProfile:
+    """Flags and JSON for `vllm serve BASE` serving every servable candidate together.
+
+    Raises:
+        InvalidInput: nothing to serve, or a rank above what vLLM accepts
+    """
+    warnings, served = [], []
+    for c in sorted(candidates, key=lambda c: c.name):
+        why = _unservable(c)
+        if why:
+            warnings.append(f"left out: {why}")
+            continue
+        if c.deprecated:
+            warnings.append(f"{c.ref} (serving {c.name}@{alias}) is deprecated")
+        if c.note:
+            warnings.append(f"{c.ref}: {c.note}")
+        served.append(c)
+    if not served:
+        raise InvalidInput(f"no servable adapter of base {base.name} has alias {alias!r}",
+                           hint=f"set one with: adapter-registry alias set NAME {alias} VERSION")
+    top = max(effective_rank(c) for c in served)
+    rank = vllm_rank(top)
+    n = max_loras if max_loras is not None else len(served)
+    if n < 1:
+        raise InvalidInput("--max-loras must be at least 1")
+    dtypes = [c.adapter_dtype for c in served]
+    ldtype = lora_dtype(dtypes)
+    if ldtype == "auto" and len(set(dtypes)) > 1:
+        warnings.append(f"adapters differ in dtype ({', '.join(sorted(str(d) for d in set(dtypes)))}); "
+                        "vLLM loads them all in --lora-dtype (auto: the model's dtype)")
+    modules = tuple(sorted({m for c in served for m in c.target_modules}))
+    flags = ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras", str(n), "--lora-dtype", ldtype,
+             "--lora-modules", *[f"{c.name}={c.path}" for c in served]]
+    command = shlex.join(["vllm", "serve", base_path, *flags])
+    adapters = tuple(RT.ServedAdapter(c.name, c.ref, effective_rank(c), tuple(c.target_modules), c.adapter_dtype,
+                                      c.path) for c in served)
+    return RT.ServingProfile(base, base_path, alias, adapters, rank, n, ldtype, modules,
+                             tuple(sorted({str(d) for d in dtypes})), tuple(flags), command, tuple(warnings))
