@@ -1,0 +1,110 @@
+"""Server commands: serve, token create|ls|revoke, demo."""
+
+from __future__ import annotations
+
+import click
+
+from .common import json_option, pass_ctx, print_json, table
+
+
+def register(cli: click.Group) -> None:
+    for c in (serve, token, demo):
+        cli.add_command(c)
+
+
+def _local(ctx):
+    """These commands act on the catalog itself, never through --remote."""
+    import dataclasses
+
+    from registry.app import Registry
+
+    if ctx._registry is None or not isinstance(ctx._registry, Registry):
+        if ctx._registry is not None:
+            ctx._registry.close()
+        ctx._registry = Registry(dataclasses.replace(ctx.settings, remote=None))
+    return ctx._registry
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free port).")
+@click.option("--worker/--no-worker", default=False, help="Also run a job worker in this process.")
+@pass_ctx
+def serve(ctx, host, port, worker) -> None:
+    """Run the HTTP API and the catalog pages over this catalog."""
+    from registry.demo import serve as run_server
+
+    run_server(_local(ctx), host=host, port=port, worker=worker)
+
+
+@click.group()
+def token() -> None:
+    """API tokens for the HTTP server (stored hashed; the secret is printed once)."""
+
+
+@token.command("create")
+@click.option("--name", required=True, help="Who or what holds it; recorded as the actor of its writes.")
+@click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="read", show_default=True)
+@click.option("--namespace", help="Limit to names NAMESPACE/* (e.g. team-a).")
+@json_option
+@pass_ctx
+def token_create(ctx, name, scope, namespace, as_json) -> None:
+    """Create a token and print its secret (shown this once only)."""
+    from registry.tokens import Tokens
+
+    t = Tokens(_local(ctx)).create(name, scope=scope, namespace=namespace)
+    if as_json:
+        return print_json(t)
+    click.echo(t.token)
+    click.echo(f"created token {t.info.name!r} (id {t.info.id}, scope {t.info.scope}"
+               + (f", namespace {t.info.namespace}/*" if t.info.namespace else "") + "); it is not shown again",
+               err=True)
+
+
+@token.command("ls")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked tokens.")
+@json_option
+@pass_ctx
+def token_ls(ctx, include_revoked, as_json) -> None:
+    """List tokens (never their secrets)."""
+    from registry.tokens import Tokens
+
+    rows = Tokens(_local(ctx)).list(include_revoked=include_revoked)
+    if as_json:
+        return print_json(rows)
+    table(["ID", "NAME", "SCOPE", "NAMESPACE", "CREATED", "BY", "LAST USED", "REVOKED"],
+          [(t.id, t.name, t.scope, f"{t.namespace}/*" if t.namespace else "*", f"{t.created_at:%Y-%m-%d %H:%M}",
+            t.created_by, f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "",
+            f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "") for t in rows])
+
+
+@token.command("revoke")
+@click.argument("name_or_id")
+@json_option
+@pass_ctx
+def token_revoke(ctx, name_or_id, as_json) -> None:
+    """Revoke a token by name or id (effective at once)."""
+    from registry.tokens import Tokens
+
+    t = Tokens(_local(ctx)).revoke(name_or_id)
+    if as_json:
+        return print_json(t)
+    click.echo(f"revoked token {t.name!r} (id {t.id})")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--seed-only", is_flag=True, help="Seed the demo catalog (if empty) and exit.")
+@pass_ctx
+def demo(ctx, host, port, seed_only) -> None:
+    """Seed a small demo catalog when the catalog is empty, then serve it with a worker (make run)."""
+    from registry import demo as D
+
+    reg = _local(ctx)
+    if D.is_empty(reg):
+        click.echo("seeding a demo catalog (tiny base model, three adapters, evals)...", err=True)
+        for line in D.seed(reg):
+            click.echo(f"  {line}", err=True)
+    if not seed_only:
+        D.serve(reg, host=host, port=port, worker=True)

@@ -1,0 +1,263 @@
+"""registry.Client: the same read methods as Registry, over a registry server's HTTP API.
+
+    reg = Client("http://registry:8080", token=os.environ.get("ADAPTER_REGISTRY_TOKEN"))
+    path = reg.resolve("team-a/support-bot@production")   # a local folder, digests verified
+
+Results are the same frozen types (registry.types) and errors the same exceptions (registry.errors),
+rebuilt from the API's JSON, so code does not care which one it holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types as pytypes
+import typing
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import quote
+
+import httpx
+
+from registry import errors as E
+from registry import types as T
+from registry.storage.digest import check_digest, iter_chunks
+
+SKIP_UPLOAD = {"optimizer.pt", "scheduler.pt", "rng_state.pth", "scaler.pt", "training_args.bin"}
+
+
+class Client:
+    """A registry server's HTTP API with Registry's read methods (and push / add_eval / add_base)."""
+
+    def __init__(self, url: str, *, token: str | None = None, cache_dir: str | Path | None = None,
+                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None):
+        self.url = url.rstrip("/")
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else Path("~/.cache/adapter-registry").expanduser()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout,
+                                  transport=transport, follow_redirects=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _call(self, method: str, path: str, **kw) -> Any:
+        try:
+            r = self._http.request(method, path, **kw)
+        except httpx.TransportError as e:
+            raise _unreachable(self.url, e) from e
+        if r.status_code >= 400:
+            raise from_response(r)
+        return r.json()
+
+    # -- reads (Registry's signatures) -------------------------------------------------------
+    def search(self, *, base: str | None = None, min_rank: int | None = None, max_rank: int | None = None,
+               peft_type: str | None = None, target_modules: Iterable[str] = (), tags: Iterable[str] | dict = (),
+               metrics: Iterable[str] = (), sort: str | None = None, limit: int = 50, offset: int = 0,
+               include_deprecated: bool = False, name: str | None = None, use_dora: bool | None = None,
+               count: bool = False) -> T.SearchPage:
+        tags = [f"{k}={v}" for k, v in tags.items()] if isinstance(tags, dict) else list(tags)
+        params = {"base": base, "min_rank": min_rank, "max_rank": max_rank, "peft_type": peft_type,
+                  "target_module": list(target_modules), "tag": tags, "metric": list(metrics), "sort": sort,
+                  "limit": limit, "offset": offset, "deprecated": include_deprecated, "name": name,
+                  "use_dora": use_dora, "count": count}
+        params = {k: v for k, v in params.items() if v is not None and v != []}
+        return from_dict(T.SearchPage, self._call("GET", "/adapters", params=params))
+
+    def show(self, ref: str) -> T.AdapterVersion:
+        name, version = _split_ref(ref)
+        return from_dict(T.AdapterVersion, self._call("GET", f"/adapters/{_q(name)}/versions/{_q(version)}"))
+
+    get = show  # the server's show is cheap enough; the fields `get` leaves empty are just filled
+
+    def adapter(self, name: str) -> T.Adapter:
+        return from_dict(T.Adapter, self._call("GET", f"/adapters/{_q(name)}"))
+
+    def evals(self, ref: str) -> list[T.EvalResult]:
+        name, version = _split_ref(ref)
+        return [from_dict(T.EvalResult, d) for d in self._call("GET", f"/adapters/{_q(name)}/versions/{_q(version)}/evals")]
+
+    def list_bases(self, name: str | None = None) -> list[T.BaseModel]:
+        return [from_dict(T.BaseModel, d) for d in self._call("GET", "/bases", params={"name": name} if name else {})]
+
+    def show_base(self, ref: str) -> T.BaseModel:
+        return from_dict(T.BaseModel, self._call("GET", f"/bases/{_q(ref)}"))
+
+    def audit(self, *, limit: int = 100, target: str | None = None) -> list[T.AuditEntry]:
+        params = {"limit": limit, **({"target": target} if target else {})}
+        return [from_dict(T.AuditEntry, d) for d in self._call("GET", "/audit", params=params)]
+
+    def resolve(self, ref: str) -> Path:
+        """A local folder with the version's files, each verified against its digest (cached by digest)."""
+        from registry.storage.cache import materialize
+
+        v = self.show(ref)
+        if v.deprecated:
+            import warnings
+
+            warnings.warn(f"{ref} is deprecated" + (f": {v.deprecation_reason}" if v.deprecation_reason else ""),
+                          DeprecationWarning, stacklevel=2)
+        return materialize(_HttpBlobs(self), {f.path: f.digest for f in v.files},
+                           self.cache_dir / "adapters" / v.content_digest, cache_root=self.cache_dir)
+
+    def download(self, digest: str, dest: Path) -> Path:
+        """Fetch one stored file by digest into `dest` (verified)."""
+        _HttpBlobs(self).fetch(check_digest(digest), Path(dest))
+        return Path(dest)
+
+    # -- writes ------------------------------------------------------------------------------
+    def push(self, path: str | Path, *, name: str, base: str | None = None,
+             tags: dict[str, str] | Iterable[str] = (), description: str = "", progress=None) -> T.AdapterVersion:
+        """Upload an adapter folder (streamed, one part per file) and register it on the server."""
+        root = Path(path)
+        if not root.is_dir():
+            raise E.InvalidAdapter(f"not a folder: {root} (push takes the adapter's folder)")
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.name not in SKIP_UPLOAD
+                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        tags = [f"{k}={v}" for k, v in tags.items()] if isinstance(tags, dict) else list(tags)
+        data = {"description": description, "tag": tags, **({"base": base} if base else {})}
+        handles = [open(p, "rb") for p in files]
+        try:
+            parts = [("files", (p.relative_to(root).as_posix(), h, "application/octet-stream"))
+                     for p, h in zip(files, handles)]
+            return from_dict(T.AdapterVersion, self._call("POST", f"/adapters/{_q(name)}/versions", data=data,
+                                                          files=parts))
+        finally:
+            for h in handles:
+                h.close()
+
+    def add_eval(self, ref: str, metrics: dict[str, float] | Iterable[str], *, dataset: str | None = None,
+                 split: str | None = None, source: str = "api", details: dict | None = None) -> list[T.EvalResult]:
+        from registry.refs import parse_metric_value
+
+        items = dict(metrics) if isinstance(metrics, dict) else dict(parse_metric_value(m) for m in metrics)
+        name, version = _split_ref(ref)
+        body = {"metrics": items, "dataset": dataset, "split": split, "source": source}
+        return [from_dict(T.EvalResult, d)
+                for d in self._call("POST", f"/adapters/{_q(name)}/versions/{_q(version)}/evals", json=body)]
+
+    def add_lm_eval(self, ref: str, results_file: str | Path) -> list[T.EvalResult]:
+        from registry.evals import parse_lm_eval
+
+        metrics, details = parse_lm_eval(Path(results_file))
+        return self.add_eval(ref, metrics, source="lm-eval", details=details)
+
+    def add_base(self, path: str | Path, *, name: str, revision: str | None = None, **_ignored) -> T.BaseModel:
+        """Register a base model by reference: `path` must be readable by the server."""
+        body = {"name": name, "path": str(path), "revision": revision}
+        return from_dict(T.BaseModel, self._call("POST", "/bases", json=body))
+
+
+class _HttpBlobs:
+    """Just enough of the BlobStore protocol for storage.materialize: fetch, verified."""
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    def fetch(self, digest: str, dest: Path, *, progress=None) -> None:
+        from registry.storage.fsutil import land_verified
+
+        try:
+            with self.client._http.stream("GET", f"/blobs/{digest}") as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise from_response(r)
+                land_verified(r.iter_bytes(1024 * 1024), Path(dest), digest, where=f"{self.client.url} blob {digest}",
+                              progress=progress)
+        except httpx.TransportError as e:
+            raise _unreachable(self.client.url, e) from e
+
+
+def _q(s: str) -> str:
+    return quote(str(s), safe="/")
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    name, _, version = str(ref).partition("@")
+    return name, version or "latest"
+
+
+def _unreachable(url: str, e: Exception) -> E.RegistryError:
+    err = E.RegistryError(f"cannot reach the registry server at {url}: {e.__class__.__name__}: {e}",
+                          hint="check --remote / ADAPTER_REGISTRY_REMOTE and that the server runs")
+    err.status = 503
+    return err
+
+
+# -- JSON -> our exceptions and result types ----------------------------------------------------
+def _error_classes() -> dict[str, type[E.RegistryError]]:
+    out: dict[str, type[E.RegistryError]] = {}
+    todo = [E.RegistryError]
+    while todo:
+        c = todo.pop()
+        out.setdefault(c.code, c)
+        todo.extend(c.__subclasses__())
+    return out
+
+
+FALLBACK = {400: E.InvalidInput, 401: E.Unauthorized, 403: E.Forbidden, 404: E.NotFound, 409: E.Conflict,
+            413: E.TooLarge, 422: E.InvalidInput, 503: E.StorageError, 507: E.DiskFull}
+
+
+def from_response(r: httpx.Response) -> E.RegistryError:
+    """The exception the server's JSON error body describes (same class when we know its code)."""
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = body.get("error")
+    cls = _error_classes().get(code) or FALLBACK.get(r.status_code, E.RegistryError)
+    ctx = body.get("context") if isinstance(body.get("context"), dict) else {}
+    ctx = {k: v for k, v in ctx.items() if k.isidentifier() and k not in ("message", "hint", "status", "code")}
+    err = cls(body.get("message") or f"HTTP {r.status_code} from {r.request.url}", hint=body.get("hint"), **ctx)
+    if err.status != r.status_code:
+        err.status = r.status_code
+    if code and err.code != code:
+        err.code = code
+    return err
+
+
+def from_dict(cls: type, data: Any) -> Any:
+    """Rebuild a frozen result dataclass (nested ones, tuples, datetimes, paths) from its to_dict()."""
+    return _convert(cls, data)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _convert(tp: Any, v: Any) -> Any:
+    if v is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, pytypes.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(args[0], v) if len(args) == 1 else v
+    if origin is tuple:
+        args = typing.get_args(tp)
+        return tuple(_convert(args[0], x) for x in v) if args else tuple(v)
+    if origin is list:
+        (arg,) = typing.get_args(tp) or (Any,)
+        return [_convert(arg, x) for x in v]
+    if origin is dict or tp is Any:
+        return v
+    if dataclasses.is_dataclass(tp):
+        hints = _HINTS.get(tp)
+        if hints is None:
+            hints = _HINTS[tp] = typing.get_type_hints(tp)
+        kw = {f.name: _convert(hints[f.name], v[f.name]) for f in dataclasses.fields(tp) if f.name in v}
+        return tp(**kw)
+    if tp is dt.datetime:
+        return dt.datetime.fromisoformat(v) if isinstance(v, str) else v
+    if tp is Path:
+        return Path(v)
+    if tp is float and isinstance(v, int):
+        return float(v)
+    return v

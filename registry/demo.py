@@ -1,0 +1,166 @@
+"""The `make run` demo: seed a small catalog when it is empty, then serve it with a worker.
+
+Everything is built locally (a tiny random Llama and LoRA adapters from registry.testing.tiny):
+nothing is downloaded. Seeding takes a few seconds on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+ADAPTERS = [
+    # name, versions: (rank, targets, seed, metrics, trainer folder?)
+    ("team-a/support-bot", "Answers support tickets.", {"task": "support"}, [
+        (4, ["q_proj", "v_proj"], 1, {"acc": 0.58, "f1": 0.52}, False),
+        (8, ["q_proj", "v_proj"], 2, {"acc": 0.64, "f1": 0.60}, False),
+        (8, ["q_proj", "k_proj", "v_proj", "o_proj"], 3, {"acc": 0.69, "f1": 0.63}, True),
+    ]),
+    ("team-a/summarizer", "Summarises long threads.", {"task": "summarize"}, [
+        (16, None, 4, {"rouge_l": 0.31}, False),
+        (16, None, 5, {"rouge_l": 0.35}, True),
+    ]),
+    ("team-b/sql-helper", "Writes SQL from questions.", {"task": "sql"}, [
+        (4, ["q_proj", "v_proj", "up_proj", "down_proj"], 6, {"exact_match": 0.41, "acc": 0.55}, False),
+        (8, ["q_proj", "v_proj", "up_proj", "down_proj"], 7, {"exact_match": 0.47, "acc": 0.61}, False),
+    ]),
+]
+
+
+def is_empty(registry) -> bool:
+    return not registry.search(limit=1, include_deprecated=True).items
+
+
+def seed(registry, *, work_dir: Path | None = None) -> Iterator[str]:
+    """Build and register the demo catalog; yields one line per step (for the CLI to print)."""
+    from registry.testing.tiny import build_adapter, build_llama, write_trainer_output
+
+    work = Path(work_dir or registry.settings.home / "demo")
+    base_dir = work / "tiny-llama"
+    if not (base_dir / "config.json").is_file():
+        build_llama(base_dir)
+    b = registry.add_base(base_dir, name="tiny-llama", revision="demo")
+    yield f"base model {b.ref} ({b.param_count:,} params)"
+    for name, description, tags, versions in ADAPTERS:
+        for i, (r, targets, seed_, metrics, trainer) in enumerate(versions, start=1):
+            folder = work / "adapters" / name.replace("/", "__") / f"v{i}"
+            if not (folder / "adapter_config.json").is_file():
+                build_adapter(base_dir, folder, r=r, lora_alpha=2 * r, seed=seed_, target_modules=targets)
+            src = folder
+            if trainer:
+                src = work / "trainer" / name.replace("/", "__") / f"v{i}"
+                if not src.is_dir():
+                    write_trainer_output(folder, src, steps=(10, 20, 30))
+            v = registry.push(src, name=name, base=b.ref, tags=tags, description=description)
+            registry.add_eval(v.ref, metrics, dataset=f"demo-{tags['task']}", split="test")
+            yield f"{v.ref} r={v.rank} {', '.join(f'{k}={x}' for k, x in metrics.items())}"
+    yield from _release(registry)
+    yield from _merge_and_publish(registry, work)
+
+
+def _release(registry) -> Iterator[str]:
+    """Aliases, when the release feature is in this build."""
+    move = getattr(registry, "set_alias", None) or getattr(getattr(registry, "release", None), "set_alias", None)
+    if move is None:
+        yield "aliases: not in this build yet (skipped)"
+        return
+    for ref, alias in (("team-a/support-bot@2", "production"), ("team-a/support-bot@3", "staging"),
+                       ("team-a/summarizer@2", "production"), ("team-b/sql-helper@2", "production")):
+        try:
+            move(ref, alias)
+            yield f"alias {ref.split('@')[0]}@{alias} -> {ref}"
+        except Exception as e:  # a gate or policy refusing is part of the demo, not a failure
+            yield f"alias {alias} for {ref}: {e}"
+
+
+def _merge_and_publish(registry, work: Path) -> Iterator[str]:
+    """One merged checkpoint, published to a local folder, when merge and publish are in this build."""
+    if not hasattr(registry, "merge"):
+        yield "merge: not in this build yet (skipped)"
+        return
+    m = registry.merge("team-a/support-bot@2")
+    yield f"merged team-a/support-bot@2 -> #{m.id} ({m.dtype}, {m.engine})"
+    jobs = registry.jobs if _has_jobs(registry) else None
+    if jobs is None or not hasattr(jobs, "publish"):
+        yield "publish: not in this build yet (skipped)"
+        return
+    target = work / "published" / "support-bot-v2"
+    job = jobs.publish("team-a/support-bot@2", str(target))
+    yield f"publish of team-a/support-bot@2 to {target} queued as job {getattr(job, 'id', job)}"
+
+
+def _has_jobs(registry) -> bool:
+    try:
+        return registry.jobs is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def start_worker(registry):
+    """A job worker thread over `registry`, when the job queue is in this build; returns a stop function."""
+    if not _has_jobs(registry):
+        return None
+    jobs = registry.jobs
+    start = getattr(jobs, "start_worker", None) or getattr(jobs, "worker_thread", None)
+    if start is None:
+        return None
+    return start()
+
+
+def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool = False) -> None:
+    """Serve the API and pages until Ctrl-C (then stop the worker and close the registry)."""
+    import uvicorn
+
+    from registry.api import create_app
+
+    app = create_app(registry)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    actual = sock.getsockname()[1]
+    stop_worker = start_worker(registry) if worker else None
+    shown = f"[{host}]" if ":" in host else host
+    print(f"adapter-registry serving {registry.settings.db_url} at http://{shown}:{actual}/  (Ctrl-C stops)",
+          file=sys.stderr, flush=True)
+    if worker and stop_worker is None:
+        print("  (no job worker: the job queue is not in this build yet)", file=sys.stderr, flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if callable(stop_worker):
+            stop_worker()
+        sock.close()
+        registry.close()
+
+
+class ServerThread:
+    """uvicorn on 127.0.0.1:<free port> in a daemon thread (tests and benchmarks)."""
+
+    def __init__(self, app, *, host: str = "127.0.0.1"):
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "ServerThread":
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
