@@ -12,10 +12,10 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q ".[test,bench]"
+	$(BIN)/pip install -q ".[test]"
 	@touch $(STAMP)
 
 test: $(STAMP)
@@ -25,6 +25,7 @@ run: $(STAMP)
 	$(BIN)/python -m registry demo
 
 bench: $(STAMP)
+	$(BIN)/pip install -q ".[bench]"
 	$(BIN)/python bench/lookup.py --versions 100000 --evals 500000
 
 clean:
