@@ -118,32 +118,31 @@ class JobsAPI:
         return self._follow(job, wait=wait, timeout=timeout, inline=inline, device=device)
 
     def merge_async(self, ref: str, *, dtype: str | None = None, engine: str = "auto", validate: bool = False,
-                    wait: bool = False, timeout: float | None = None, inline: bool = False,
-                    device: str = "cpu") -> T.Job:
-        """Enqueue a merge; when the merged artifact is already in the catalog, the job returned is
-        already succeeded with it as the result."""
+                    device: str | None = None, wait: bool = False, timeout: float | None = None,
+                    inline: bool = False) -> T.Job:
+        """Enqueue a merge (on `device`, else on the device of the worker that takes it).
+
+        When the merged artifact is already in the catalog, the job returned is already succeeded,
+        with the artifact as its result; no worker is involved.
+        """
         from registry.jobs.tasks import merged_result
+        from registry.catalog import convert
+        from registry.merging import find_merged
 
         v = self._version(ref, None)
-        dt_ = _dtype(dtype) or _dtype(v["base_dtype"])
-        with self.db.read() as s:
-            MA = M.MergedArtifact
-            q = select(MA, M.BaseModelRow).join(M.BaseModelRow, M.BaseModelRow.id == MA.base_model_id).where(
-                MA.version_id == v["id"], MA.base_model_id == v["base_id"], MA.dtype == (dt_ or "float32"))
-            if engine != "auto":
-                q = q.where(MA.engine == engine)
-            hit = s.execute(q.order_by(MA.id.desc()).limit(1)).first()
-            if hit is not None and not (validate and not (hit[0].validation or {}).get("logits")):
-                from registry.catalog import convert
-
-                result = merged_result(convert.merged(hit[0], v["ref"], hit[1]))
+        dt_ = _dtype(dtype)
+        for dev in ([device] if device else ["cpu", "cuda"]):
+            _key, hit = find_merged(self.registry, v["ref"], dtype=dt_, engine=engine, device=dev)
+            if hit is not None and not (validate and "logits" not in (hit.validation or {})):
+                with self.db.read() as s:
+                    art = convert.merged(hit, v["ref"], s.get(M.BaseModelRow, hit.base_model_id))
                 return queue.enqueue(self.db, "merge", {"ref": v["ref"], "requested": ref, "dtype": dt_,
-                                                        "engine": engine, "cached": True},
-                                     state="succeeded", result=result, actor=self.registry.actor)
+                                                        "engine": engine, "device": device, "cached": True},
+                                     state="succeeded", result=merged_result(art), actor=self.registry.actor)
         job = self.enqueue("merge", {"ref": v["ref"], "requested": ref, "dtype": dt_, "engine": engine,
-                                     "validate": validate},
-                           unique_key=f"merge:{v['digest']}:{v['base_fp']}:{dt_ or 'default'}:{engine}")
-        return self._follow(job, wait=wait, timeout=timeout, inline=inline, device=device)
+                                     "validate": validate, "device": device},
+                           unique_key=f"merge:{v['digest']}:{v['base_fp']}:{dt_ or 'default'}:{engine}:{device or 'any'}")
+        return self._follow(job, wait=wait, timeout=timeout, inline=inline, device=device or "cpu")
 
     def publish(self, ref: str, *, to: str, dtype: str | None = None, force: bool = False, engine: str = "auto",
                 wait: bool = False, timeout: float | None = None, inline: bool = False,

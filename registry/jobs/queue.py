@@ -133,7 +133,17 @@ def claim(db: Database, worker_id: str, *, kinds: Iterable[str] | None = None, l
             .returning(J).execution_options(synchronize_session=False))
     with db.write() as s:
         row = s.scalars(stmt).first()
-        return convert.job(row) if row is not None else None
+        if row is None:
+            return None
+        _set_worker(s, worker_id, "busy", row.id, now)  # bookkeeping in the same transaction: no extra commit
+        return convert.job(row)
+
+
+def _set_worker(s: Session, worker_id: str | None, state: str, job_id: int | None, now: dt.datetime) -> None:
+    if worker_id:
+        s.execute(update(M.Worker).where(M.Worker.id == worker_id)
+                  .values(state=state, current_job_id=job_id, last_seen=now)
+                  .execution_options(synchronize_session=False))
 
 
 # -- while running -----------------------------------------------------------------------------
@@ -175,8 +185,10 @@ def finish(db: Database, lease: Lease, result: dict | None, *, effects: Effects 
             return False
         if effects is not None:
             effects(s)
+        now = now or utcnow()
         row.state, row.result, row.error = "succeeded", result, None
-        row.finished_at, row.lease_expires_at = now or utcnow(), None
+        row.finished_at, row.lease_expires_at = now, None
+        _set_worker(s, lease.worker_id, "idle", None, now)
         return True
 
 
@@ -198,6 +210,7 @@ def fail(db: Database, lease: Lease, error: str, *, retryable: bool, policy: Ret
         else:
             row.state, row.finished_at = "failed", now
         row.worker_id, row.lease_expires_at = None, None
+        _set_worker(s, lease.worker_id, "idle", None, now)
         return row.state
 
 
@@ -207,8 +220,10 @@ def stop_cancelled(db: Database, lease: Lease, *, now: dt.datetime | None = None
         row = _locked_row(s, db, lease)
         if row is None:
             return False
-        row.state, row.finished_at, row.lease_expires_at = "cancelled", now or utcnow(), None
+        now = now or utcnow()
+        row.state, row.finished_at, row.lease_expires_at = "cancelled", now, None
         row.error = "cancelled while running"
+        _set_worker(s, lease.worker_id, "idle", None, now)
         return True
 
 
@@ -218,8 +233,10 @@ def hand_back(db: Database, lease: Lease, *, now: dt.datetime | None = None) -> 
         row = _locked_row(s, db, lease)
         if row is None:
             return False
-        row.state, row.attempt, row.run_after = "queued", row.attempt - 1, now or utcnow()
+        now = now or utcnow()
+        row.state, row.attempt, row.run_after = "queued", row.attempt - 1, now
         row.worker_id, row.lease_expires_at, row.progress = None, None, None
+        _set_worker(s, lease.worker_id, "idle", None, now)
         return True
 
 
@@ -332,9 +349,7 @@ def register_worker(db: Database, info: dict[str, Any]) -> None:
 
 def touch_worker(db: Database, worker_id: str, *, state: str, job_id: int | None = None) -> None:
     with db.write() as s:
-        s.execute(update(M.Worker).where(M.Worker.id == worker_id)
-                  .values(state=state, current_job_id=job_id, last_seen=utcnow())
-                  .execution_options(synchronize_session=False))
+        _set_worker(s, worker_id, state, job_id, utcnow())
 
 
 def list_workers(db: Database, *, include_stopped: bool = False) -> list[T.WorkerInfo]:

@@ -36,8 +36,13 @@ def merge(ctx: TaskContext, payload: dict) -> dict:
     """Merge an adapter version into its base (Registry.merge: cached, content-addressed)."""
     m = ctx.registry.merge(payload["ref"], dtype=payload.get("dtype"), engine=payload.get("engine", "auto"),
                            device=payload.get("device") or ctx.device, validate=bool(payload.get("validate")),
-                           progress=ctx.progress)
+                           progress=_merge_progress(ctx))
     return merged_result(m)
+
+
+def _merge_progress(ctx: TaskContext):
+    """Registry.merge reports (done, total, what) per tensor; each report is also a cancellation point."""
+    return lambda done, total, what=None: ctx.progress("merge", done, total)
 
 
 def merged_result(m) -> dict[str, Any]:
@@ -96,7 +101,7 @@ def publish(ctx: TaskContext, payload: dict) -> dict:
     publisher = open_publisher(to, settings=reg.settings)  # a bad target fails before the merge
     ctx.progress("merge")
     m = reg.merge(ref, dtype=payload.get("dtype"), engine=payload.get("engine", "auto"),
-                  device=payload.get("device") or ctx.device, progress=ctx.progress)
+                  device=payload.get("device") or ctx.device, progress=_merge_progress(ctx))
     with reg.db.read() as s:
         _a, row = Q.get_version(s, parse_ref(ref))
         vid = row.id

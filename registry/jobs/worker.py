@@ -21,6 +21,8 @@ import traceback
 import uuid
 from typing import TYPE_CHECKING, Any, Iterable
 
+from sqlalchemy.exc import OperationalError
+
 from registry import types as T
 from registry.jobs import queue
 from registry.jobs.context import StopTask, Task, TaskContext
@@ -72,8 +74,13 @@ class Worker:
         log.info("worker %s on %s, kinds %s", self.id, self.device, ",".join(self.kinds))
         try:
             while self._stop_at is None and (max_jobs is None or self.jobs_run < max_jobs):
-                self.sweep()
-                job = queue.claim(self.db, self.id, kinds=self.kinds, lease_s=self.lease_s)
+                try:
+                    self.sweep()
+                    job = queue.claim(self.db, self.id, kinds=self.kinds, lease_s=self.lease_s)
+                except OperationalError as e:  # the database is away: wait, the loop goes on
+                    log.warning("queue unavailable: %s", str(e).splitlines()[0])
+                    self._wake.wait(self.poll_s * 5)
+                    continue
                 if job is None:
                     if once:
                         break
@@ -124,7 +131,6 @@ class Worker:
                           throttle_s=float(job.payload.get("throttle_s", 0)) or self.throttle_s)
         done = threading.Event()
         beat = threading.Thread(target=self._beat, args=(ctx, lease, done), daemon=True, name=f"heartbeat-{job.id}")
-        queue.touch_worker(self.db, self.id, state="busy", job_id=job.id)
         beat.start()
         t0 = time.monotonic()
         try:
@@ -149,6 +155,7 @@ class Worker:
         finally:
             done.set()
             beat.join()
+        if outcome == "lost":  # the guarded writes above did nothing, the worker's row included
             queue.touch_worker(self.db, self.id, state="idle")
         self.jobs_run += 1
         log.info("job %s (%s, attempt %s): %s in %.2fs", job.id, job.kind, job.attempt, outcome, time.monotonic() - t0)
