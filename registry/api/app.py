@@ -31,14 +31,16 @@ def create_app(registry, settings=None) -> FastAPI:
                   docs_url="/api/docs", redoc_url=None, generate_unique_id_function=lambda route: route.name)
     app.state.registry = registry
     errors.install(app)
-    for mod in (adapters, push, bases, files, admin, pages):
-        app.include_router(mod.router)
     app.state.features = set()
+    # The optional routers go first: their paths (/adapters/{name}/aliases, ...) are more specific
+    # than /adapters/{name}, which would otherwise take them as adapter names.
     for name in ("jobs", "release"):  # present as their features land in Registry
         mod = _optional(name)
         if mod is not None and mod.available(registry):
             app.include_router(mod.router)
             app.state.features.add(name)
+    for mod in (adapters, push, bases, files, admin, pages):
+        app.include_router(mod.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.openapi = lambda: _openapi(app)
     return app

@@ -23,8 +23,8 @@ def fill(path: str) -> str:
     return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: PARAMS[m.group(1)], path)
 
 
-def test_the_write_routes_are_the_ones_we_expect(app):
-    found = set(write_routes(app))
+def test_the_write_routes_are_the_ones_we_expect(shared):
+    found = set(write_routes(shared.app))
     assert {("POST", "/api/v1/adapters/{name}/versions"), ("POST", "/api/v1/bases"),
             ("POST", "/api/v1/adapters/{name}/versions/{ref}/evals"), ("POST", "/api/v1/tokens"),
             ("DELETE", "/api/v1/tokens/{token}")} <= found
@@ -32,18 +32,22 @@ def test_the_write_routes_are_the_ones_we_expect(app):
 
 @pytest.mark.parametrize("who, status", [("missing", 401), ("revoked", 401), ("bogus", 401), ("read", 403),
                                          ("team_a", 403)])
-def test_write_endpoints_refuse(app, client, api_registry, tokens, who, status):
+def test_write_endpoints_refuse(shared, who, status):
+    app, client, api_registry, tokens = shared.app, shared.client, shared.registry, shared.tokens
     token = {"missing": None, "bogus": "arg_x", "revoked": tokens.revoked, "read": tokens.read,
              "team_a": tokens.team_a}[who]
     before = len(api_registry.audit(limit=1000))
     for method, path in write_routes(app):
-        body = {"metrics": {"acc": 1.0}, "name": "team-b/x", "path": "/nonexistent", "scope": "read"}
-        kw = {"json": body} if "versions" not in path or path.endswith("/evals") else \
-            {"files": [("files", ("adapter_config.json", b"{}", "application/json"))]}
+        body = {"metrics": {"acc": 1.0}, "name": "team-b/x", "path": "/nonexistent", "scope": "read",
+                "to": "dir:///nonexistent", "version": 1}
+        kw = {"files": [("files", ("adapter_config.json", b"{}", "application/json"))]} \
+            if path.endswith("/versions") else {"json": body}
         r = client.request(method, fill(path), headers=bearer(token), **kw)
         assert r.status_code == status, (who, method, path, r.text)
         assert r.json()["status"] == status and r.json()["error"] in ("unauthorized", "forbidden")
     assert len(api_registry.audit(limit=1000)) == before  # nothing was written
+    if hasattr(api_registry, "jobs"):
+        assert [(j.id, j.state) for j in api_registry.jobs.list()] == [(1, "queued")]
 
 
 def test_write_token_may_write_only_its_namespace_and_admin_anywhere(client, tokens):

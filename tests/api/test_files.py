@@ -8,6 +8,16 @@ import pytest
 
 
 @pytest.fixture
+def client(shared):
+    return shared.client
+
+
+@pytest.fixture
+def api_registry(shared):
+    return shared.registry
+
+
+@pytest.fixture
 def weights(api_registry):
     f = next(f for f in api_registry.show("team-a/bot@1").files if f.role == "weights")
     return f.digest, api_registry.store.path(f.digest).read_bytes()

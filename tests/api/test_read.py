@@ -5,6 +5,21 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture
+def client(shared):
+    return shared.client
+
+
+@pytest.fixture
+def api_registry(shared):
+    return shared.registry
+
+
+@pytest.fixture
+def tokens(shared):
+    return shared.tokens
+
+
 def test_search_lists_versions_newest_first_with_the_filters_of_ls(client, api_registry):
     page = client.get("/api/v1/adapters", params={"count": True}).json()
     assert [(v["name"], v["version"]) for v in page["items"]] == [("team-b/bot", 1), ("team-a/bot", 2),
@@ -49,7 +64,7 @@ def test_adapter_base_and_evals_endpoints(client, api_registry):
     ("/api/v1/bases/nope", 404, "base_model_not_found"),
     ("/api/v1/adapters?sort=sideways", 400, "invalid_input"),
     ("/api/v1/adapters?limit=many", 422, "invalid_request"),
-    ("/api/v1/blobs/xyz", 400, "invalid_input"),
+    ("/api/v1/blobs/xyz", 422, "invalid_request"),
     ("/api/v1/no-such-route", 404, "not_found"),
 ])
 def test_every_error_has_the_one_json_shape(client, path, status, code):

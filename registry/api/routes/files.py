@@ -50,7 +50,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 @router.head("/blobs/{digest}", responses=FILE_RESPONSES, response_class=Response)
-def head_blob(digest: Annotated[str, Path(description="sha256, 64 lowercase hex")], request: Request,
+def head_blob(digest: Annotated[str, Path(description="sha256, 64 lowercase hex", pattern="^[0-9a-f]{64}$")], request: Request,
               caller: Reader, range: Annotated[str | None, Header()] = None,
               if_none_match: Annotated[str | None, Header()] = None):
     """The headers a GET would answer with (size, ETag), without the body."""
@@ -58,7 +58,7 @@ def head_blob(digest: Annotated[str, Path(description="sha256, 64 lowercase hex"
 
 
 @router.get("/blobs/{digest}", responses=FILE_RESPONSES, response_class=Response)
-def get_blob(digest: Annotated[str, Path(description="sha256, 64 lowercase hex")], request: Request,
+def get_blob(digest: Annotated[str, Path(description="sha256, 64 lowercase hex", pattern="^[0-9a-f]{64}$")], request: Request,
              caller: Reader, range: Annotated[str | None, Header()] = None,
              if_none_match: Annotated[str | None, Header()] = None):
     """Download a stored file by its sha256 (ETag is the digest; Range and If-None-Match work)."""
