@@ -26,14 +26,19 @@ from registry.catalog import queries as Q
 from registry.db import Database
 from registry.errors import BaseModelNotFound, Incompatible, InvalidInput, RegistryError
 from registry.evals import parse_lm_eval
+from registry.release.api import ReleaseMixin
 from registry.refs import Ref, parse_metric_filter, parse_ref, parse_tag, check_metric_name
 from registry.settings import Settings
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-class Registry:
-    """The adapter registry over one catalog database and one artifact store."""
+class Registry(ReleaseMixin):
+    """The adapter registry over one catalog database and one artifact store.
+
+    Release management (aliases with gates, deprecation, impact, bulk operations, serving
+    profiles, gc, events) comes from ReleaseMixin; jobs live on the `jobs` sub-object.
+    """
 
     def __init__(self, settings: Settings | None = None, *, upgrade: bool | None = None):
         self.settings = settings or Settings.from_env()
