@@ -12,7 +12,7 @@ def _push(args):
     from registry.settings import Settings
 
     reg = Registry(Settings.from_env(env={}, db=db, home=home, store=store, actor="proc"))
-    barrier.wait(timeout=60)
+    barrier.wait(timeout=180)
     v = reg.push(folder, name=name)
     reg.close()
     return v.version, v.created, v.content_digest
