@@ -105,7 +105,7 @@ def merge(
             from registry.merge.structure import load_structure
 
             check_config(adapter_cfg)
-            structure = load_structure(base_dir)
+            structure = load_structure(base_dir, {k: v.shape for k, v in base_hdr.items()}, adapter_cfg)
             plan = make_plan(adapter_cfg, {k: (v.dtype, v.shape) for k, v in adapter_hdr.items()},
                              {k: (v.dtype, v.shape) for k, v in base_hdr.items()}, structure, _ST[out_dtype])
         except Unsupported as e:

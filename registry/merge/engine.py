@@ -153,6 +153,7 @@ def stream_merge(
 
     out = [OutTensor(t.name, t.dtype, t.shape) for t in plan.tensors]
     by_name = {t.name: t for t in plan.tensors}
+    scratch = _Scratch([t for t in plan.tensors if _fast(t, base, device)])
     shards = plan_shards(out, max_shard_size)
     weight_map: dict[str, str] = {}
     probes: list[dict] = []
@@ -160,6 +161,12 @@ def stream_merge(
     done = 0
     writer = _Writer()
     writer.start()
+    # The writer thread hashes and writes on one core while torch computes on the other. Two torch
+    # threads plus the writer oversubscribe a 2-core box and OpenMP's spin-waits then make every
+    # kernel ~10x slower, so torch gets the cores minus one here; ops whose result could depend on
+    # the thread count (reductions: DoRA norms) run with the caller's setting (_merged_value).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 2) - 1)))
     open_writers: list[ShardWriter] = []
     try:
         for i, shard in enumerate(shards):
@@ -173,8 +180,24 @@ def stream_merge(
                 if not tp.ops and src is not None and src.dtype == tp.dtype and src.shape == tp.shape:
                     fd = files.fd(src.file)
                     writer.put(lambda sw=sw, n=t.name, fd=fd, off=src.offset: sw.copy_from(n, fd, off))
+                elif _fast(tp, base, device):
+                    buf = scratch.take()
+                    w = _read_into(files, src, buf)
+                    op = tp.ops[0]
+                    a, b = adapter_tensor(op.a), adapter_tensor(op.b)
+                    probe = validate.Probe(op, w, a, b, None)
+                    lm.merge_linear_into(w, a, b, op.scaling, op.fan_in_fan_out, scratch.delta, scratch.wide)
+                    probes.append(probe.check(w))
+                    _check_finite(tp, w)
+                    writer.put(lambda sw=sw, n=t.name, w=w, buf=buf: (sw.write(n, tensor_bytes(w)),
+                                                                       scratch.give(buf)))
                 else:
-                    value = _merged_value(tp, src, files, adapter_tensor, device, probes)
+                    fast_threads = torch.get_num_threads()
+                    torch.set_num_threads(threads)
+                    try:
+                        value = _merged_value(tp, src, files, adapter_tensor, device, probes)
+                    finally:
+                        torch.set_num_threads(fast_threads)
                     writer.put(lambda sw=sw, n=t.name, v=value: sw.write(n, tensor_bytes(v)))
                 done += 1
                 if progress:
@@ -188,6 +211,7 @@ def stream_merge(
         writer.cancel()
         raise
     finally:
+        torch.set_num_threads(threads)
         for sw in open_writers:
             sw.abort()
         files.close()
@@ -226,10 +250,60 @@ def _merged_value(tp, src, files, adapter_tensor, device, probes):
             raise MergeError(f"unknown op {op.kind}")
     if w is None or tuple(w.shape) != tuple(tp.shape):
         raise MergeError(f"{tp.name}: planned shape {list(tp.shape)}, got {None if w is None else list(w.shape)}")
-    if tp.ops and w.is_floating_point() and not bool(torch.isfinite(w).all()):
-        raise MergeError(f"non-finite values in merged {tp.name}: the adapter seems broken",
-                         tensor=tp.name)
+    _check_finite(tp, w)
     return w
+
+
+def _check_finite(tp, w) -> None:
+    if tp.ops and w.is_floating_point() and lm.has_nonfinite(w):
+        raise MergeError(f"non-finite values in merged {tp.name}: the adapter seems broken", tensor=tp.name)
+
+
+def _fast(tp, base, device) -> bool:
+    """Vanilla LoRA on a Linear/Conv1D stored in the output dtype: the hot path, through buffers."""
+    src = base.get(tp.source) if tp.source else None
+    return (device == "cpu" and src is not None and src.dtype == tp.dtype and src.shape == tp.shape
+            and len(tp.ops) == 1 and tp.ops[0].kind == "lora" and tp.ops[0].magnitude is None
+            and tp.dtype in ("F32", "F16", "BF16"))
+
+
+class _Scratch:
+    """Reused memory for the hot path: a ring of read buffers (the writer thread hands each back
+    once written) and two fp32 work buffers, all sized by the largest merged tensor."""
+
+    RING = 3
+
+    def __init__(self, tensors):
+        import queue
+
+        import torch
+
+        n = max((t.shape[0] * t.shape[1] for t in tensors), default=0)
+        nbytes = max((t.shape[0] * t.shape[1] * ITEMSIZE[t.dtype] for t in tensors), default=0)
+        self.delta = torch.empty(n, dtype=torch.float32)
+        self.wide = torch.empty(n if any(t.dtype != "F32" for t in tensors) else 0, dtype=torch.float32)
+        self.free: queue.Queue = queue.Queue()
+        for _ in range(self.RING if tensors else 0):
+            self.free.put(torch.empty(nbytes, dtype=torch.uint8))
+
+    def take(self):
+        return self.free.get()
+
+    def give(self, buf) -> None:
+        self.free.put(buf)
+
+
+def _read_into(files: _Files, info: TensorInfo, buf):
+    view = memoryview(buf.numpy())[: info.nbytes]
+    fd, got = files.fd(info.file), 0
+    while got < info.nbytes:
+        n = os.preadv(fd, [view[got:]], info.offset + got)
+        if n == 0:
+            from registry.errors import CorruptFile
+
+            raise CorruptFile(f"{info.file.name} ended inside tensor {info.name}", path=str(info.file))
+        got += n
+    return buf[: info.nbytes].view(torch_dtype(info.dtype)).view(info.shape)
 
 
 __all__ = ["stream_merge", "read_tensor", "ITEMSIZE"]

@@ -43,6 +43,38 @@ def merge_linear(w: torch.Tensor, a, b, scaling: float, fan_in_fan_out: bool, ma
     return (dora_factor * (w + delta)).to(w.dtype)
 
 
+def merge_linear_into(w: torch.Tensor, a, b, scaling: float, fan_in_fan_out: bool,
+                      delta_buf: torch.Tensor, wide_buf: torch.Tensor) -> torch.Tensor:
+    """Vanilla `merge_linear` in place, through reused fp32 buffers: the same bits, 3-4x faster.
+
+    Fresh multi-megabyte tensors cost more in page faults than the arithmetic, and torch's mixed
+    `bf16 += fp32` kernel is slow. Equalities relied upon (tests/merge check them bit for bit):
+    `matmul(out=)` is `B @ A`; `mul_(s)` is `* s`; and `W += delta` computes `fp32(W) + delta` and
+    rounds once to W's dtype, which is `wide.copy_(W); wide += delta; W.copy_(wide)`.
+    """
+    out_f, in_f = b.shape[0], a.shape[1]
+    d = torch.matmul(b.float(), a.float(), out=delta_buf[: out_f * in_f].view(out_f, in_f))
+    d.mul_(scaling)
+    delta = _t(d, fan_in_fan_out)
+    if w.dtype == torch.float32:
+        w += delta
+        return w
+    wide = wide_buf[: w.numel()].view(w.shape)
+    wide.copy_(w)
+    wide += delta
+    w.copy_(wide)
+    return w
+
+
+def has_nonfinite(w: torch.Tensor) -> bool:
+    """Any inf/NaN, via min and max (both propagate NaN): one pass and no temporaries, where
+    isfinite() would allocate a full-size mask (slow, and it fragments the heap)."""
+    if w.numel() == 0:
+        return False
+    lo, hi = torch.aminmax(w)
+    return not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi)))
+
+
 def embedding_delta(a: torch.Tensor, b: torch.Tensor, scaling: float) -> torch.Tensor:
     """`lora.Embedding.get_delta_weight`: `(B_e @ A_e).T * scaling`, fp32."""
     return _t(b.float() @ a.float(), True) * scaling

@@ -57,13 +57,78 @@ def read_config(base_dir: Path) -> dict:
         raise InvalidModel(f"{path}: unreadable ({e})", path=str(path)) from e
 
 
-def load_structure(base_dir: Path) -> Structure:
-    """Instantiate the base's architecture on the meta device and describe its modules.
+# Families whose module tree follows from the checkpoint keys alone: the input embedding is an
+# nn.Embedding, GPT-2's block projections are Conv1D, every other 2-D weight is an nn.Linear.
+# tests/merge/test_structure.py checks fast_structure against the meta model for each of them.
+_LLAMA_LIKE = {"llama", "mistral", "qwen2", "qwen3"}
+_FAMILIES = {
+    **{t: ("model.embed_tokens", "lm_head", ("model.", "lm_head.")) for t in _LLAMA_LIKE},
+    "gpt2": ("transformer.wte", "lm_head", ("transformer.", "lm_head.")),
+}
+_GPT2_CONV1D = ("c_attn", "c_proj", "c_fc", "q_attn")
+
+
+def _natural(name: str):
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in name.split(".")]
+
+
+def fast_structure(config: dict, shapes: dict[str, tuple[int, ...]]) -> Structure | None:
+    """The Structure of a well-known family read off its checkpoint keys, without transformers.
+
+    Importing transformers' modeling code and building a meta model costs seconds and ~150 MB,
+    more than the merge itself for small models. Returns None when unsure (the caller then builds
+    the meta model): unknown family, keys outside the family's layout, implicit tie setting.
+    Module order is natural order with the head last; merge order only matters between modules
+    sharing a tensor (the tied embedding and head), and there it matches named_modules().
+    """
+    family = _FAMILIES.get(config.get("model_type", ""))
+    if family is None or "tie_word_embeddings" not in config:
+        return None
+    emb, head, prefixes = family
+    keys = list(shapes)
+    if not all(k.startswith(prefixes) for k in keys) or f"{emb}.weight" not in keys:
+        return None
+    tied = bool(config["tie_word_embeddings"])
+    ties = {f"{head}.weight": f"{emb}.weight"} if tied else {}
+    state = list(keys) + [k for k in ties if k not in keys]
+    if f"{head}.weight" not in state:
+        return None
+    params: dict[str, list[str]] = {}
+    for k in state:
+        mod, _, p = k.rpartition(".")
+        params.setdefault(mod, []).append(p)
+    names = set(params)
+    for mod in list(params):
+        parts = mod.split(".")
+        names.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    modules = [Module("", OTHER)]
+    for name in sorted(names - {head}, key=_natural) + [head]:
+        ps = tuple(sorted(params.get(name, ()), key=lambda p: p != "weight"))
+        kind = OTHER
+        if name in (emb, "transformer.wpe"):
+            kind = EMBEDDING
+        elif "weight" in ps and len(shapes.get(f"{name}.weight", shapes.get(ties.get(f"{name}.weight", ""), ()))) == 2:
+            last = name.rsplit(".", 1)[-1]
+            kind = CONV1D if config["model_type"] == "gpt2" and last in _GPT2_CONV1D else LINEAR
+        modules.append(Module(name, kind, ps, kind))
+    return Structure(model_type=config["model_type"], modules=tuple(modules), ties=ties,
+                     input_embedding=emb, output_embedding=head, state_keys=tuple(state))
+
+
+def load_structure(base_dir: Path, shapes: dict[str, tuple[int, ...]] | None = None,
+                   adapter_config: dict | None = None) -> Structure:
+    """The base's module tree: from the checkpoint keys for well-known families, else by
+    instantiating the architecture on the meta device.
 
     Raises:
         Unsupported: quantized bases, remote code, architectures transformers cannot build.
     """
     config = read_config(base_dir)
+    if shapes is not None and not isinstance((adapter_config or {}).get("target_modules"), str):
+        # (a regex target can match parameterless modules, which only the meta model knows)
+        fast = fast_structure(config, shapes)
+        if fast is not None and not config.get("quantization_config"):
+            return fast
     if config.get("quantization_config"):
         method = config["quantization_config"].get("quant_method", "?")
         raise Unsupported(f"the base is quantized ({method}); only the peft engine can merge into it")

@@ -1,0 +1,189 @@
+"""Benchmark: streaming merge vs peft merge vs `cp -r`, wall time and peak RSS, each in its own process.
+
+    .venv/bin/python bench/merge.py                # ~1.1B-parameter bf16 Llama, rank-16 LoRA on all linears
+    .venv/bin/python bench/merge.py --size small   # a quick run (~70M parameters)
+
+The base (random weights, sharded) and the adapter are generated straight into safetensors files
+with numpy (no torch model is instantiated) and cached under bench/results/ (git-ignored). Every
+measurement runs in a fresh process; peak RSS is that process's ru_maxrss (os.wait4). Each is
+repeated --repeats times and the median reported. Results go to bench/results/merge-<size>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from registry.merge.st import OutTensor, ShardWriter, plan_shards, shard_name  # noqa: E402
+
+SIZES = {
+    # TinyLlama-1.1B's shape
+    "1b": dict(hidden=2048, inter=5632, layers=22, heads=32, kv=4, vocab=32000),
+    "small": dict(hidden=512, inter=1536, layers=8, heads=8, kv=4, vocab=32000),
+}
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _bf16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (round to nearest even), as uint16."""
+    u = x.astype(np.float32).view(np.uint32)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def _shapes(s: dict) -> list[tuple[str, tuple[int, ...]]]:
+    h, i, hd = s["hidden"], s["inter"], s["hidden"] // s["heads"]
+    kvd = s["kv"] * hd
+    out = [("model.embed_tokens.weight", (s["vocab"], h))]
+    for n in range(s["layers"]):
+        p = f"model.layers.{n}."
+        out += [(p + "input_layernorm.weight", (h,)), (p + "post_attention_layernorm.weight", (h,)),
+                (p + "self_attn.q_proj.weight", (h, h)), (p + "self_attn.k_proj.weight", (kvd, h)),
+                (p + "self_attn.v_proj.weight", (kvd, h)), (p + "self_attn.o_proj.weight", (h, h)),
+                (p + "mlp.gate_proj.weight", (i, h)), (p + "mlp.up_proj.weight", (i, h)),
+                (p + "mlp.down_proj.weight", (h, i))]
+    out += [("model.norm.weight", (h,)), ("lm_head.weight", (s["vocab"], h))]
+    return out
+
+
+def build_base(out: Path, s: dict, *, shard_bytes: int = 1_000_000_000) -> Path:
+    """A random bf16 Llama checkpoint written shard by shard (never the whole model in memory)."""
+    if (out / "config.json").exists():
+        return out
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    pool = _bf16(rng.standard_normal(1 << 24, dtype=np.float32) * 0.02)
+    ones = _bf16(np.ones(s["hidden"], dtype=np.float32))
+    tensors = [OutTensor(n, "BF16", shape) for n, shape in _shapes(s)]
+    shards = plan_shards(tensors, shard_bytes)
+    weight_map = {}
+    for k, shard in enumerate(shards):
+        name = shard_name(k, len(shards))
+        w = ShardWriter(tmp / name, shard)
+        for t in shard:
+            n = int(np.prod(t.shape))
+            if len(t.shape) == 1:
+                data = ones[:n]
+            else:  # windows of a random pool at random offsets: random enough, and fast
+                data = np.concatenate([np.roll(pool, int(rng.integers(len(pool))))[: len(pool)]
+                                       for _ in range(-(-n // len(pool)))])[:n]
+            w.write(t.name, data)
+            weight_map[t.name] = name
+        w.close()
+    total = sum(t.nbytes for t in tensors)
+    (tmp / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    (tmp / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "dtype": "bfloat16",
+        "hidden_size": s["hidden"], "intermediate_size": s["inter"], "num_hidden_layers": s["layers"],
+        "num_attention_heads": s["heads"], "num_key_value_heads": s["kv"], "vocab_size": s["vocab"],
+        "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "hidden_act": "silu",
+        "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2, "attention_bias": False,
+        "mlp_bias": False, "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
+    }, indent=2))
+    from registry.testing.tiny import build_tokenizer
+
+    build_tokenizer(tmp)
+    tmp.rename(out)
+    return out
+
+
+def build_adapter(out: Path, base: Path, s: dict, *, r: int = 16) -> Path:
+    """A rank-r LoRA on every linear layer, fp32, with peft's file layout and config."""
+    if (out / "adapter_config.json").exists():
+        return out
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(1)
+    sd = {}
+    for name, shape in _shapes(s):
+        mod = name.removesuffix(".weight")
+        if mod.rsplit(".", 1)[-1] in TARGETS:
+            out_f, in_f = shape
+            sd[f"base_model.model.{mod}.lora_A.weight"] = (rng.standard_normal((r, in_f), dtype=np.float32) * 0.02)
+            sd[f"base_model.model.{mod}.lora_B.weight"] = (rng.standard_normal((out_f, r), dtype=np.float32) * 0.02)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+    (out / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": str(base), "r": r,
+        "lora_alpha": 2 * r, "lora_dropout": 0.0, "target_modules": TARGETS, "bias": "none",
+        "fan_in_fan_out": False, "use_rslora": False, "use_dora": False, "init_lora_weights": True,
+        "modules_to_save": None, "rank_pattern": {}, "alpha_pattern": {}, "inference_mode": True,
+    }, indent=2))
+    return out
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in GiB) of one fresh process.
+
+    Measured by GNU time around the command: a child forked from this (large) process would
+    report our own RSS as its peak before it execs.
+    """
+    with open(os.devnull, "w") as null:
+        r = subprocess.run(["/usr/bin/time", "-f", "BENCH %e %M", *cmd], cwd=ROOT, stderr=subprocess.PIPE,
+                           stdout=null, text=True)
+    line = [x for x in r.stderr.splitlines() if x.startswith("BENCH ")]
+    if r.returncode != 0 or not line:
+        raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-2000:]}")
+    _, wall, kib = line[-1].split()
+    return float(wall), int(kib) / 2**20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=sorted(SIZES), default="1b")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--engines", default="cp,peft,streaming")
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    args = ap.parse_args()
+    s = SIZES[args.size]
+    res_dir = args.results
+    base = build_base(res_dir / f"base-{args.size}", s)
+    adapter = build_adapter(res_dir / f"adapter-{args.size}", base, s)
+    out = res_dir / "out"
+    py = sys.executable
+    cmds = {
+        "cp": ["cp", "-r", str(base), str(out)],
+        "peft": [py, "-c", f"from registry.merge import merge; merge({str(base)!r}, {str(adapter)!r}, "
+                           f"{str(out)!r}, engine='peft')"],
+        "streaming": [py, "-c", f"from registry.merge import merge; merge({str(base)!r}, {str(adapter)!r}, "
+                                f"{str(out)!r}, engine='streaming')"],
+    }
+    subprocess.run(["cat", *map(str, sorted(base.glob("*.safetensors")))], stdout=subprocess.DEVNULL, check=True)
+    results = {}
+    for name in args.engines.split(","):
+        runs = []
+        for _ in range(args.repeats):
+            shutil.rmtree(out, ignore_errors=True)
+            subprocess.run(["sync"], check=True)
+            runs.append(run_measured(cmds[name]))
+        shutil.rmtree(out, ignore_errors=True)
+        results[name] = {"seconds": statistics.median(r[0] for r in runs),
+                         "peak_rss_gib": statistics.median(r[1] for r in runs), "runs": runs}
+        print(f"{name:10s} {results[name]['seconds']:7.2f} s  {results[name]['peak_rss_gib']:6.2f} GiB  "
+              f"runs={[(round(a, 2), round(b, 2)) for a, b in runs]}", flush=True)
+    if "peft" in results and "streaming" in results:
+        results["ratio"] = {"time": results["streaming"]["seconds"] / results["peft"]["seconds"],
+                            "rss": results["streaming"]["peak_rss_gib"] / results["peft"]["peak_rss_gib"]}
+        print(f"streaming/peft: time {results['ratio']['time']:.2f}x, peak RSS {results['ratio']['rss']:.2f}x")
+    params = sum(int(np.prod(sh)) for _, sh in _shapes(s))
+    results["setup"] = {"size": args.size, "parameters": params, "dtype": "bfloat16", "rank": 16,
+                        "cpus": os.cpu_count(), "repeats": args.repeats}
+    (res_dir / f"merge-{args.size}.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
