@@ -83,7 +83,7 @@ def serve() -> tuple[FakeHub, ThreadingHTTPServer]:
                 req = json.loads(body)
                 repo_id = f"{req['organization']}/{req['name']}" if req.get("organization") else req["name"]
                 if repo_id in hub.repos:
-                    return self._send(409, {"error": "You already created this model repo", "url": hub.url})
+                    return self._send(409, {"error": "You already created this model repo", "url": f"{hub.url}/{repo_id}"})
                 hub.repos[repo_id] = Repo()
                 return self._send(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
             if path == "/api/validate-yaml":
@@ -111,10 +111,11 @@ def serve() -> tuple[FakeHub, ThreadingHTTPServer]:
                 req = json.loads(body)
                 objs = []
                 for o in req["objects"]:
-                    actions = {} if o["oid"] in hub.lfs else {
-                        "upload": {"href": f"{hub.url}/lfs-upload/{o['oid']}"},
-                        "verify": {"href": f"{hub.url}/lfs-verify"}}
-                    objs.append({"oid": o["oid"], "size": o["size"], "authenticated": True, "actions": actions})
+                    obj = {"oid": o["oid"], "size": o["size"], "authenticated": True}
+                    if o["oid"] not in hub.lfs:  # no "actions": the server already has the object
+                        obj["actions"] = {"upload": {"href": f"{hub.url}/lfs-upload/{o['oid']}"},
+                                          "verify": {"href": f"{hub.url}/lfs-verify"}}
+                    objs.append(obj)
                 return self._send(200, {"transfer": "basic", "objects": objs})
             if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/commit/([^/]+)", path):
                 return self._commit(m.group(1), m.group(2), body)
