@@ -36,8 +36,18 @@ def is_empty(registry) -> bool:
 
 def seed(registry, *, work_dir: Path | None = None) -> Iterator[str]:
     """Build and register the demo catalog; yields one line per step (for the CLI to print)."""
+    import warnings
+
     from registry.testing.tiny import build_adapter, build_llama, write_trainer_output
 
+    try:  # the tiny models load in milliseconds: no progress bars or deprecation noise in the demo
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+    warnings.filterwarnings("ignore", category=FutureWarning)
     work = Path(work_dir or registry.settings.home / "demo")
     base_dir = work / "tiny-llama"
     if not (base_dir / "config.json").is_file():
@@ -62,34 +72,30 @@ def seed(registry, *, work_dir: Path | None = None) -> Iterator[str]:
 
 
 def _release(registry) -> Iterator[str]:
-    """Aliases, when the release feature is in this build."""
-    move = getattr(registry, "set_alias", None) or getattr(getattr(registry, "release", None), "set_alias", None)
-    if move is None:
-        yield "aliases: not in this build yet (skipped)"
+    """Aliases, and a protected production alias with a metric gate."""
+    if not hasattr(registry, "set_alias"):
+        yield "aliases: not in this build (skipped)"
         return
-    for ref, alias in (("team-a/support-bot@2", "production"), ("team-a/support-bot@3", "staging"),
-                       ("team-a/summarizer@2", "production"), ("team-b/sql-helper@2", "production")):
-        try:
-            move(ref, alias)
-            yield f"alias {ref.split('@')[0]}@{alias} -> {ref}"
-        except Exception as e:  # a gate or policy refusing is part of the demo, not a failure
-            yield f"alias {alias} for {ref}: {e}"
+    registry.protect_alias("team-a/support-bot", "production", require_metrics=["acc>=0.6"])
+    for name, alias, version in (("team-a/support-bot", "production", 2), ("team-a/support-bot", "staging", 3),
+                                 ("team-a/summarizer", "production", 2), ("team-b/sql-helper", "production", 2)):
+        registry.set_alias(name, alias, version, reason="demo")
+        yield f"alias {name}@{alias} -> v{version}"
 
 
 def _merge_and_publish(registry, work: Path) -> Iterator[str]:
-    """One merged checkpoint, published to a local folder, when merge and publish are in this build."""
-    if not hasattr(registry, "merge"):
-        yield "merge: not in this build yet (skipped)"
+    """Verify, merge and publish team-a/support-bot@2 to a local folder (in this process)."""
+    if not hasattr(registry, "merge") or not _has_jobs(registry):
+        yield "merge / publish: not in this build (skipped)"
         return
-    m = registry.merge("team-a/support-bot@2")
-    yield f"merged team-a/support-bot@2 -> #{m.id} ({m.dtype}, {m.engine})"
-    jobs = registry.jobs if _has_jobs(registry) else None
-    if jobs is None or not hasattr(jobs, "publish"):
-        yield "publish: not in this build yet (skipped)"
-        return
+    ref = "team-a/support-bot@2"
+    job = registry.jobs.verify(ref, inline=True)
+    yield f"verified {ref}: {job.state}" + (f" ({job.error})" if job.error else "")
+    m = registry.merge(ref)
+    yield f"merged {ref} -> artifact #{m.id} ({m.dtype}, {m.engine})"
     target = work / "published" / "support-bot-v2"
-    job = jobs.publish("team-a/support-bot@2", str(target))
-    yield f"publish of team-a/support-bot@2 to {target} queued as job {getattr(job, 'id', job)}"
+    job = registry.jobs.publish(ref, to=f"dir://{target}", force=job.state != "succeeded", inline=True)
+    yield f"published {ref} to {target}: {job.state}" + (f" ({job.error})" if job.error else "")
 
 
 def _has_jobs(registry) -> bool:
@@ -100,14 +106,20 @@ def _has_jobs(registry) -> bool:
 
 
 def start_worker(registry):
-    """A job worker thread over `registry`, when the job queue is in this build; returns a stop function."""
+    """A job worker in a daemon thread; returns a function that stops it (None without a job queue)."""
     if not _has_jobs(registry):
         return None
-    jobs = registry.jobs
-    start = getattr(jobs, "start_worker", None) or getattr(jobs, "worker_thread", None)
-    if start is None:
-        return None
-    return start()
+    from registry.jobs.worker import Worker
+
+    worker = Worker(registry, device="cpu", poll_s=0.5)
+    thread = threading.Thread(target=worker.run, name="worker", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        worker.request_stop(now=True)
+        thread.join(timeout=15)
+
+    return stop
 
 
 def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool = False) -> None:
@@ -126,15 +138,18 @@ def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool =
     print(f"adapter-registry serving {registry.settings.db_url} at http://{shown}:{actual}/  (Ctrl-C stops)",
           file=sys.stderr, flush=True)
     if worker and stop_worker is None:
-        print("  (no job worker: the job queue is not in this build yet)", file=sys.stderr, flush=True)
+        print("  (no job worker: the job queue is not in this build)", file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled; the server has already shut down cleanly
     finally:
         if callable(stop_worker):
             stop_worker()
         sock.close()
         registry.close()
+    print("adapter-registry stopped", file=sys.stderr, flush=True)
 
 
 class ServerThread:
