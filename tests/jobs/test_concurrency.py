@@ -49,7 +49,20 @@ def test_unsafe_claim_without_locking_is_caught_double_claiming(registry, tmp_pa
     assert doubles, "the detector saw no double claim from the unsafe protocol"
 
 
-def test_worker_killed_with_sigkill_has_its_job_rescued_and_completed_by_another(registry):
+@pytest.fixture
+def pg_registry(module_pg_url, settings_for):
+    """PostgreSQL only: on SQLite the same path is covered by test_merge_rescue.py."""
+    from registry.app import Registry
+    from tests.jobs.fixtures import _empty
+
+    _empty(module_pg_url)
+    reg = Registry(settings_for(module_pg_url))
+    yield reg
+    reg.close()
+
+
+def test_worker_killed_with_sigkill_has_its_job_rescued_and_completed_by_another(pg_registry):
+    registry = pg_registry
     job = registry.jobs.enqueue("sleep", {"seconds": 1.5})
     a = start_worker(registry.settings, "--lease", "1.5", "--heartbeat", "0.3", "--poll", "0.1")
     try:
@@ -71,7 +84,8 @@ def test_worker_killed_with_sigkill_has_its_job_rescued_and_completed_by_another
     assert "lease expired" in done.errors[0]["error"] and done.errors[0]["attempt"] == 1
 
 
-def test_cancelled_running_job_stops_and_worker_goes_on(registry):
+def test_cancelled_running_job_stops_and_worker_goes_on(sqlite_registry):
+    registry = sqlite_registry
     job = registry.jobs.enqueue("sleep", {"seconds": 60})
     w = start_worker(registry.settings, "--heartbeat", "0.2", "--poll", "0.1")
     try:
@@ -87,7 +101,8 @@ def test_cancelled_running_job_stops_and_worker_goes_on(registry):
         assert w.wait(timeout=15) == 0
 
 
-def test_sigterm_hands_the_running_job_back_after_the_grace_period(registry):
+def test_sigterm_hands_the_running_job_back_after_the_grace_period(sqlite_registry):
+    registry = sqlite_registry
     job = registry.jobs.enqueue("sleep", {"seconds": 60})
     w = start_worker(registry.settings, "--heartbeat", "0.2", "--poll", "0.1", "--grace", "0.5")
     try:
