@@ -1,10 +1,16 @@
-"""FastAPI dependencies (Annotated): the registry, the caller and its access level."""
+"""FastAPI dependencies (Annotated): the registry, the caller and its access level.
+
+They are `async def` because they do no I/O of their own (FastAPI would otherwise hop to the
+thread pool once per dependency per request); the one database lookup, a presented token, runs in
+the thread pool explicitly.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from registry.api import auth
@@ -13,30 +19,32 @@ from registry.tokens import TokenInfo
 bearer = HTTPBearer(auto_error=False, description="A token from `adapter-registry token create`.")
 
 
-def get_registry(request: Request):
+async def get_registry(request: Request):
     return request.app.state.registry
 
 
 RegistryDep = Annotated[object, Depends(get_registry)]
 
 
-def get_token(registry: RegistryDep,
-              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> TokenInfo | None:
-    return None if creds is None else auth.authenticate(registry, creds.credentials)
+async def get_token(registry: RegistryDep,
+                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> TokenInfo | None:
+    if creds is None:
+        return None
+    return await run_in_threadpool(auth.authenticate, registry, creds.credentials)
 
 
 TokenDep = Annotated[TokenInfo | None, Depends(get_token)]
 
 
-def read_access(registry: RegistryDep, token: TokenDep) -> auth.Caller:
+async def read_access(registry: RegistryDep, token: TokenDep) -> auth.Caller:
     return auth.reader(registry, token)
 
 
-def write_access(registry: RegistryDep, token: TokenDep) -> auth.Caller:
+async def write_access(registry: RegistryDep, token: TokenDep) -> auth.Caller:
     return auth.writer(registry, token, "write")
 
 
-def admin_access(registry: RegistryDep, token: TokenDep) -> auth.Caller:
+async def admin_access(registry: RegistryDep, token: TokenDep) -> auth.Caller:
     return auth.writer(registry, token, "admin")
 
 

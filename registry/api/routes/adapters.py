@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from registry import types as T
@@ -17,10 +16,7 @@ router = APIRouter(prefix="/api/v1", tags=["adapters"])
 READ_ERRORS = responses(400, 401, 403, 404, 422)
 
 
-def json(obj, status: int = 200) -> JSONResponse:
-    if isinstance(obj, (list, tuple)):
-        return JSONResponse([o.to_dict() for o in obj], status_code=status)
-    return JSONResponse(obj.to_dict(), status_code=status)
+from registry.api.render import json  # noqa: E402  (re-exported for the other route modules)
 
 
 @router.get("/adapters", response_model=T.SearchPage, responses=responses(400, 401, 403, 404, 422))

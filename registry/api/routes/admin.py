@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from registry import types as T
 from registry.api.deps import Admin
 from registry.api.errors import responses
-from registry.api.routes.adapters import json
+from registry.api.render import json
 from registry.tokens import NewToken, TokenInfo, Tokens
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from registry import types as T
 from registry.api.deps import Reader, Writer
 from registry.api.errors import responses
-from registry.api.routes.adapters import json
+from registry.api.render import json
 
 router = APIRouter(prefix="/api/v1", tags=["base models"])
 

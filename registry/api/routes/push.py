@@ -13,7 +13,7 @@ from registry.adapters.inspect import check_name
 from registry.api import upload
 from registry.api.deps import Writer
 from registry.api.errors import responses
-from registry.api.routes.adapters import json
+from registry.api.render import json
 from registry.errors import InvalidInput
 
 router = APIRouter(prefix="/api/v1", tags=["adapters"])

@@ -1,0 +1,245 @@
+"""Benchmark: the HTTP API's search and show under concurrent load, over loopback, from a second process.
+
+    .venv/bin/python bench/api.py                                   # 10,000 versions, 16 connections, 10 s per endpoint
+    .venv/bin/python bench/api.py --versions 100000 --evals 500000 --concurrency 32 --duration 20
+    .venv/bin/python bench/api.py --db postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+The catalog is the synthetic one of bench/lookup.py (bench/_lookup_data.py: skewed bases, ~20
+versions per adapter, evals, aliases), bulk-loaded into a migrated SQLite file (or a fresh
+PostgreSQL database). The server is `registry.demo.serve`'s app (FastAPI + uvicorn, one process,
+the same code `adapter-registry serve` runs) in its own process; this process is the load: an
+asyncio httpx client keeping --concurrency requests in flight on keep-alive connections for
+--duration seconds per endpoint (after a 1 s warm-up), with parameters drawn like bench/lookup.py
+draws them. Reported per endpoint: requests per second, p50 / p95 / p99 latency (client-side,
+request sent to body read), and non-2xx answers. Results: a table on stdout and
+bench/results/api-<timestamp>.json (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+# bench/ holds queue.py, which would shadow the standard library's `queue` (asyncio needs it).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(ROOT))
+
+
+def _lookup_data():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_lookup_data", HERE / "_lookup_data.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["_lookup_data"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+RESULTS = ROOT / "bench" / "results"
+ENDPOINTS = {
+    "search": "GET /api/v1/adapters?base=B&limit=20 (newest 20 of a base)",
+    "search_metric": "GET /api/v1/adapters?base=B&max_rank=R&metric=acc>=T&sort=metric:acc&limit=20",
+    "show": "GET /api/v1/adapters/{name}/versions/{n} (full detail)",
+}
+
+
+# -- the server process ---------------------------------------------------------------------------
+def serve(db: str, home: str) -> None:
+    """Run the API over `db` on 127.0.0.1:<free port>; print the port; stop on SIGINT/SIGTERM."""
+    import socket
+
+    import uvicorn
+
+    from registry.api import create_app
+    from registry.app import Registry
+    from registry.settings import Settings
+
+    reg = Registry(Settings.from_env(env={}, db=db, home=Path(home), store=str(Path(home) / "store"), actor="bench"))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    uvicorn.Server(uvicorn.Config(create_app(reg), log_level="warning", access_log=False)).run(sockets=[sock])
+
+
+# -- the load --------------------------------------------------------------------------------------
+def paths(ds, endpoint: str, n: int, seed: int) -> list[str]:
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        base = quote(rnd.choices(ds.base_names, ds.base_weights)[0], safe="")
+        if endpoint == "search":
+            out.append(f"/api/v1/adapters?base={base}&limit=20")
+        elif endpoint == "search_metric":
+            out.append(f"/api/v1/adapters?base={base}&max_rank={rnd.choice((8, 16, 16, 32))}"
+                       f"&metric={quote('acc>=' + str(rnd.choice((0.55, 0.6, 0.65, 0.7))))}&sort=metric:acc&limit=20")
+        else:
+            a = rnd.randrange(len(ds.adapter_names))
+            out.append(f"/api/v1/adapters/{quote(ds.adapter_names[a], safe='/')}/versions/"
+                       f"{rnd.randint(1, ds.adapter_versions[a])}")
+    return out
+
+
+async def load(url: str, todo: list[str], *, concurrency: int, duration: float, warmup: float) -> dict:
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    lat: list[float] = []
+    errors: dict[int, int] = {}
+    counter = 0
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        t_start = time.perf_counter()
+        t_measure = t_start + warmup
+        t_end = t_measure + duration
+
+        async def one() -> None:
+            nonlocal counter
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= t_end:
+                    return
+                path = todo[counter % len(todo)]
+                counter += 1
+                r = await client.get(path)
+                await r.aread()
+                t1 = time.perf_counter()
+                if t0 >= t_measure and t1 <= t_end:
+                    lat.append(t1 - t0)
+                    if r.status_code >= 300:
+                        errors[r.status_code] = errors.get(r.status_code, 0) + 1
+
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+    lat.sort()
+    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
+    return {"requests": len(lat), "rps": len(lat) / duration, "p50_ms": q[49] * 1000, "p95_ms": q[94] * 1000,
+            "p99_ms": q[98] * 1000, "mean_ms": statistics.fmean(lat) * 1000 if lat else float("nan"),
+            "non_2xx": errors}
+
+
+# -- setup -------------------------------------------------------------------------------------------
+def catalog(db: str | None, n_versions: int, n_evals: int, work: Path):
+    from registry import migrate
+    from registry.db import make_engine
+
+    D = _lookup_data()
+    ds = D.generate(n_versions, n_evals)
+    if db is None:
+        path = work / f"api-{n_versions}-{n_evals}.db"
+        url = f"sqlite:///{path}"
+        if path.exists():
+            return ds, url
+    else:
+        import uuid
+
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        name = f"ar_api_bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(db, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        admin.dispose()
+        url = make_url(db).set(database=name).render_as_string(hide_password=False)
+    eng = make_engine(url)
+    migrate.upgrade(eng)
+    eng.dispose()
+    D.load(url, D.catalog_tables(ds))
+    return ds, url
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--versions", type=int, default=10_000)
+    ap.add_argument("--evals", type=int, default=50_000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds measured per endpoint")
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--db", help="a PostgreSQL server URL (default: an SQLite file)")
+    ap.add_argument("--endpoints", default=",".join(ENDPOINTS))
+    ap.add_argument("--serve", nargs=2, metavar=("DB", "HOME"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve:
+        serve(*args.serve)
+        return 0
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    ds, url = catalog(args.db, args.versions, args.evals, RESULTS)
+    print(f"catalog: {ds.n_versions:,} versions, {ds.n_evals:,} evals on {url.split('://')[0]} "
+          f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    home = tempfile.mkdtemp(prefix="ar-api-bench-")
+    server = subprocess.Popen([sys.executable, __file__, "--serve", url, home], stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        if not line.startswith("PORT "):
+            raise SystemExit(f"the server did not start: {line!r}")
+        base = f"http://127.0.0.1:{int(line.split()[1])}"
+        import httpx
+
+        for _ in range(100):
+            try:
+                httpx.get(base + "/api/v1/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        rows = []
+        for i, ep in enumerate(e for e in args.endpoints.split(",") if e):
+            todo = paths(ds, ep, 5000, seed=11 + i)
+            res = asyncio.run(load(base, todo, concurrency=args.concurrency, duration=args.duration,
+                                   warmup=args.warmup))
+            rows.append({"endpoint": ep, "what": ENDPOINTS[ep], **res})
+            print(f"{ep:<14} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:6.1f} ms  p95 {res['p95_ms']:6.1f} ms  "
+                  f"p99 {res['p99_ms']:6.1f} ms  non-2xx {res['non_2xx'] or 0}", file=sys.stderr)
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    out = {"args": {k: v for k, v in vars(args).items() if k != "serve"}, "db": url.split("://")[0],
+           "versions": ds.n_versions, "evals": ds.n_evals, "machine": machine(), "results": rows,
+           "command": "python bench/api.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    path = RESULTS / f"api-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(out, indent=2))
+    print("\n| endpoint | req/s | p50 ms | p95 ms | p99 ms | non-2xx |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['what']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
+              f"{sum(r['non_2xx'].values()) if r['non_2xx'] else 0} |")
+    print(f"\nresults: {path}", file=sys.stderr)
+    if args.db:
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        admin = create_engine(args.db, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+        admin.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
