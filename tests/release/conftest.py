@@ -24,15 +24,59 @@ def new_registry():
     return Rel
 
 
-@pytest.fixture
-def rel(db_url, settings_for):
+@pytest.fixture(scope="session")
+def release_pg_db(pg_server):
+    """One migrated PostgreSQL database for this directory's tests, emptied before each test.
+
+    CREATE/DROP DATABASE per test costs seconds on a busy machine; TRUNCATE costs milliseconds.
+    """
+    import uuid
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
     from registry import migrate
     from registry.db import make_engine
 
-    if not db_url.startswith("sqlite"):
-        eng = make_engine(db_url)
-        migrate.upgrade(eng)
-        eng.dispose()
+    name = f"ar_rel_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+    eng = make_engine(url)
+    migrate.upgrade(eng)
+    eng.dispose()
+    yield url
+    with admin.connect() as c:
+        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def release_pg_url(release_pg_db):
+    """The shared PostgreSQL database, emptied (every table truncated, ids restarted)."""
+    from sqlalchemy import create_engine
+
+    from registry.db import Base
+
+    eng = create_engine(release_pg_db)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with eng.begin() as c:
+        c.exec_driver_sql(f"TRUNCATE TABLE {tables} RESTART IDENTITY CASCADE")
+    eng.dispose()
+    return release_pg_db
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """Overrides the top-level fixture: an SQLite file, or the shared PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    return request.getfixturevalue("release_pg_url")
+
+
+@pytest.fixture
+def rel(db_url, settings_for):
     reg = Rel(settings_for(db_url))
     yield reg
     reg.close()
