@@ -19,7 +19,7 @@ from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.release import types as RT
-from registry.release.aliases import base_label, base_ref_text
+from registry.release.aliases import base_label
 
 V = M.AdapterVersion
 # The predicate of ix_jobs_unique_active, word for word, so that ON CONFLICT can infer the index.
@@ -29,13 +29,15 @@ _ACTIVE_PREDICATE = "state IN ('queued', 'running')"
 def enqueue_verify(s: Session, *, ref: str, base: M.BaseModelRow, digest: str, actor: str) -> int:
     """Queue a verify job in the caller's transaction (so a bulk re-verify is all or nothing).
 
-    Same row shape and unique key as registry.jobs.queue.enqueue, which opens its own transaction
-    and so cannot join ours. The partial unique index on unique_key makes a second enqueue of the
-    same (version, base) while one is queued or running return the existing job instead.
+    The same row, payload and unique key as registry.jobs (JobsAPI.verify with the default dtype),
+    whose enqueue opens its own transaction and so cannot join ours. The partial unique index on
+    unique_key makes a second enqueue of the same (version, base) while one is queued or running,
+    from here or from `jobs.verify`, return the existing job instead.
     """
-    key = f"verify:{digest}:{base.fingerprint}"
+    key = f"verify:{digest}:{base.fingerprint}:default"
     now = M.utcnow()
-    values: dict[str, Any] = dict(kind="verify", payload={"ref": ref, "base": base_ref_text(base)}, state="queued",
+    payload = {"ref": ref, "requested": ref, "base": f"{base.name}@{base.fingerprint}", "dtype": None}
+    values: dict[str, Any] = dict(kind="verify", payload=payload, state="queued",
                                   priority=0, attempt=0, max_attempts=3, run_after=now, unique_key=key,
                                   created_at=now, created_by=actor, errors=[], cancel_requested=False)
     ins = (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)(M.Job)

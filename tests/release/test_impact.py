@@ -53,8 +53,15 @@ def test_impact_with_enqueue_queues_one_verify_job_per_version_and_is_idempotent
         jobs = list(s.scalars(select(M.Job).order_by(M.Job.id)))
     assert len(jobs) == 2 and {j.kind for j in jobs} == {"verify"}
     assert {j.payload["ref"] for j in jobs} == {"bot@1", "bot@2"}
-    assert {j.payload["base"] for j in jobs} == {"llama@r2"}
-    assert all(j.unique_key.startswith("verify:") and j.unique_key.endswith(rep.base.fingerprint) for j in jobs)
+    assert {j.payload["base"] for j in jobs} == {f"llama@{rep.base.fingerprint}"}
+    assert all(j.unique_key.startswith("verify:") and j.unique_key.endswith(f"{rep.base.fingerprint}:default")
+               for j in jobs)
+
+
+def test_reverify_jobs_are_the_same_jobs_the_jobs_api_would_enqueue(two_revisions):
+    rep = two_revisions.impact("llama", enqueue=True)
+    job = two_revisions.jobs.verify("bot@1", base="llama@r2")
+    assert not job.created and job.id in rep.jobs
 
 
 def test_a_base_with_one_revision_impacts_nothing(rel, tiny_llama, adapters):
