@@ -71,7 +71,10 @@ def serve(db: str, home: str) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     print(f"PORT {sock.getsockname()[1]}", flush=True)
-    uvicorn.Server(uvicorn.Config(create_app(reg), log_level="warning", access_log=False)).run(sockets=[sock])
+    try:
+        uvicorn.Server(uvicorn.Config(create_app(reg), log_level="warning", access_log=False)).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the SIGINT it handled after a clean shutdown
 
 
 # -- the load --------------------------------------------------------------------------------------
