@@ -31,13 +31,10 @@ class PolicyResult(T._Result):
     protected: bool
     allowed: bool
     gates: tuple[Gate, ...] = ()
+    violations: tuple[str, ...] = ()  # the details of the failing gates, in gate order
 
-    @property
-    def violations(self) -> tuple[str, ...]:
-        return tuple(g.detail for g in self.gates if not g.passed)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "violations": list(self.violations)}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "violations", tuple(g.detail for g in self.gates if not g.passed))
 
 
 @dataclass(frozen=True)
