@@ -153,6 +153,127 @@ class Client:
         body = {"name": name, "path": str(path), "revision": revision}
         return from_dict(T.BaseModel, self._call("POST", "/bases", json=body))
 
+    # -- release (the server's Registry has them when release management is in its build) -----------
+    def merged(self, ref: str) -> list[T.MergedArtifact]:
+        name, version = _split_ref(ref)
+        return [from_dict(T.MergedArtifact, d)
+                for d in self._call("GET", f"/adapters/{_q(name)}/versions/{_q(version)}/merged")]
+
+    def set_alias(self, name: str, alias: str, version: int | str, *, reason: str | None = None,
+                  force: bool = False):
+        from registry.release import types as RT
+
+        body = {"version": version, "reason": reason, "force": force}
+        return from_dict(RT.AliasChange, self._call("PUT", f"/adapters/{_q(name)}/aliases/{_q(alias)}", json=body))
+
+    def remove_alias(self, name: str, alias: str, *, reason: str | None = None, force: bool = False):
+        from registry.release import types as RT
+
+        params = {"force": force, **({"reason": reason} if reason else {})}
+        return from_dict(RT.AliasChange, self._call("DELETE", f"/adapters/{_q(name)}/aliases/{_q(alias)}",
+                                                    params=params))
+
+    def aliases(self, name: str):
+        from registry.release import types as RT
+
+        return [from_dict(RT.AliasInfo, d) for d in self._call("GET", f"/adapters/{_q(name)}/aliases")]
+
+    def alias_history(self, name: str, alias: str | None = None, *, limit: int | None = None):
+        from registry.release import types as RT
+
+        params = {k: v for k, v in (("alias", alias), ("limit", limit)) if v is not None}
+        return [from_dict(RT.AliasMove, d) for d in self._call("GET", f"/adapters/{_q(name)}/aliases/history",
+                                                               params=params)]
+
+    def deprecate(self, ref: str, *, successor: str | None = None, reason: str | None = None) -> T.AdapterVersion:
+        name, version = _split_ref(ref)
+        return from_dict(T.AdapterVersion, self._call("POST", f"/adapters/{_q(name)}/versions/{_q(version)}/deprecate",
+                                                      json={"successor": successor, "reason": reason}))
+
+    def events(self, after_id: int = 0, limit: int = 100, *, kinds: Iterable[str] = ()) -> list[T.EventInfo]:
+        params = {"after": after_id, "limit": limit, "kind": list(kinds)}
+        return [from_dict(T.EventInfo, d) for d in self._call("GET", "/events", params=params)]
+
+    @property
+    def jobs(self) -> "_RemoteJobs":
+        return _RemoteJobs(self)
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        raise RemoteUnsupported(f"{attr} is not available through a registry server (--remote)",
+                                hint="run it where the catalog is, without --remote")
+
+
+class RemoteUnsupported(E.RegistryError, AttributeError):
+    """Not available through the HTTP API."""
+
+    status = 400
+    code = "remote_unsupported"
+
+
+class _RemoteJobs:
+    """`Client.jobs`: the job routes, with JobsAPI's signatures (no inline runs: a worker runs them)."""
+
+    def __init__(self, client: Client):
+        self.c = client
+
+    def _job(self, method: str, path: str, **kw) -> T.Job:
+        return from_dict(T.Job, self.c._call(method, path, **kw))
+
+    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50) -> list[T.Job]:
+        params = {k: v for k, v in (("state", state), ("kind", kind), ("limit", limit)) if v is not None}
+        return [from_dict(T.Job, d) for d in self.c._call("GET", "/jobs", params=params)]
+
+    def get(self, job_id: int) -> T.Job:
+        return self._job("GET", f"/jobs/{int(job_id)}")
+
+    def cancel(self, job_id: int) -> T.Job:
+        return self._job("POST", f"/jobs/{int(job_id)}/cancel")
+
+    def retry(self, job_id: int) -> T.Job:
+        return self._job("POST", f"/jobs/{int(job_id)}/retry")
+
+    def workers(self, *, include_stopped: bool = False) -> list[T.WorkerInfo]:
+        return [from_dict(T.WorkerInfo, d) for d in self.c._call("GET", "/workers", params={"stopped": include_stopped})]
+
+    def _enqueue(self, what: str, ref: str, body: dict, *, wait: bool, timeout: float | None, inline: bool) -> T.Job:
+        if inline:
+            raise RemoteUnsupported("--inline runs a job in this process; through a server a worker runs it")
+        name, version = _split_ref(ref)
+        job = self._job("POST", f"/adapters/{_q(name)}/versions/{_q(version)}/{what}", json=body)
+        return self.wait(job.id, timeout=timeout) if wait else job
+
+    def verify(self, ref: str, *, base: str | None = None, dtype: str | None = None, wait: bool = False,
+               timeout: float | None = None, inline: bool = False, **_device) -> T.Job:
+        return self._enqueue("verify", ref, {"base": base, "dtype": dtype}, wait=wait, timeout=timeout, inline=inline)
+
+    def merge_async(self, ref: str, *, dtype: str | None = None, engine: str = "auto", validate: bool = False,
+                    wait: bool = False, timeout: float | None = None, inline: bool = False, **_device) -> T.Job:
+        return self._enqueue("merge", ref, {"dtype": dtype, "engine": engine, "validate": validate}, wait=wait,
+                             timeout=timeout, inline=inline)
+
+    def publish(self, ref: str, *, to: str, dtype: str | None = None, force: bool = False, engine: str = "auto",
+                wait: bool = False, timeout: float | None = None, inline: bool = False, **_device) -> T.Job:
+        return self._enqueue("publish", ref, {"to": to, "dtype": dtype, "force": force, "engine": engine},
+                             wait=wait, timeout=timeout, inline=inline)
+
+    def wait(self, job_id: int, *, timeout: float | None = None, poll_s: float = 0.5, progress=None) -> T.Job:
+        import time
+
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if progress:
+                progress(job)
+            if job.state in ("succeeded", "failed", "cancelled"):
+                return job
+            if end is not None and time.monotonic() >= end:
+                err = E.RegistryError(f"job {job_id} is still {job.state} after {timeout:g}s", job_id=job_id)
+                err.status, err.code = 504, "job_timeout"
+                raise err
+            time.sleep(poll_s)
+
 
 class _HttpBlobs:
     """Just enough of the BlobStore protocol for storage.materialize: fetch, verified."""

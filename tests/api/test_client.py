@@ -114,3 +114,22 @@ def test_cli_works_through_remote_with_a_token(server, tokens, tmp_path, api_reg
     r = cli("eval", "add", "team-a/bot@1", "--metric", "acc=1", env=env)
     assert r.returncode == 5 and "scope read" in r.stderr  # read-only token: refused, one line, exit code
     assert not (tmp_path / "nowhere").exists()  # nothing local was opened
+
+
+def test_client_jobs_and_aliases_go_through_the_server(server, tokens, tmp_path, api_registry):
+    from registry import Client
+    from registry.client import RemoteUnsupported
+
+    with Client(server.url, token=tokens.admin, cache_dir=tmp_path / "c") as c:
+        job = c.jobs.verify("team-a/bot@1")
+        assert job.kind == "verify" and job.state == "queued" and c.jobs.get(job.id).id == job.id
+        assert c.jobs.cancel(job.id).state == "cancelled"
+        assert [j.id for j in c.jobs.list(state="cancelled")] == [job.id]
+        assert c.jobs.workers() == []
+        if hasattr(api_registry, "set_alias"):
+            assert c.set_alias("team-a/bot", "production", 2, reason="r").to_version == 2
+            assert [(m.alias, m.to_version) for m in c.alias_history("team-a/bot")] == [("production", 2)]
+            assert c.show("team-a/bot@production").version == 2
+        with pytest.raises(RemoteUnsupported):
+            c.gc()
+        assert not hasattr(c, "merge")  # local-only methods are absent, so hasattr() answers honestly
