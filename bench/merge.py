@@ -146,7 +146,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=sorted(SIZES), default="1b")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--engines", default="cp,peft,streaming")
+    ap.add_argument("--engines", default="cp,peft-raw,peft,streaming")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args()
     s = SIZES[args.size]
@@ -159,6 +159,12 @@ def main() -> None:
         "cp": ["cp", "-r", str(base), str(out)],
         "peft": [py, "-c", f"from registry.merge import merge; merge({str(base)!r}, {str(adapter)!r}, "
                            f"{str(out)!r}, engine='peft')"],
+        # peft's own four calls and nothing else (no manifest, no tokenizer copy, no checks)
+        "peft-raw": [py, "-c", "import torch; from transformers import AutoModelForCausalLM; "
+                               "from peft import PeftModel; "
+                               f"m = AutoModelForCausalLM.from_pretrained({str(base)!r}, dtype=torch.bfloat16); "
+                               f"PeftModel.from_pretrained(m, {str(adapter)!r}).merge_and_unload()"
+                               f".save_pretrained({str(out)!r})"],
         "streaming": [py, "-c", f"from registry.merge import merge; merge({str(base)!r}, {str(adapter)!r}, "
                                 f"{str(out)!r}, engine='streaming')"],
     }

@@ -193,6 +193,9 @@ class ShardWriter:
     """
 
     _CHUNK = 8 << 20
+    # Measured on the 2-core bench box: 128 KiB write() calls took 2 s for 2.2 GB where 8 MiB
+    # calls took 5-6 s (the kernel's dirty-page throttling treats them differently).
+    _WRITE = 128 << 10
 
     def __init__(self, path: Path, tensors: list[OutTensor]):
         self.path = path
@@ -209,7 +212,7 @@ class ShardWriter:
         self.sha256.update(view)
         self.size += view.nbytes
         while view:
-            n = os.write(self.fd, view)
+            n = os.write(self.fd, view[: self._WRITE])
             view = view[n:]
 
     def write(self, name: str, data) -> None:
