@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from registry.catalog import commands as C
 from registry.catalog import models as M
+from registry.errors import BlobNotFound
 from registry.release import types as RT
 
 GRACE_SECONDS = 3600.0
@@ -81,13 +82,16 @@ def collect(db, store, *, dry_run: bool = False, grace_seconds: float = GRACE_SE
     # List the store before reading the catalog: anything uploaded after the listing is not a
     # candidate at all, and anything listed that the catalog does not know is young (first seen).
     in_store = set(store.iter_digests())
-    with (db.read() if dry_run else db.write()) as s:
+    with db.read() as s:
         referenced = referenced_digests(s)
         rows = {d: (size, aware(at)) for d, size, at in s.execute(select(M.Blob.digest, M.Blob.size,
                                                                           M.Blob.created_at))}
-        unknown = sorted(in_store - rows.keys())
-        if unknown and not dry_run:
-            C.insert_ignore(s, M.Blob, [{"digest": d, "size": store.size(d), "created_at": now} for d in unknown],
+    unknown = sorted(in_store - rows.keys())
+    if unknown and not dry_run:
+        sizes = _sizes(store, unknown)  # outside the write transaction: S3 round trips
+        with db.write() as s:
+            # A push may have recorded one meanwhile, with its own upload time: that row stays.
+            C.insert_ignore(s, M.Blob, [{"digest": d, "size": n, "created_at": now} for d, n in sizes.items()],
                             ["digest"])
     unreferenced = (in_store | rows.keys()) - referenced
     old = sorted(d for d in unreferenced if d in rows and rows[d][1] <= cutoff)
@@ -108,6 +112,16 @@ def collect(db, store, *, dry_run: bool = False, grace_seconds: float = GRACE_SE
                 C.record(s, actor, "gc.run", "store", {"deleted": len(deleted), "bytes_freed": freed})
     return RT.GcReport(dry_run, grace_seconds, len(in_store), len(referenced & in_store), tuple(deleted), freed,
                        young, missing)
+
+
+def _sizes(store, digests: list[str]) -> dict[str, int]:
+    out = {}
+    for d in digests:
+        try:
+            out[d] = store.size(d)
+        except BlobNotFound:
+            pass  # deleted since the listing (another gc run)
+    return out
 
 
 def _delete_batch(db, store, digests: list[str], cutoff: dt.datetime, in_store: set[str]) -> tuple[list[str], int]:
