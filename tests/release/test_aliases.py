@@ -154,6 +154,68 @@ def test_concurrent_alias_moves_last_writer_wins_and_every_move_is_in_history(bo
     # Moves to where it already pointed are no-ops and leave no entry; every real move is there,
     # and each one starts where the previous one ended: no lost update.
     assert 1 <= len(moves) <= n * rounds
-    assert all(prev.to_version == nxt.from_version for prev, nxt in zip(h, h[1:]))
+    assert _chain_ok(h)
     assert all(m.from_version != m.to_version for m in h)
     assert bot.get("bot@production").version == h[-1].to_version
+
+
+def _chain_ok(history) -> bool:
+    return all(prev.to_version == nxt.from_version for prev, nxt in zip(history, history[1:]))
+
+
+@pytest.mark.parametrize("locked", [True, False], ids=["with-lock", "unsafe-control"])
+def test_the_adapter_lock_is_what_keeps_concurrent_moves_a_chain_on_postgres(locked, release_pg_url, settings_for,
+                                                                          new_registry, tiny_llama, adapters):
+    """Interleave two moves deterministically: the first holds its transaction open after moving.
+
+    With the lock the second waits and starts from the first's target. The control takes the same
+    steps without the lock and must produce the lost update (both moves start from version 1),
+    which shows the test can see the failure it guards against.
+    """
+    import time
+
+    from sqlalchemy import select
+
+    from registry.catalog import models as M
+    from registry.release import aliases as A
+
+    setup = new_registry(settings_for(release_pg_url))
+    setup.add_base(tiny_llama, name="llama")
+    for a in adapters[:3]:
+        setup.push(a, name="bot", base="llama")
+    setup.set_alias("bot", "production", 1)
+    r1, r2 = new_registry(settings_for(release_pg_url)), new_registry(settings_for(release_pg_url))
+    moved = threading.Event()
+    errors: list[BaseException] = []
+
+    def first():
+        try:
+            with r1.db.write() as s:
+                ad = A.lock_adapter(s, "bot")
+                A.move(s, ad, "production", A.resolve_target(s, ad, 2), actor="t1", reason=None, force=False)
+                moved.set()
+                time.sleep(0.5)  # committed only after the second move has started
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    def second():
+        try:
+            assert moved.wait(10)
+            with r2.db.write() as s:
+                ad = (A.lock_adapter(s, "bot") if locked
+                      else s.scalar(select(M.Adapter).where(M.Adapter.name == "bot")))
+                A.move(s, ad, "production", A.resolve_target(s, ad, 3), actor="t2", reason=None, force=False)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert not errors
+    h = setup.alias_history("bot", "production")
+    assert [m.to_version for m in h] == [1, 2, 3] and setup.get("bot@production").version == 3
+    assert _chain_ok(h) is locked
+    for r in (setup, r1, r2):
+        r.close()
