@@ -179,7 +179,9 @@ def alias_check(ctx, name, alias_, version, as_json) -> None:
 def deprecate(ctx, ref, successor, reason, as_json) -> None:
     """Deprecate a version: hidden from search, resolve warns."""
     v = _reg(ctx).deprecate(ref, successor=successor, reason=reason)
-    print_json(v) if as_json else click.echo(f"deprecated {v.ref}" + (f", successor {v.successor}" if v.successor else ""))
+    if as_json:
+        return print_json(v)
+    click.echo(f"deprecated {v.ref}" + (f", successor {v.successor}" if v.successor else ""))
 
 
 @click.command()

@@ -63,9 +63,9 @@ def matching(s: Session, query: Mapping[str, Any]) -> list[tuple[str, V]]:
     if not found:
         return []
     names = {n for n, _ in found}
-    rows = {(n, r.version): r for r, n in s.execute(
-        select(V, M.Adapter.name).join(M.Adapter, M.Adapter.id == V.adapter_id).where(M.Adapter.name.in_(names),
-                                                                                       V.version.in_({v for _, v in found})))}
+    q = (select(V, M.Adapter.name).join(M.Adapter, M.Adapter.id == V.adapter_id)
+         .where(M.Adapter.name.in_(names), V.version.in_({v for _, v in found})))
+    rows = {(n, r.version): r for r, n in s.execute(q)}
     seen, out = set(), []
     for key in found:
         if key not in seen and key in rows:
