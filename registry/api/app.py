@@ -23,7 +23,11 @@ def create_app(registry, settings=None) -> FastAPI:
     """
     from registry.api.routes import adapters, admin, bases, files, pages, push
 
-    if settings is not None:
+    if settings is not None:  # a view with these settings; the caller's registry is left as it was
+        import copy
+
+        registry.store  # build the store on the shared object first, so the view shares it
+        registry = copy.copy(registry)
         registry.settings = settings
     app = FastAPI(title="adapter-registry", version=_version(),
                   description="A catalog of LoRA/PEFT adapters. Every error has one JSON shape: "

@@ -89,17 +89,10 @@ def adapter_page(request: Request, name: str, caller: Reader, version: int | Non
                   history=history)
 
 
-def _alias_history(reg, name: str):
-    for attr in ("alias_history", "aliases_history"):
-        fn = getattr(reg, attr, None)
-        if fn is not None:
-            try:
-                return list(fn(name))
-            except RegistryError:
-                return []
-    release = getattr(reg, "release", None)
-    fn = getattr(release, "history", None)
-    return list(fn(name)) if fn is not None else []
+def _alias_history(reg, name: str) -> list:
+    """Newest moves first; empty when release management is not in this build."""
+    fn = getattr(reg, "alias_history", None)
+    return list(reversed(fn(name, limit=50))) if fn is not None else []
 
 
 @router.get("/bases", response_class=HTMLResponse)
