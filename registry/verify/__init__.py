@@ -86,21 +86,30 @@ def verify(base_dir: Path, adapter_dir: Path, *, cache, base_key: str, adapter_k
             check()
             merged = _merged_logits(pm, batch)
     figures, reasons = _judge(base, adapted, merged, dtype)
-    figures["prompts"] = len(batch)
+    figures["prompts"] = len(prompts)
     return Outcome(not reasons, figures, tuple(reasons), time.monotonic() - t0)
 
 
-def _encode(tok, prompts, vocab: int, device) -> list:
+def _encode(tok, prompts, vocab: int, device) -> dict:
+    """All prompts as one padded batch: one forward pass per check, whatever the number of prompts."""
     import torch
 
     if tok is None:
         g = torch.Generator().manual_seed(0)
-        return [torch.randint(3, vocab, (1, 8), generator=g).to(device) for _ in prompts]
-    return [tok(p, return_tensors="pt").input_ids.to(device) for p in prompts]
+        ids = torch.randint(3, vocab, (len(prompts), 8), generator=g)
+        return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    tok.padding_side = "right"
+    enc = tok(list(prompts), return_tensors="pt", padding=True)
+    return {"input_ids": enc.input_ids.to(device), "attention_mask": enc.attention_mask.to(device)}
 
 
 def _logits(model, batch) -> list:
-    return [model(input_ids=ids).logits.float().cpu() for ids in batch]
+    """Logits of the real (not padding) positions of each prompt."""
+    out = model(**batch).logits.float().cpu()
+    mask = batch["attention_mask"].bool().cpu()
+    return [out[i][mask[i]] for i in range(out.shape[0])]
 
 
 def _merged_logits(pm, batch) -> list:
