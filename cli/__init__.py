@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> None:
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="adapter-registry", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="adapter-registry", standalone_mode=False)
+        # standalone_mode=False returns the code of `raise click.exceptions.Exit(n)` instead of exiting
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

@@ -15,21 +15,8 @@ def register(cli: click.Group) -> None:
 
 
 def _reg(ctx):
-    """The Registry, with release management.
-
-    Until registry/app.py mixes ReleaseMixin into Registry, graft it onto the local instance.
-    """
-    r = ctx.registry
-    if hasattr(r, "set_alias"):
-        return r
-    if not hasattr(r, "db"):
-        from registry.errors import RegistryError
-
-        raise RegistryError("release commands need a local catalog for now", hint="run them without --remote")
-    from registry.release import ReleaseMixin
-
-    r.__class__ = type(type(r).__name__, (ReleaseMixin, type(r)), {})
-    return r
+    """The Registry (local, or the HTTP Client with --remote: it has the alias and deprecation methods)."""
+    return ctx.registry
 
 
 def _at(t) -> str:

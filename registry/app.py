@@ -27,6 +27,7 @@ from registry.db import Database
 from registry.errors import BaseModelNotFound, Incompatible, InvalidInput, RegistryError
 from registry.evals import parse_lm_eval
 from registry.release.api import ReleaseMixin
+from registry.release.gc import touch_blobs
 from registry.refs import Ref, parse_metric_filter, parse_ref, parse_tag, check_metric_name
 from registry.settings import Settings
 
@@ -79,6 +80,19 @@ class Registry(ReleaseMixin):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def as_actor(self, actor: str) -> "Registry":
+        """A view of this registry that records `actor` in the audit log (one per HTTP request).
+
+        It shares the database engine and the store; only the settings' actor differs.
+        """
+        import copy
+        import dataclasses
+
+        self.store  # build the store once, on the shared object, so views do not each open one
+        view = copy.copy(self)
+        view.settings = dataclasses.replace(self.settings, actor=actor)
+        return view
 
     @property
     def jobs(self):
@@ -171,6 +185,10 @@ class Registry(ReleaseMixin):
             raise Incompatible(f"{name}: does not fit base {base_row.name}: {compat['errors'][0]}"
                                + (f" (and {len(compat['errors']) - 1} more)" if len(compat["errors"]) > 1 else ""),
                                errors=compat["errors"])
+        # Mark the blobs as in use before looking in the store, so a concurrent gc that already
+        # judged an identical old blob unreferenced keeps it (registry/release/gc.py explains).
+        with self.db.write() as s:
+            touch_blobs(s, {e.digest: e.size for e in manifest.files})
         for i, e in enumerate(manifest.files):
             self.store.put_file(e.local, expected=e.digest)
             if progress:

@@ -95,6 +95,10 @@ def merge_version(reg: "Registry", ref: str, *, dtype: str | None, engine: str, 
             max_shard_size=max_shard_size, validate=validate, progress=progress,
             card={"adapter": {"name": r.name, "version": int(vref.rsplit("@", 1)[1]), "digest": digest},
                   "base": base_info, "tags": ["adapter-registry"]})
+        from registry.release.gc import touch_blobs
+
+        with reg.db.write() as s:  # in use before the store is looked at (see registry/release/gc.py)
+            touch_blobs(s, {sha: (res.out_dir / rel).stat().st_size for rel, sha in res.files.items()})
         files = {}
         for rel, sha in sorted(res.files.items()):
             p = res.out_dir / rel

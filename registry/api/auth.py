@@ -8,8 +8,6 @@ namespace (search is narrowed to it).
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from dataclasses import dataclass
 
 from registry.errors import Forbidden, Unauthorized
@@ -17,14 +15,8 @@ from registry.tokens import TokenInfo, Tokens, require
 
 
 def as_actor(registry, actor: str):
-    """A view of `registry` that records `actor` in the audit log; shares its database and store.
-
-    (A candidate for Registry itself: `registry.as_actor(name)`.)
-    """
-    registry.store  # build the store once, on the shared object, so views do not each open one
-    view = copy.copy(registry)
-    view.settings = dataclasses.replace(registry.settings, actor=actor)
-    return view
+    """The registry acting as `actor` (Registry.as_actor; the Client has no actor of its own)."""
+    return registry.as_actor(actor)
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,18 @@ def test_quantized_base_is_not_streamed(bases, adapter, tmp_path):
     (base / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(Unsupported, match="quantized"):
         merge(base, adapter(src), tmp_path / "m", engine="streaming")
+
+
+def test_cuda_requested_without_cuda_fails_clearly_and_auto_uses_the_cpu(bases, adapter, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from registry.errors import MergeError
+
+    base = bases("llama", "float32")
+    ad = adapter(base)
+    with pytest.raises(MergeError, match="CUDA is not available"):
+        merge(base, ad, tmp_path / "m", device="cuda")
+    assert leftovers(tmp_path / "m") == []
+    assert merge(base, ad, tmp_path / "m", device="auto").device == "cpu"

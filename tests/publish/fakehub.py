@@ -83,7 +83,8 @@ def serve() -> tuple[FakeHub, ThreadingHTTPServer]:
                 req = json.loads(body)
                 repo_id = f"{req['organization']}/{req['name']}" if req.get("organization") else req["name"]
                 if repo_id in hub.repos:
-                    return self._send(409, {"error": "You already created this model repo", "url": f"{hub.url}/{repo_id}"})
+                    return self._send(409, {"error": "You already created this model repo",
+                                            "url": f"{hub.url}/{repo_id}"})
                 hub.repos[repo_id] = Repo()
                 return self._send(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
             if path == "/api/validate-yaml":

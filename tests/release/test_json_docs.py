@@ -1,4 +1,4 @@
-"""Every field of the release result types is documented (registry/release/JSON.md)."""
+"""Every field of the release result types is documented (docs/JSON.md)."""
 
 import dataclasses
 import re
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from registry.release import types as RT
 
-DOC = Path(RT.__file__).with_name("JSON.md")
+DOC = Path(__file__).resolve().parents[2] / "docs" / "JSON.md"
 TYPES = [RT.Gate, RT.PolicyResult, RT.AliasPolicy, RT.AliasInfo, RT.AliasMove, RT.AliasChange, RT.DeleteResult,
          RT.ImpactedVersion, RT.ImpactedMerge, RT.ImpactReport, RT.BulkItem, RT.BulkResult, RT.ServedAdapter,
          RT.ServingProfile, RT.GcReport, RT.WebhookInfo, RT.Delivery]
