@@ -1,4 +1,4 @@
-"""The implementation of bench/queue.py (queue throughput: claims per second with 1, 2 and 4 worker processes, on SQLite and PostgreSQL).
+"""Queue throughput, behind bench/queue.py: claims/s with 1, 2 and 4 workers on SQLite and PostgreSQL.
 
     .venv/bin/python bench/queue.py --jobs 2000 --workers 1,2,4 \
         --pg postgresql+psycopg://postgres@127.0.0.1:5432/test

@@ -141,7 +141,8 @@ class JobsAPI:
                                      state="succeeded", result=merged_result(art), actor=self.registry.actor)
         job = self.enqueue("merge", {"ref": v["ref"], "requested": ref, "dtype": dt_, "engine": engine,
                                      "validate": validate, "device": device},
-                           unique_key=f"merge:{v['digest']}:{v['base_fp']}:{dt_ or 'default'}:{engine}:{device or 'any'}")
+                           unique_key=(f"merge:{v['digest']}:{v['base_fp']}:{dt_ or 'default'}:{engine}:"
+                                       f"{device or 'any'}"))
         return self._follow(job, wait=wait, timeout=timeout, inline=inline, device=device or "cpu")
 
     def publish(self, ref: str, *, to: str, dtype: str | None = None, force: bool = False, engine: str = "auto",

@@ -119,7 +119,9 @@ def _merged_logits(pm, batch) -> list:
     name = pm.active_adapter
     saved = []
     for module in pm.modules():
-        if isinstance(module, BaseTunerLayer) and any(name in getattr(module, a, {}) for a in module.adapter_layer_names):
+        holds = isinstance(module, BaseTunerLayer) and any(name in getattr(module, a, {})
+                                                           for a in module.adapter_layer_names)
+        if holds:
             base_layer = module.get_base_layer()
             for pname, p in base_layer.named_parameters(recurse=False):
                 saved.append((p, p.detach().clone()))
