@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/verify.py --adapters 20 --size small [--device cuda]
 
-Builds one base model (tiny: 64 hidden, 2 layers; small: 512 hidden, 8 layers, ~45M parameters;
+Builds one base model (tiny: 64 hidden, 2 layers; small: 512 hidden, 8 layers, ~30M parameters;
 or --base PATH for a real one) and N LoRA adapters of it, registers them in a scratch catalog
 (SQLite), enqueues one verify job per adapter and lets one in-process Worker drain the queue,
 once with its ModelCache (the base loads once; adapters are hot-swapped) and once with the cache
