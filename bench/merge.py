@@ -181,10 +181,12 @@ def main() -> None:
                          "peak_rss_gib": statistics.median(r[1] for r in runs), "runs": runs}
         print(f"{name:10s} {results[name]['seconds']:7.2f} s  {results[name]['peak_rss_gib']:6.2f} GiB  "
               f"runs={[(round(a, 2), round(b, 2)) for a, b in runs]}", flush=True)
-    if "peft" in results and "streaming" in results:
-        results["ratio"] = {"time": results["streaming"]["seconds"] / results["peft"]["seconds"],
-                            "rss": results["streaming"]["peak_rss_gib"] / results["peft"]["peak_rss_gib"]}
-        print(f"streaming/peft: time {results['ratio']['time']:.2f}x, peak RSS {results['ratio']['rss']:.2f}x")
+    for ref in ("peft-raw", "peft"):
+        if ref in results and "streaming" in results:
+            ratio = {"time": results["streaming"]["seconds"] / results[ref]["seconds"],
+                     "rss": results["streaming"]["peak_rss_gib"] / results[ref]["peak_rss_gib"]}
+            results[f"streaming/{ref}"] = ratio
+            print(f"streaming/{ref}: time {ratio['time']:.2f}x, peak RSS {ratio['rss']:.2f}x")
     params = sum(int(np.prod(sh)) for _, sh in _shapes(s))
     results["setup"] = {"size": args.size, "parameters": params, "dtype": "bfloat16", "rank": 16,
                         "cpus": os.cpu_count(), "repeats": args.repeats}

@@ -56,7 +56,9 @@ def peft_merge(base_dir: Path, adapter_dir: Path, out: Path, *, dtype: str, devi
         merged = pm.merge_and_unload()
     except ValueError as e:
         raise MergeError(f"peft refused to merge: {e}") from e
-    bad = [n for n, p in merged.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    from registry.merge.math import has_nonfinite
+
+    bad = [n for n, p in merged.state_dict().items() if p.is_floating_point() and has_nonfinite(p)]
     if bad:
         raise MergeError(f"non-finite values after merging in {bad[:10]}: the adapter seems broken", names=bad)
     try:
