@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 07:35:24.945940
+Create Date: 2026-11-28 08:16:11.959675
 """
 from typing import Sequence, Union
 
@@ -205,8 +205,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('adapter_versions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_adapter_versions_adapter_dtype'), ['adapter_dtype'], unique=False)
-        batch_op.create_index('ix_adapter_versions_base_created', ['base_model_id', 'created_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_adapter_versions_base_model_id'), ['base_model_id'], unique=False)
+        batch_op.create_index('ix_adapter_versions_base_id', ['base_model_id', 'id'], unique=False, postgresql_include=['rank', 'deprecated'])
         batch_op.create_index('ix_adapter_versions_base_rank', ['base_model_id', 'rank'], unique=False)
         batch_op.create_index(batch_op.f('ix_adapter_versions_content_digest'), ['content_digest'], unique=False)
         batch_op.create_index(batch_op.f('ix_adapter_versions_deprecated'), ['deprecated'], unique=False)
@@ -305,7 +304,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('version_id', 'metric', name=op.f('pk_metric_values'))
     )
     with op.batch_alter_table('metric_values', schema=None) as batch_op:
-        batch_op.create_index('ix_metric_values_search', ['metric', 'base_model_id', 'value'], unique=False)
+        batch_op.create_index('ix_metric_values_search', ['metric', 'base_model_id', 'value', 'version_id'], unique=False, postgresql_include=['rank', 'deprecated'])
 
     op.create_table('tags',
     sa.Column('version_id', sa.Integer(), nullable=False),
@@ -402,7 +401,7 @@ def downgrade() -> None:
 
     op.drop_table('tags')
     with op.batch_alter_table('metric_values', schema=None) as batch_op:
-        batch_op.drop_index('ix_metric_values_search')
+        batch_op.drop_index('ix_metric_values_search', postgresql_include=['rank', 'deprecated'])
 
     op.drop_table('metric_values')
     with op.batch_alter_table('merged_artifacts', schema=None) as batch_op:
@@ -429,8 +428,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_adapter_versions_deprecated'))
         batch_op.drop_index(batch_op.f('ix_adapter_versions_content_digest'))
         batch_op.drop_index('ix_adapter_versions_base_rank')
-        batch_op.drop_index(batch_op.f('ix_adapter_versions_base_model_id'))
-        batch_op.drop_index('ix_adapter_versions_base_created')
+        batch_op.drop_index('ix_adapter_versions_base_id', postgresql_include=['rank', 'deprecated'])
         batch_op.drop_index(batch_op.f('ix_adapter_versions_adapter_dtype'))
 
     op.drop_table('adapter_versions')

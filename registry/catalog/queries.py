@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import Float, String, and_, cast, exists, func, literal, null, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from registry import types as T
@@ -29,21 +29,23 @@ def get_adapter(s: Session, name: str) -> M.Adapter:
 
 
 def get_version(s: Session, ref: Ref) -> tuple[M.Adapter, M.AdapterVersion]:
-    """The version a reference points to (alias, number, or the latest)."""
-    adapter = get_adapter(s, ref.name)
+    """The version a reference points to (alias, number, or the latest), in one joined statement."""
+    q = select(M.Adapter, V).join(V, V.adapter_id == M.Adapter.id).where(M.Adapter.name == ref.name)
     if ref.alias:
-        al = s.get(M.Alias, (adapter.id, ref.alias))
-        if al is None:
-            raise VersionNotFound(f"adapter {ref.name!r} has no alias {ref.alias!r}", name=ref.name,
-                                  alias=ref.alias)
-        return adapter, s.get(V, al.version_id)
-    q = select(V).where(V.adapter_id == adapter.id)
-    q = q.where(V.version == ref.version) if ref.version is not None else q.order_by(V.version.desc()).limit(1)
-    row = s.scalar(q)
-    if row is None:
-        raise VersionNotFound(f"adapter {ref.name!r} has no version {ref.version}" if ref.version is not None
-                              else f"adapter {ref.name!r} has no versions", name=ref.name, version=ref.version)
-    return adapter, row
+        q = q.join(M.Alias, and_(M.Alias.adapter_id == M.Adapter.id, M.Alias.alias == ref.alias,
+                                 M.Alias.version_id == V.id))
+    elif ref.version is not None:
+        q = q.where(V.version == ref.version)
+    else:
+        q = q.order_by(V.version.desc()).limit(1)
+    found = s.execute(q).first()
+    if found is not None:
+        return found[0], found[1]
+    get_adapter(s, ref.name)  # raises AdapterNotFound when that is the reason
+    if ref.alias:
+        raise VersionNotFound(f"adapter {ref.name!r} has no alias {ref.alias!r}", name=ref.name, alias=ref.alias)
+    raise VersionNotFound(f"adapter {ref.name!r} has no version {ref.version}" if ref.version is not None
+                          else f"adapter {ref.name!r} has no versions", name=ref.name, version=ref.version)
 
 
 def get_base(s: Session, text: str) -> M.BaseModelRow:
@@ -110,42 +112,40 @@ def _sort_metric(sort: str | None) -> tuple[str, bool] | None:
 
 
 def search(s: Session, q: SearchQuery) -> T.SearchPage:
-    """Adapter versions matching every filter, in a stable order."""
+    """Adapter versions matching every filter, in a stable order.
+
+    The plan matters at 100k versions: a base NAME stands for all its revisions, and neither
+    SQLite nor PostgreSQL can walk an index in order across `base_model_id IN (...)`, so each
+    revision gets its own ordered, limited subquery (an index walk that stops after limit+offset
+    rows) and the UNION ALL of those is merged and cut (docs/BENCHMARKS.md, lookup section).
+    """
     if q.limit < 0 or q.limit > 1000 or q.offset < 0:
         raise InvalidInput("limit must be 0..1000 and offset >= 0")
     sm = _sort_metric(q.sort)
     ids = base_ids(s, q.base) if q.base else None
-    stmt = select(V.id)
     conds = []
     if sm:
-        # Drive the query from metric_values: (metric, base_model_id, value) walks in sort order and
-        # the denormalised base/rank/deprecated columns filter without touching adapter_versions.
+        # Driven from metric_values: (metric, base_model_id, value, version_id) walks in sort order
+        # and the denormalised base/rank/deprecated columns filter without touching adapter_versions.
         mv = aliased(M.MetricValue)
-        stmt = select(V.id).select_from(mv).join(V, V.id == mv.version_id)
+        src = select().select_from(mv).join(V, V.id == mv.version_id)
+        vid, basecol, rankcol, depcol = mv.version_id, mv.base_model_id, mv.rank, mv.deprecated
         conds.append(mv.metric == sm[0])
-        if ids is not None:
-            conds.append(mv.base_model_id.in_(ids))
-        if q.max_rank is not None:
-            conds.append(mv.rank <= q.max_rank)
-        if q.min_rank is not None:
-            conds.append(mv.rank >= q.min_rank)
-        if not q.include_deprecated:
-            conds.append(mv.deprecated.is_(False))
-        order = [mv.value.asc() if sm[1] else mv.value.desc(), V.id.desc()]
+        keys = [(mv.value, not sm[1]), (mv.version_id, True)]
     else:
-        if ids is not None:
-            conds.append(V.base_model_id.in_(ids))
-        if q.max_rank is not None:
-            conds.append(V.rank <= q.max_rank)
-        if q.min_rank is not None:
-            conds.append(V.rank >= q.min_rank)
-        if not q.include_deprecated:
-            conds.append(V.deprecated.is_(False))
-        order = {"rank": [V.rank.desc(), V.id.desc()], "version": [V.version.desc(), V.id.desc()]}.get(
-            q.sort or "", [V.id.desc()])
+        src = select().select_from(V)
+        vid, basecol, rankcol, depcol = V.id, V.base_model_id, V.rank, V.deprecated
+        keys = {"rank": [(V.rank, True), (V.id, True)], "version": [(V.version, True), (V.id, True)]}.get(
+            q.sort or "", [(V.id, True)])
     if q.sort == "name":
-        stmt = stmt.join(M.Adapter, M.Adapter.id == V.adapter_id)
-        order = [M.Adapter.name.asc(), V.version.desc()]
+        src = src.join(M.Adapter, M.Adapter.id == V.adapter_id)
+        keys = [(M.Adapter.name, False), (V.version, True)]
+    if q.max_rank is not None:
+        conds.append(rankcol <= q.max_rank)
+    if q.min_rank is not None:
+        conds.append(rankcol >= q.min_rank)
+    if not q.include_deprecated:
+        conds.append(depcol.is_(False))
     if q.peft_type:
         conds.append(V.peft_type == q.peft_type.upper())
     if q.use_dora is not None:
@@ -165,9 +165,26 @@ def search(s: Session, q: SearchQuery) -> T.SearchPage:
         else:
             m2 = M.MetricValue
             conds.append(exists().where(and_(m2.version_id == V.id, m2.metric == f.metric, _cmp(m2.value, f))))
-    stmt = stmt.where(*conds)
-    total = s.scalar(select(func.count()).select_from(stmt.subquery())) if q.count else None
-    page_ids = list(s.scalars(stmt.order_by(*order).limit(q.limit).offset(q.offset)))
+
+    def ordered(stmt, cols):
+        return stmt.order_by(*[c.desc() if desc else c.asc() for c, (_k, desc) in zip(cols, keys)])
+
+    cols = [vid.label("vid")] + [c.label(f"k{i}") for i, (c, _d) in enumerate(keys)]
+    if ids is not None and len(ids) > 1 and q.sort != "name":
+        n = q.limit + q.offset
+        parts = [ordered(src.add_columns(*cols).where(*conds, basecol == b), [c for c, _ in keys]).limit(n).subquery()
+                 for b in ids]
+        u = union_all(*[select(p) for p in parts]).subquery()
+        page = ordered(select(u.c.vid), [u.c[f"k{i}"] for i in range(len(keys))])
+    else:
+        if ids is not None:
+            conds.append(basecol.in_(ids) if len(ids) > 1 else basecol == ids[0])
+        page = ordered(src.add_columns(vid).where(*conds), [c for c, _ in keys])
+    total = None
+    if q.count:
+        counted = src.add_columns(vid).where(*conds, *([basecol.in_(ids)] if ids and len(ids) > 1 else []))
+        total = s.scalar(select(func.count()).select_from(counted.subquery()))
+    page_ids = list(s.scalars(page.limit(q.limit).offset(q.offset)))
     rows = {r.id: r for r in s.scalars(select(V).where(V.id.in_(page_ids)))} if page_ids else {}
     return T.SearchPage(tuple(hydrate(s, [rows[i] for i in page_ids])), total, q.limit, q.offset)
 
@@ -177,30 +194,45 @@ def _cmp(col, f: MetricFilter):
             "==": col == f.value}[f.op]
 
 
-def hydrate(s: Session, rows: Sequence[M.AdapterVersion]) -> list[T.AdapterVersion]:
-    """Result types for version rows, with tags, aliases and metrics loaded in a few batched queries."""
+def hydrate(s: Session, rows: Sequence[M.AdapterVersion], *,
+            adapters: dict[int, M.Adapter] | None = None) -> list[T.AdapterVersion]:
+    """Result types for version rows: tags, aliases and metrics come back in one UNION ALL."""
     if not rows:
         return []
     vids = [r.id for r in rows]
-    names = dict(s.execute(select(M.Adapter.id, M.Adapter.name).where(
-        M.Adapter.id.in_({r.adapter_id for r in rows}))).all())
+    names = {i: a.name for i, a in (adapters or {}).items()}
+    missing = {r.adapter_id for r in rows} - names.keys()
+    if missing:
+        names.update(s.execute(select(M.Adapter.id, M.Adapter.name).where(M.Adapter.id.in_(missing))).all())
     tags: dict[int, dict[str, str]] = defaultdict(dict)
-    for vid, k, v in s.execute(select(M.Tag.version_id, M.Tag.key, M.Tag.value).where(M.Tag.version_id.in_(vids))):
-        tags[vid][k] = v
     aliases: dict[int, list[str]] = defaultdict(list)
-    for vid, a in s.execute(select(M.Alias.version_id, M.Alias.alias).where(M.Alias.version_id.in_(vids))
-                            .order_by(M.Alias.alias)):
-        aliases[vid].append(a)
     metrics: dict[int, dict[str, float]] = defaultdict(dict)
-    for vid, m, v in s.execute(select(M.MetricValue.version_id, M.MetricValue.metric, M.MetricValue.value)
-                               .where(M.MetricValue.version_id.in_(vids)).order_by(M.MetricValue.metric)):
-        metrics[vid][m] = v
+    for kind, vid, key, text_value, num in s.execute(_details_stmt(vids)):
+        if kind == 0:
+            tags[vid][key] = text_value
+        elif kind == 1:
+            aliases[vid].append(key)
+        else:
+            metrics[vid][key] = num
     bids = {r.base_model_id for r in rows if r.base_model_id}
-    bases = {b.id: b for b in s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.id.in_(bids)))} if bids else {}
+    bases = {b.id: b for b in (s.get(M.BaseModelRow, i) for i in bids)} if len(bids) == 1 else (
+        {b.id: b for b in s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.id.in_(bids)))} if bids else {})
     succ = _successor_refs(s, [r.successor_id for r in rows if r.successor_id])
     return [convert.version(r, name=names[r.adapter_id], base=bases.get(r.base_model_id), tags=dict(tags[r.id]),
-                            aliases=tuple(aliases[r.id]), metrics=dict(metrics[r.id]),
+                            aliases=tuple(sorted(aliases[r.id])), metrics=dict(sorted(metrics[r.id].items())),
                             successor=succ.get(r.successor_id)) for r in rows]
+
+
+def _details_stmt(vids: list[int]):
+    """(kind, version_id, key, text, number) rows: 0 tags, 1 aliases, 2 current metric values."""
+    return union_all(
+        select(literal(0), M.Tag.version_id, M.Tag.key, M.Tag.value, cast(null(), Float))
+        .where(M.Tag.version_id.in_(vids)),
+        select(literal(1), M.Alias.version_id, M.Alias.alias, cast(null(), String), cast(null(), Float))
+        .where(M.Alias.version_id.in_(vids)),
+        select(literal(2), M.MetricValue.version_id, M.MetricValue.metric, cast(null(), String), M.MetricValue.value)
+        .where(M.MetricValue.version_id.in_(vids)),
+    )
 
 
 def _successor_refs(s: Session, ids: Iterable[int]) -> dict[int, str]:

@@ -125,3 +125,23 @@ def test_lm_eval_results_import(catalog, tmp_path):
     assert got["mmlu"] == 0.63 and got["mmlu/acc"] == 0.63 and "mmlu/acc_stderr" not in got
     assert got["gsm8k/exact_match,strict-match"] == 0.4
     assert refs(catalog.search(metrics=["mmlu>=0.62"])) == ["team-a/bot@2"]
+
+
+def test_search_across_base_revisions_merges_their_orders(registry, tiny_llama, tiny_adapter, tmp_path):
+    """A base name covers every revision; results merge per-revision index walks in one order."""
+    registry.add_base(tiny_llama, name="tl", revision="r1")
+    registry.add_base(tiny_llama, name="tl", revision="r2")
+    expected = []
+    for i in range(6):
+        d = shutil.copytree(tiny_adapter, tmp_path / f"v{i}")
+        (d / "README.md").write_text(f"v{i}")
+        v = registry.push(d, name=f"a{i}", base=f"tl@{'r1' if i % 2 else 'r2'}")
+        registry.add_eval(v.ref, {"acc": [0.5, 0.9, 0.7, 0.6, 0.8, 0.55][i]})
+        expected.append((v.ref, [0.5, 0.9, 0.7, 0.6, 0.8, 0.55][i]))
+    by_acc = [r for r, _ in sorted(expected, key=lambda x: -x[1])]
+    got = refs(registry.search(base="tl", sort="metric:acc", limit=3)) + \
+        refs(registry.search(base="tl", sort="metric:acc", limit=3, offset=3))
+    assert got == by_acc
+    assert refs(registry.search(base="tl", limit=4)) == [r for r, _ in expected][::-1][:4]
+    assert refs(registry.search(base="tl@r1", metrics=["acc>=0.6"], sort="metric:acc")) == ["a1@1", "a3@1"]
+    assert registry.search(base="tl", count=True, limit=1).total == 6
