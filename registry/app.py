@@ -251,8 +251,8 @@ class Registry(ReleaseMixin):
     def get(self, ref: str) -> T.AdapterVersion:
         """A version without the detail fields (fast: what alias resolution needs)."""
         with self.db.read() as s:
-            _a, row = Q.get_version(s, parse_ref(ref))
-            return Q.hydrate(s, [row])[0]
+            adapter, row = Q.get_version(s, parse_ref(ref))
+            return Q.hydrate(s, [row], adapters={adapter.id: adapter})[0]
 
     def resolve(self, ref: str) -> Path:
         """A local folder with the adapter's files, digests verified, for PeftModel.from_pretrained."""

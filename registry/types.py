@@ -12,25 +12,46 @@ from pathlib import Path
 from typing import Any
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _field_names(t: type) -> tuple[str, ...]:
+    names = _FIELDS.get(t)
+    if names is None:  # looked up once per class: search pages render many results
+        names = _FIELDS[t] = tuple(f.name for f in dataclasses.fields(t))
+    return names
+
+
+def _fields_dict(v: Any) -> dict[str, Any]:
+    return {n: _plain(getattr(v, n)) for n in _field_names(type(v))}
+
+
 def _plain(v: Any) -> Any:
+    """JSON-ready form of a value: result types (their own to_dict when they override it),
+    dataclasses, containers, datetimes as ISO 8601 in UTC, paths as strings."""
+    if type(v) in _SCALARS:
+        return v
+    if isinstance(v, _Result):
+        return v.to_dict()
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return _fields_dict(v)
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
     if isinstance(v, dt.datetime):
         if v.tzinfo is None:
             v = v.replace(tzinfo=dt.timezone.utc)
         return v.isoformat()
     if isinstance(v, Path):
         return str(v)
-    if dataclasses.is_dataclass(v):
-        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
     return v
 
 
 class _Result:
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
+        return _fields_dict(self)
 
 
 @dataclass(frozen=True)

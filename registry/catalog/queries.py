@@ -30,7 +30,9 @@ def get_adapter(s: Session, name: str) -> M.Adapter:
 
 def get_version(s: Session, ref: Ref) -> tuple[M.Adapter, M.AdapterVersion]:
     """The version a reference points to (alias, number, or the latest), in one joined statement."""
-    q = select(M.Adapter, V).join(V, V.adapter_id == M.Adapter.id).where(M.Adapter.name == ref.name)
+    # The base row rides along (outer join) so hydrate finds it in the session without a query.
+    q = (select(M.Adapter, V, M.BaseModelRow).join(V, V.adapter_id == M.Adapter.id)
+         .outerjoin(M.BaseModelRow, M.BaseModelRow.id == V.base_model_id).where(M.Adapter.name == ref.name))
     if ref.alias:
         q = q.join(M.Alias, and_(M.Alias.adapter_id == M.Adapter.id, M.Alias.alias == ref.alias,
                                  M.Alias.version_id == V.id))
@@ -66,10 +68,13 @@ def get_base(s: Session, text: str) -> M.BaseModelRow:
 
 
 def base_ids(s: Session, text: str) -> list[int]:
-    """Every registered revision of a base NAME (or the one NAME@REV names)."""
+    """Every registered revision of a base NAME (or the one NAME@REV names).
+
+    Whole rows are loaded so that hydrate later finds them in the session without a query.
+    """
     if "@" in text or HEX.match(text):
         return [get_base(s, text).id]
-    ids = list(s.scalars(select(M.BaseModelRow.id).where(M.BaseModelRow.name == text)))
+    ids = [b.id for b in s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.name == text))]
     if not ids:
         raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
     return ids
@@ -185,8 +190,11 @@ def search(s: Session, q: SearchQuery) -> T.SearchPage:
         counted = src.add_columns(vid).where(*conds, *([basecol.in_(ids)] if ids and len(ids) > 1 else []))
         total = s.scalar(select(func.count()).select_from(counted.subquery()))
     page_ids = list(s.scalars(page.limit(q.limit).offset(q.offset)))
-    rows = {r.id: r for r in s.scalars(select(V).where(V.id.in_(page_ids)))} if page_ids else {}
-    return T.SearchPage(tuple(hydrate(s, [rows[i] for i in page_ids])), total, q.limit, q.offset)
+    rows, adapters = {}, {}
+    if page_ids:
+        for a, v in s.execute(select(M.Adapter, V).join(V, V.adapter_id == M.Adapter.id).where(V.id.in_(page_ids))):
+            rows[v.id], adapters[a.id] = v, a
+    return T.SearchPage(tuple(hydrate(s, [rows[i] for i in page_ids], adapters=adapters)), total, q.limit, q.offset)
 
 
 def _cmp(col, f: MetricFilter):
@@ -215,8 +223,9 @@ def hydrate(s: Session, rows: Sequence[M.AdapterVersion], *,
         else:
             metrics[vid][key] = num
     bids = {r.base_model_id for r in rows if r.base_model_id}
-    bases = {b.id: b for b in (s.get(M.BaseModelRow, i) for i in bids)} if len(bids) == 1 else (
-        {b.id: b for b in s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.id.in_(bids)))} if bids else {})
+    # Bases loaded earlier in this session (get_version, base_ids) come from the identity map.
+    bases = {i: b for i in bids if (b := s.get(M.BaseModelRow, i, populate_existing=False)) is not None} \
+        if len(bids) <= 4 else {b.id: b for b in s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.id.in_(bids)))}
     succ = _successor_refs(s, [r.successor_id for r in rows if r.successor_id])
     return [convert.version(r, name=names[r.adapter_id], base=bases.get(r.base_model_id), tags=dict(tags[r.id]),
                             aliases=tuple(sorted(aliases[r.id])), metrics=dict(sorted(metrics[r.id].items())),
@@ -244,28 +253,36 @@ def _successor_refs(s: Session, ids: Iterable[int]) -> dict[int, str]:
 
 
 def detail(s: Session, adapter: M.Adapter, row: M.AdapterVersion) -> T.AdapterVersion:
-    """One version with everything `show` prints."""
-    base = hydrate(s, [row])[0]
-    ref = f"{adapter.name}@{row.version}"
-    evals = s.scalars(select(M.EvalResult).where(M.EvalResult.version_id == row.id).order_by(M.EvalResult.id))
-    ver = s.execute(select(M.Verification, M.BaseModelRow).join(M.BaseModelRow,
-                    M.BaseModelRow.id == M.Verification.base_model_id)
-                    .where(M.Verification.version_id == row.id).order_by(M.Verification.id.desc()).limit(20))
-    merged = s.execute(select(M.MergedArtifact, M.BaseModelRow).join(M.BaseModelRow,
-                       M.BaseModelRow.id == M.MergedArtifact.base_model_id)
-                       .where(M.MergedArtifact.version_id == row.id).order_by(M.MergedArtifact.id))
-    pubs = s.scalars(select(M.Publication).where(M.Publication.version_id == row.id).order_by(M.Publication.id))
+    """One version with everything `show` prints (relations that are empty cost no query)."""
     import dataclasses
 
-    return dataclasses.replace(
-        base,
-        files=tuple(T.FileInfo(f.path, f.digest, f.size, f.role) for f in row.files),
-        compat=row.compat, training=row.training, config=row.config,
-        evals=tuple(convert.eval_result(e, ref) for e in evals),
-        verifications=tuple(convert.verification(v, ref, b) for v, b in ver),
-        merged=tuple(convert.merged(m, ref, b) for m, b in merged),
-        publications=tuple(convert.publication(p, ref) for p in pubs),
-    )
+    base = hydrate(s, [row], adapters={adapter.id: adapter})[0]
+    ref = f"{adapter.name}@{row.version}"
+    present = {k for (k,) in s.execute(union_all(
+        *[select(literal(k)).where(exists().where(t.version_id == row.id))
+          for k, t in (("evals", M.EvalResult), ("verifications", M.Verification), ("merged", M.MergedArtifact),
+                       ("publications", M.Publication))]))}
+    files = s.execute(select(M.VersionFile.path, M.VersionFile.digest, M.VersionFile.size, M.VersionFile.role)
+                      .where(M.VersionFile.version_id == row.id).order_by(M.VersionFile.path)).all()
+    extra: dict = {}
+    if "evals" in present:
+        evals = s.scalars(select(M.EvalResult).where(M.EvalResult.version_id == row.id).order_by(M.EvalResult.id))
+        extra["evals"] = tuple(convert.eval_result(e, ref) for e in evals)
+    if "verifications" in present:
+        ver = s.execute(select(M.Verification, M.BaseModelRow).join(M.BaseModelRow,
+                        M.BaseModelRow.id == M.Verification.base_model_id)
+                        .where(M.Verification.version_id == row.id).order_by(M.Verification.id.desc()).limit(20))
+        extra["verifications"] = tuple(convert.verification(v, ref, b) for v, b in ver)
+    if "merged" in present:
+        merged = s.execute(select(M.MergedArtifact, M.BaseModelRow).join(M.BaseModelRow,
+                           M.BaseModelRow.id == M.MergedArtifact.base_model_id)
+                           .where(M.MergedArtifact.version_id == row.id).order_by(M.MergedArtifact.id))
+        extra["merged"] = tuple(convert.merged(m, ref, b) for m, b in merged)
+    if "publications" in present:
+        pubs = s.scalars(select(M.Publication).where(M.Publication.version_id == row.id).order_by(M.Publication.id))
+        extra["publications"] = tuple(convert.publication(p, ref) for p in pubs)
+    return dataclasses.replace(base, files=tuple(T.FileInfo(*f) for f in files), compat=row.compat,
+                               training=row.training, config=row.config, **extra)
 
 
 def adapter_summary(s: Session, adapter: M.Adapter) -> T.Adapter:

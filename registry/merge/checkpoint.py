@@ -7,7 +7,6 @@ when complete, removed on any failure (`staging`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -15,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from registry.storage.digest import sha256_file
 from registry.errors import AlreadyExists, InvalidModel, RegistryError, translate_os_error
 
 # copied byte for byte: re-serializing a tokenizer through transformers changes it (reference §3.7)
@@ -148,14 +148,6 @@ def write_card(out: Path, card: dict[str, Any], *, engine: str, dtype: str) -> N
 
 def _yaml(s: Any) -> str:
     return json.dumps(str(s))  # a JSON string is a valid YAML scalar
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_manifest(out: Path, *, known: dict[str, str], recipe: dict, validation: dict) -> dict[str, str]:

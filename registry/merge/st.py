@@ -47,46 +47,16 @@ class TensorInfo:
 
 
 def read_header(path: Path) -> dict[str, TensorInfo]:
-    """Parse one safetensors file's header and check that the file holds every byte it declares.
+    """One safetensors file's tensors, checked (registry.adapters.safetensors does the parsing).
 
     Raises:
         CorruptFile: unreadable header, overlapping or out-of-range offsets, or a truncated file.
     """
+    from registry.adapters.safetensors import read_header as parse
+
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) < 8:
-                raise CorruptFile(f"{path.name}: too short to be a safetensors file", path=str(path))
-            (n,) = struct.unpack("<Q", raw)
-            if n > _MAX_HEADER or 8 + n > size:
-                raise CorruptFile(f"{path.name}: header length {n} does not fit the file ({size} bytes)",
-                                  path=str(path))
-            header = json.loads(f.read(n))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CorruptFile(f"{path.name}: unreadable safetensors header ({e})", path=str(path)) from e
-    base = 8 + n
-    out: dict[str, TensorInfo] = {}
-    end_max = 0
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, (start, end) = meta["dtype"], tuple(int(d) for d in meta["shape"]), meta["data_offsets"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise CorruptFile(f"{path.name}: bad header entry for {name}", path=str(path)) from e
-        info = TensorInfo(name, dtype, shape, path, base + start, end - start)
-        if dtype not in ITEMSIZE or info.nbytes != info.numel * ITEMSIZE[dtype] or start < 0:
-            raise CorruptFile(f"{path.name}: tensor {name} has inconsistent size or dtype", path=str(path))
-        end_max = max(end_max, end)
-        out[name] = info
-    if base + end_max > size:
-        raise CorruptFile(
-            f"{path.name} is truncated: its header needs {base + end_max} bytes, the file has {size}",
-            path=str(path), hint="re-download or re-copy the base model",
-        )
-    return out
+    hdr = parse(path, max_header_bytes=_MAX_HEADER)
+    return {name: TensorInfo(name, t.dtype, t.shape, path, t.start, t.end - t.start) for name, t in hdr.tensors.items()}
 
 
 def checkpoint_files(model_dir: Path) -> list[Path]:

@@ -9,7 +9,6 @@ is the fallback for a source checkout, so built-in and third-party publishers ar
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 from registry.errors import InvalidInput
+from registry.storage.digest import sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from registry.settings import Settings
@@ -95,11 +95,3 @@ def plan(folder: Path) -> tuple[list[str], str]:
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     files = [f for f in files if f != MANIFEST] + [MANIFEST]
     return files, sha256_file(folder / MANIFEST)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
