@@ -16,7 +16,7 @@ def register(cli: click.Group) -> None:
 @click.option("--dtype", help="Output dtype: bf16, fp16 or fp32 (default: the base's).")
 @click.option("--engine", type=click.Choice(["auto", "streaming", "peft"]), default="auto", show_default=True,
               help="streaming: shard by shard, bit-identical to peft; peft: merge_and_unload (reference).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cpu here; the worker's own device with --async).")
 @click.option("--out", type=click.Path(file_okay=False), help="Also write the merged folder here (must not exist).")
 @click.option("--max-shard-size", default="5GB", show_default=True)
 @click.option("--validate", is_flag=True, help="Also compare logits with base + unmerged adapter (loads both).")
@@ -34,7 +34,7 @@ def merge(ctx, ref, dtype, engine, device, out, max_shard_size, validate, run_as
     from .common import progress_bar
 
     with progress_bar(f"merging {ref}", enabled=not as_json) as cb:
-        art = reg.merge(ref, dtype=dtype, engine=engine, device=device, validate=validate, out=out,
+        art = reg.merge(ref, dtype=dtype, engine=engine, device=device or "cpu", validate=validate, out=out,
                         max_shard_size=max_shard_size,
                         progress=(lambda done, total, what: cb("tensors", done, total)) if cb else None)
     if as_json:

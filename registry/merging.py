@@ -88,6 +88,7 @@ def merge_version(reg: "Registry", ref: str, *, dtype: str | None, engine: str, 
         out_dtype = normalize_dtype(dtype, base.dtype)
     adapter_dir = reg.resolve(vref)
     base_dir = reg.base_folder(base_ref)
+    sweep_work_dirs(reg.settings.cache_dir / "merged")
     work = reg.settings.cache_dir / "merged" / f".work-{uuid.uuid4().hex[:12]}"
     try:
         res = engine_mod.merge(
@@ -132,6 +133,23 @@ def merge_version(reg: "Registry", ref: str, *, dtype: str | None, engine: str, 
         return _materialize(reg, mid, out, created=existing is None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def sweep_work_dirs(root: Path, *, older_than_s: float = 6 * 3600) -> int:
+    """Remove hidden work folders that a killed merge left behind (never visible as a result)."""
+    import time
+
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for d in root.glob(".work-*"):
+        try:
+            if time.time() - d.stat().st_mtime > older_than_s:
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def merged_dir(reg: "Registry", key: str) -> Path:

@@ -60,3 +60,19 @@ def test_merge_needs_a_registered_base(registry, tiny_adapter):
     registry.push(tiny_adapter, name="orphan")
     with pytest.raises(BaseModelNotFound):
         registry.merge("orphan")
+
+
+def test_work_folders_of_killed_merges_are_swept(pushed):
+    import os
+    import time
+
+    from registry.merging import sweep_work_dirs
+
+    root = pushed.settings.cache_dir / "merged"
+    old = root / ".work-deadbeef0000"
+    (old / "model").mkdir(parents=True)
+    young = root / ".work-cafe00000000"
+    young.mkdir()
+    os.utime(old, (time.time() - 7 * 3600,) * 2)
+    assert sweep_work_dirs(root) == 1
+    assert not old.exists() and young.exists()
