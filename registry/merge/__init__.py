@@ -99,19 +99,23 @@ def merge(
 
     fallback_reason = None
     plan = None
-    if engine in ("auto", "streaming"):
-        try:
-            from registry.merge.plan import check_config, make_plan
-            from registry.merge.structure import load_structure
+    # The plan runs for every engine: it is what refuses adapters whose tensors peft would
+    # silently ignore or leave randomly initialised, so engine="peft" refuses them too.
+    try:
+        from registry.merge.plan import check_config, make_plan
+        from registry.merge.structure import load_structure
 
-            check_config(adapter_cfg)
-            structure = load_structure(base_dir, {k: v.shape for k, v in base_hdr.items()}, adapter_cfg)
-            plan = make_plan(adapter_cfg, {k: (v.dtype, v.shape) for k, v in adapter_hdr.items()},
-                             {k: (v.dtype, v.shape) for k, v in base_hdr.items()}, structure, _ST[out_dtype])
-        except Unsupported as e:
-            if engine == "streaming":
-                raise
+        check_config(adapter_cfg)
+        structure = load_structure(base_dir, {k: v.shape for k, v in base_hdr.items()}, adapter_cfg)
+        plan = make_plan(adapter_cfg, {k: (v.dtype, v.shape) for k, v in adapter_hdr.items()},
+                         {k: (v.dtype, v.shape) for k, v in base_hdr.items()}, structure, _ST[out_dtype])
+    except Unsupported as e:
+        if engine == "streaming":
+            raise
+        if engine == "auto":
             fallback_reason = e.message
+    if engine == "peft":
+        plan = None
 
     with checkpoint.staging(out_dir) as tmp:
         if plan is not None:

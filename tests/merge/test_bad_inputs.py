@@ -37,10 +37,12 @@ def test_tensors_peft_would_silently_ignore_are_refused_with_their_names(bases, 
     cfg = json.loads((ad / "adapter_config.json").read_text())
     cfg["target_modules"] = ["q_proj"]
     (ad / "adapter_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(Incompatible, match="silently ignore") as e:
-        merge(base, ad, tmp_path / "m")
-    assert "base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight" in e.value.names
-    assert not any("q_proj" in n for n in e.value.names)
+    for engine in ("auto", "peft"):
+        with pytest.raises(Incompatible, match="silently ignore") as e:
+            merge(base, ad, tmp_path / engine, engine=engine)
+        assert "base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight" in e.value.names
+        assert not any("q_proj" in n for n in e.value.names)
+        assert leftovers(tmp_path / engine) == []
 
 
 def test_missing_tensors_peft_would_randomly_initialise_are_refused_with_their_names(bases, adapter, tmp_path):
