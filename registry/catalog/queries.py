@@ -7,8 +7,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from sqlalchemy import Float, String, and_, cast, exists, func, literal, null, select, union_all
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import (BigInteger, Float, String, and_, bindparam, cast, exists, func, literal, null, select,
+                        union_all)
+from sqlalchemy.orm import Session, aliased, contains_eager
 
 from registry import types as T
 from registry.catalog import convert
@@ -28,19 +29,28 @@ def get_adapter(s: Session, name: str) -> M.Adapter:
     return row
 
 
+def _version_stmt(kind: str):
+    # Built once: constructing SQLAlchemy expressions costs more Python than running these
+    # statements does. The base rides along (contains_eager) so hydrate needs no query for it.
+    q = (select(M.Adapter, V).join(V, V.adapter_id == M.Adapter.id)
+         .outerjoin(M.BaseModelRow, M.BaseModelRow.id == V.base_model_id)
+         .options(contains_eager(V.base_model)).where(M.Adapter.name == bindparam("name")))
+    if kind == "alias":
+        return q.join(M.Alias, and_(M.Alias.adapter_id == M.Adapter.id, M.Alias.alias == bindparam("alias"),
+                                    M.Alias.version_id == V.id))
+    if kind == "version":
+        return q.where(V.version == bindparam("version"))
+    return q.order_by(V.version.desc()).limit(1)
+
+
+_VERSION_STMTS = {k: _version_stmt(k) for k in ("alias", "version", "latest")}
+
+
 def get_version(s: Session, ref: Ref) -> tuple[M.Adapter, M.AdapterVersion]:
     """The version a reference points to (alias, number, or the latest), in one joined statement."""
-    # The base row rides along (outer join) so hydrate finds it in the session without a query.
-    q = (select(M.Adapter, V, M.BaseModelRow).join(V, V.adapter_id == M.Adapter.id)
-         .outerjoin(M.BaseModelRow, M.BaseModelRow.id == V.base_model_id).where(M.Adapter.name == ref.name))
-    if ref.alias:
-        q = q.join(M.Alias, and_(M.Alias.adapter_id == M.Adapter.id, M.Alias.alias == ref.alias,
-                                 M.Alias.version_id == V.id))
-    elif ref.version is not None:
-        q = q.where(V.version == ref.version)
-    else:
-        q = q.order_by(V.version.desc()).limit(1)
-    found = s.execute(q).first()
+    kind = "alias" if ref.alias else ("version" if ref.version is not None else "latest")
+    params = {"name": ref.name, "alias": ref.alias, "version": ref.version}
+    found = s.execute(_VERSION_STMTS[kind], {k: v for k, v in params.items() if v is not None}).first()
     if found is not None:
         return found[0], found[1]
     get_adapter(s, ref.name)  # raises AdapterNotFound when that is the reason
@@ -68,13 +78,15 @@ def get_base(s: Session, text: str) -> M.BaseModelRow:
 
 
 def base_ids(s: Session, text: str) -> list[int]:
-    """Every registered revision of a base NAME (or the one NAME@REV names).
+    """Ids of every registered revision of a base NAME (or the one NAME@REV names)."""
+    return [b.id for b in base_rows(s, text)]
 
-    Whole rows are loaded so that hydrate later finds them in the session without a query.
-    """
+
+def base_rows(s: Session, text: str) -> list[M.BaseModelRow]:
+    """Every registered revision of a base NAME (or the one NAME@REV names)."""
     if "@" in text or HEX.match(text):
-        return [get_base(s, text).id]
-    ids = [b.id for b in s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.name == text))]
+        return [get_base(s, text)]
+    ids = list(s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.name == text)))
     if not ids:
         raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
     return ids
@@ -127,7 +139,8 @@ def search(s: Session, q: SearchQuery) -> T.SearchPage:
     if q.limit < 0 or q.limit > 1000 or q.offset < 0:
         raise InvalidInput("limit must be 0..1000 and offset >= 0")
     sm = _sort_metric(q.sort)
-    ids = base_ids(s, q.base) if q.base else None
+    bases = {b.id: b for b in base_rows(s, q.base)} if q.base else {}
+    ids = list(bases) if q.base else None
     conds = []
     if sm:
         # Driven from metric_values: (metric, base_model_id, value, version_id) walks in sort order
@@ -194,7 +207,8 @@ def search(s: Session, q: SearchQuery) -> T.SearchPage:
     if page_ids:
         for a, v in s.execute(select(M.Adapter, V).join(V, V.adapter_id == M.Adapter.id).where(V.id.in_(page_ids))):
             rows[v.id], adapters[a.id] = v, a
-    return T.SearchPage(tuple(hydrate(s, [rows[i] for i in page_ids], adapters=adapters)), total, q.limit, q.offset)
+    return T.SearchPage(tuple(hydrate(s, [rows[i] for i in page_ids], adapters=adapters, bases=bases)), total,
+                        q.limit, q.offset)
 
 
 def _cmp(col, f: MetricFilter):
@@ -202,8 +216,8 @@ def _cmp(col, f: MetricFilter):
             "==": col == f.value}[f.op]
 
 
-def hydrate(s: Session, rows: Sequence[M.AdapterVersion], *,
-            adapters: dict[int, M.Adapter] | None = None) -> list[T.AdapterVersion]:
+def hydrate(s: Session, rows: Sequence[M.AdapterVersion], *, adapters: dict[int, M.Adapter] | None = None,
+            bases: dict[int, M.BaseModelRow] | None = None) -> list[T.AdapterVersion]:
     """Result types for version rows: tags, aliases and metrics come back in one UNION ALL."""
     if not rows:
         return []
@@ -215,33 +229,36 @@ def hydrate(s: Session, rows: Sequence[M.AdapterVersion], *,
     tags: dict[int, dict[str, str]] = defaultdict(dict)
     aliases: dict[int, list[str]] = defaultdict(list)
     metrics: dict[int, dict[str, float]] = defaultdict(dict)
-    for kind, vid, key, text_value, num in s.execute(_details_stmt(vids)):
+    for kind, vid, key, text_value, num in s.execute(_DETAILS, {"vids": vids}):
         if kind == 0:
             tags[vid][key] = text_value
         elif kind == 1:
             aliases[vid].append(key)
         else:
             metrics[vid][key] = num
-    bids = {r.base_model_id for r in rows if r.base_model_id}
-    # Bases loaded earlier in this session (get_version, base_ids) come from the identity map.
-    bases = {i: b for i in bids if (b := s.get(M.BaseModelRow, i, populate_existing=False)) is not None} \
-        if len(bids) <= 4 else {b.id: b for b in s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.id.in_(bids)))}
+    bases = dict(bases or {})
+    for r in rows:  # loaded along with the version (get_version's contains_eager)
+        b = r.__dict__.get("base_model")
+        if b is not None:
+            bases[b.id] = b
+    missing = {r.base_model_id for r in rows if r.base_model_id} - bases.keys()
+    if missing:
+        bases.update((b.id, b) for b in s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.id.in_(missing))))
     succ = _successor_refs(s, [r.successor_id for r in rows if r.successor_id])
     return [convert.version(r, name=names[r.adapter_id], base=bases.get(r.base_model_id), tags=dict(tags[r.id]),
                             aliases=tuple(sorted(aliases[r.id])), metrics=dict(sorted(metrics[r.id].items())),
                             successor=succ.get(r.successor_id)) for r in rows]
 
 
-def _details_stmt(vids: list[int]):
-    """(kind, version_id, key, text, number) rows: 0 tags, 1 aliases, 2 current metric values."""
-    return union_all(
-        select(literal(0), M.Tag.version_id, M.Tag.key, M.Tag.value, cast(null(), Float))
-        .where(M.Tag.version_id.in_(vids)),
-        select(literal(1), M.Alias.version_id, M.Alias.alias, cast(null(), String), cast(null(), Float))
-        .where(M.Alias.version_id.in_(vids)),
-        select(literal(2), M.MetricValue.version_id, M.MetricValue.metric, cast(null(), String), M.MetricValue.value)
-        .where(M.MetricValue.version_id.in_(vids)),
-    )
+_VIDS = bindparam("vids", expanding=True)
+# (kind, version_id, key, text, number): 0 tags, 1 aliases, 2 current metric values; one round trip.
+_DETAILS = union_all(
+    select(literal(0), M.Tag.version_id, M.Tag.key, M.Tag.value, cast(null(), Float)).where(M.Tag.version_id.in_(_VIDS)),
+    select(literal(1), M.Alias.version_id, M.Alias.alias, cast(null(), String), cast(null(), Float))
+    .where(M.Alias.version_id.in_(_VIDS)),
+    select(literal(2), M.MetricValue.version_id, M.MetricValue.metric, cast(null(), String), M.MetricValue.value)
+    .where(M.MetricValue.version_id.in_(_VIDS)),
+)
 
 
 def _successor_refs(s: Session, ids: Iterable[int]) -> dict[int, str]:
@@ -252,18 +269,32 @@ def _successor_refs(s: Session, ids: Iterable[int]) -> dict[int, str]:
     return {i: f"{n}@{v}" for i, n, v in s.execute(q)}
 
 
+_VID = bindparam("vid")
+_NOTHING = (cast(null(), String), cast(null(), String), cast(null(), BigInteger), cast(null(), String))
+# The version's files, plus one row per non-empty relation: show skips the queries that would
+# return nothing (most versions have no verifications, merges or publications).
+_FILES_AND_PRESENCE = union_all(
+    select(literal("file"), M.VersionFile.path, M.VersionFile.digest, M.VersionFile.size, M.VersionFile.role)
+    .where(M.VersionFile.version_id == _VID),
+    *[select(literal(k), *_NOTHING).where(exists().where(t.version_id == _VID))
+      for k, t in (("evals", M.EvalResult), ("verifications", M.Verification), ("merged", M.MergedArtifact),
+                   ("publications", M.Publication))],
+)
+
+
 def detail(s: Session, adapter: M.Adapter, row: M.AdapterVersion) -> T.AdapterVersion:
     """One version with everything `show` prints (relations that are empty cost no query)."""
     import dataclasses
 
     base = hydrate(s, [row], adapters={adapter.id: adapter})[0]
     ref = f"{adapter.name}@{row.version}"
-    present = {k for (k,) in s.execute(union_all(
-        *[select(literal(k)).where(exists().where(t.version_id == row.id))
-          for k, t in (("evals", M.EvalResult), ("verifications", M.Verification), ("merged", M.MergedArtifact),
-                       ("publications", M.Publication))]))}
-    files = s.execute(select(M.VersionFile.path, M.VersionFile.digest, M.VersionFile.size, M.VersionFile.role)
-                      .where(M.VersionFile.version_id == row.id).order_by(M.VersionFile.path)).all()
+    files, present = [], set()
+    for kind, path, digest, size, role in s.execute(_FILES_AND_PRESENCE, {"vid": row.id}):
+        if kind == "file":
+            files.append((path, digest, size, role))
+        else:
+            present.add(kind)
+    files.sort()
     extra: dict = {}
     if "evals" in present:
         evals = s.scalars(select(M.EvalResult).where(M.EvalResult.version_id == row.id).order_by(M.EvalResult.id))
