@@ -64,3 +64,29 @@ def test_loss_points_read_pairs_and_dicts():
     assert svg.loss_points({"loss_curve": [[1, 2.0], {"step": 2, "loss": 1.5}, ["x"], [3, None]]}) == [(1, 2.0),
                                                                                                        (2, 1.5)]
     assert svg.loss_points(None) == []
+
+
+def test_adapter_page_shows_promotion_policies_and_how_the_version_would_fare(tmp_path, tiny_llama, tiny_adapter):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from registry.api.app import create_app
+    from registry.app import Registry
+    from registry.settings import Settings
+
+    reg = Registry(Settings.from_env(env={}, home=tmp_path / "h", actor="t"))
+    reg.add_base(tiny_llama, name="tl")
+    reg.push(tiny_adapter, name="bot", base="tl")
+    d = shutil.copytree(tiny_adapter, tmp_path / "v2")
+    (d / "README.md").write_text("v2")
+    reg.push(d, name="bot", base="tl")
+    reg.add_eval("bot@1", {"mmlu": 0.7})
+    reg.add_eval("bot@2", {"mmlu": 0.5})
+    reg.protect_alias("bot", "production", require_metrics=["mmlu>=0.62"])
+    reg.set_alias("bot", "production", 1)
+    html = TestClient(create_app(reg)).get("/adapters/bot?version=2").text
+    section = html.split('id="alias-policies"')[1].split("</table>")[0]
+    assert "production" in section and "mmlu&gt;=0.62" in section
+    assert "passes" in section and "refused: mmlu is 0.5" in section
+    reg.close()

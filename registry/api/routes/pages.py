@@ -85,8 +85,18 @@ def adapter_page(request: Request, name: str, caller: Reader, version: int | Non
     loss_chart = svg.line_chart({"loss": loss}, title="Training loss", x_label="step",
                                 chart_id="loss-chart") if loss else ""
     history = _alias_history(reg, name)
+    policies, promotion = _policies(reg, name, v.version)
     return render(request, "adapter.html", adapter=a, v=v, metrics_chart=metrics_chart, loss_chart=loss_chart,
-                  history=history)
+                  history=history, policies=policies, promotion=promotion)
+
+
+def _policies(reg, name: str, version: int) -> tuple[list, list]:
+    """Protected aliases with their gates (and how their current version fares), and how the
+    shown version would fare if promoted to each of them."""
+    if not hasattr(reg, "aliases") or not hasattr(reg, "check_promotion"):
+        return [], []
+    protected = [a for a in reg.aliases(name) if a.protected and a.policy is not None]
+    return protected, [reg.check_promotion(name, a.alias, version) for a in protected]
 
 
 def _alias_history(reg, name: str) -> list:
