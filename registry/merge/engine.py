@@ -100,17 +100,24 @@ class _Writer(threading.Thread):
             item = self.q.get()
             if item is None:
                 return
-            if self.error is not None or self.cancelled:
-                continue
+            fn, release = item
             try:
-                item()
+                if self.error is None and not self.cancelled:
+                    fn()
             except BaseException as e:  # re-raised in the main thread by put()/finish()
                 self.error = e
+            finally:
+                # Always hand buffers back, also after a failed or skipped write: the main thread
+                # may be waiting for one (a full disk once deadlocked the merge here).
+                if release is not None:
+                    release()
 
-    def put(self, fn: Callable[[], None]) -> None:
+    def put(self, fn: Callable[[], None], release: Callable[[], None] | None = None) -> None:
         if self.error is not None:
+            if release is not None:
+                release()
             raise self.error
-        self.q.put(fn)
+        self.q.put((fn, release))
 
     def cancel(self) -> None:
         """Drop what is queued and wait for the thread, so no write races the cleanup."""
@@ -189,8 +196,8 @@ def stream_merge(
                     lm.merge_linear_into(w, a, b, op.scaling, op.fan_in_fan_out, scratch.delta, scratch.wide)
                     probes.append(probe.check(w))
                     _check_finite(tp, w)
-                    writer.put(lambda sw=sw, n=t.name, w=w, buf=buf: (sw.write(n, tensor_bytes(w)),
-                                                                       scratch.give(buf)))
+                    writer.put(lambda sw=sw, n=t.name, w=w: sw.write(n, tensor_bytes(w)),
+                               release=lambda buf=buf: scratch.give(buf))
                 else:
                     fast_threads = torch.get_num_threads()
                     torch.set_num_threads(threads)

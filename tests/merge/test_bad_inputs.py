@@ -151,3 +151,25 @@ def test_cuda_requested_without_cuda_fails_clearly_and_auto_uses_the_cpu(bases, 
         merge(base, ad, tmp_path / "m", device="cuda")
     assert leftovers(tmp_path / "m") == []
     assert merge(base, ad, tmp_path / "m", device="auto").device == "cpu"
+
+
+def test_writer_hands_every_buffer_back_even_after_a_failed_write():
+    """A failed write (a full disk) used to strand the ring buffers, and the merge then waited forever."""
+    from registry.merge.engine import _Writer
+
+    released = []
+    w = _Writer(depth=8)
+    w.start()
+
+    def fail():
+        raise OSError(28, "No space left on device")
+
+    w.put(fail, release=lambda: released.append(0))
+    for i in range(1, 4):
+        try:
+            w.put(lambda: None, release=lambda i=i: released.append(i))
+        except OSError:
+            pass
+    with pytest.raises(OSError):
+        w.finish()
+    assert sorted(released) == [0, 1, 2, 3]
