@@ -233,13 +233,13 @@ class Registry(ReleaseMixin):
             tags=dict(tags) if isinstance(tags, dict) else dict(parse_tag(t) for t in tags),
             metrics=tuple(parse_metric_filter(m) for m in metrics), sort=sort, limit=limit, offset=offset,
             include_deprecated=include_deprecated, name=name, use_dora=use_dora, count=count)
-        with self.db.read() as s:
+        with self.db.lookup() as s:
             return Q.search(s, q)
 
     def show(self, ref: str) -> T.AdapterVersion:
         """One version with files, evals, compatibility, training, verifications, merges, publications."""
         r = parse_ref(ref)
-        with self.db.read() as s:
+        with self.db.lookup() as s:
             adapter, row = Q.get_version(s, r)
             return Q.detail(s, adapter, row)
 
@@ -250,7 +250,7 @@ class Registry(ReleaseMixin):
 
     def get(self, ref: str) -> T.AdapterVersion:
         """A version without the detail fields (fast: what alias resolution needs)."""
-        with self.db.read() as s:
+        with self.db.lookup() as s:
             adapter, row = Q.get_version(s, parse_ref(ref))
             return Q.hydrate(s, [row], adapters={adapter.id: adapter})[0]
 

@@ -132,6 +132,7 @@ def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool =
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # connections queue from the moment the URL is printed, before uvicorn starts
     actual = sock.getsockname()[1]
     stop_worker = start_worker(registry) if worker else None
     shown = f"[{host}]" if ":" in host else host
@@ -160,6 +161,7 @@ class ServerThread:
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind((host, 0))
+        self.sock.listen(2048)
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)

@@ -207,8 +207,9 @@ def search(s: Session, q: SearchQuery) -> T.SearchPage:
     if page_ids:
         for a, v in s.execute(select(M.Adapter, V).join(V, V.adapter_id == M.Adapter.id).where(V.id.in_(page_ids))):
             rows[v.id], adapters[a.id] = v, a
-    return T.SearchPage(tuple(hydrate(s, [rows[i] for i in page_ids], adapters=adapters, bases=bases)), total,
-                        q.limit, q.offset)
+    # A version deleted between the two statements (lookups run without a snapshot) is skipped.
+    found = [rows[i] for i in page_ids if i in rows]
+    return T.SearchPage(tuple(hydrate(s, found, adapters=adapters, bases=bases)), total, q.limit, q.offset)
 
 
 def _cmp(col, f: MetricFilter):
