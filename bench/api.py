@@ -59,8 +59,6 @@ ENDPOINTS = {
 # -- the server process ---------------------------------------------------------------------------
 def serve(db: str, home: str) -> None:
     """Run the API over `db` on 127.0.0.1:<free port>; print the port; stop on SIGINT/SIGTERM."""
-    import socket
-
     import uvicorn
 
     from registry.api import create_app
@@ -68,8 +66,9 @@ def serve(db: str, home: str) -> None:
     from registry.settings import Settings
 
     reg = Registry(Settings.from_env(env={}, db=db, home=Path(home), store=str(Path(home) / "store"), actor="bench"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    from registry.demo import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     try:
         uvicorn.Server(uvicorn.Config(create_app(reg), log_level="warning", access_log=False)).run(sockets=[sock])
