@@ -43,9 +43,16 @@ def pg_server() -> str:
 @pytest.fixture
 def pg_url(pg_server):
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    url = create_database(pg_server, "ar_t")
+    yield url
+    drop_database(url)
+
+
+def create_database(server_url: str, prefix: str) -> str:
+    """A new, empty PostgreSQL database on the test server; returns its URL."""
     from sqlalchemy.engine import make_url
 
-    name = f"ar_t_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = _pg_admin()
     for attempt in range(5):  # parallel test runs can briefly collide on the template database
         try:
@@ -56,11 +63,44 @@ def pg_url(pg_server):
             if attempt == 4:
                 raise
             time.sleep(0.5 * (attempt + 1))
-    url = make_url(pg_server).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as c:
-        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    admin = _pg_admin()
+    with admin.connect() as c:
+        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    admin.dispose()
+
+
+def empty_catalog(url: str) -> None:
+    """Remove every row of a migrated catalog (ids restart): milliseconds, where a new database costs seconds."""
+    from sqlalchemy import create_engine
+
+    from registry.db import Base
+
+    eng = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with eng.begin() as c:
+        c.exec_driver_sql(f"TRUNCATE TABLE {tables} RESTART IDENTITY CASCADE")
+    eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_pg_url(pg_server):
+    """One migrated PostgreSQL database per test module; tests empty it with empty_catalog()."""
+    from registry import migrate
+    from registry.db import make_engine
+
+    url = create_database(pg_server, "ar_m")
+    eng = make_engine(url)
+    migrate.upgrade(eng)
+    eng.dispose()
+    yield url
+    drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

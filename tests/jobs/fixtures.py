@@ -7,41 +7,13 @@ and migrating a database costs about a second on this machine, and these tests a
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-
-@pytest.fixture(scope="module")
-def module_pg_url(pg_server):
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    from registry import migrate
-    from registry.db import make_engine
-
-    name = f"ar_m_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = make_url(pg_server).set(database=name).render_as_string(hide_password=False)
-    eng = make_engine(url)
-    migrate.upgrade(eng)
-    eng.dispose()
-    yield url
-    with admin.connect() as c:
-        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+from tests.conftest import empty_catalog, module_pg_url  # noqa: F401  (re-exported for conftests)
 
 
 def _empty(url: str) -> None:
-    from registry.db import Base, make_engine
-
-    eng = make_engine(url)
-    with eng.begin() as c:  # DELETE, not TRUNCATE: on tables this small it is ten times faster
-        for t in reversed(Base.metadata.sorted_tables):
-            c.execute(t.delete())
-    eng.dispose()
+    empty_catalog(url)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

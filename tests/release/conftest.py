@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from registry.app import Registry
+from tests.conftest import create_database, drop_database, empty_catalog
 from registry.release import ReleaseMixin
 
 if not issubclass(Registry, ReleaseMixin):
@@ -26,44 +27,22 @@ def new_registry():
 
 @pytest.fixture(scope="session")
 def release_pg_db(pg_server):
-    """One migrated PostgreSQL database for this directory's tests, emptied before each test.
-
-    CREATE/DROP DATABASE per test costs seconds on a busy machine; TRUNCATE costs milliseconds.
-    """
-    import uuid
-
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
+    """One migrated PostgreSQL database for this directory's tests, emptied before each test."""
     from registry import migrate
     from registry.db import make_engine
 
-    name = f"ar_rel_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+    url = create_database(pg_server, "ar_rel")
     eng = make_engine(url)
     migrate.upgrade(eng)
     eng.dispose()
     yield url
-    with admin.connect() as c:
-        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    drop_database(url)
 
 
 @pytest.fixture
 def release_pg_url(release_pg_db):
     """The shared PostgreSQL database, emptied (every table truncated, ids restarted)."""
-    from sqlalchemy import create_engine
-
-    from registry.db import Base
-
-    eng = create_engine(release_pg_db)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with eng.begin() as c:
-        c.exec_driver_sql(f"TRUNCATE TABLE {tables} RESTART IDENTITY CASCADE")
-    eng.dispose()
+    empty_catalog(release_pg_db)
     return release_pg_db
 
 
