@@ -32,6 +32,8 @@ SIZES = {
     # TinyLlama-1.1B's shape
     "1b": dict(hidden=2048, inter=5632, layers=22, heads=32, kv=4, vocab=32000),
     "small": dict(hidden=512, inter=1536, layers=8, heads=8, kv=4, vocab=32000),
+    # Llama-3-8B's shape (16 GB in bf16): the GPU benchmark of issue 3
+    "8b": dict(hidden=4096, inter=14336, layers=32, heads=32, kv=8, vocab=128256),
 }
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -126,8 +128,11 @@ def build_adapter(out: Path, base: Path, s: dict, *, r: int = 16) -> Path:
     return out
 
 
-def run_measured(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in GiB) of one fresh process.
+GPU_PEAK = "; import sys, torch; print('GPUMEM', torch.cuda.max_memory_allocated(), file=sys.stderr)"
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float, float | None]:
+    """(wall seconds, peak RSS in GiB, peak GPU memory in GiB or None) of one fresh process.
 
     Measured by GNU time around the command: a child forked from this (large) process would
     report our own RSS as its peak before it execs.
@@ -139,7 +144,8 @@ def run_measured(cmd: list[str]) -> tuple[float, float]:
     if r.returncode != 0 or not line:
         raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-2000:]}")
     _, wall, kib = line[-1].split()
-    return float(wall), int(kib) / 2**20
+    gpu = [x for x in r.stderr.splitlines() if x.startswith("GPUMEM ")]
+    return float(wall), int(kib) / 2**20, (int(gpu[-1].split()[1]) / 2**30 if gpu else None)
 
 
 def main() -> None:
@@ -148,7 +154,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--engines", default="cp,peft-raw,peft,streaming")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where peft and the streaming engine compute")
     args = ap.parse_args()
+    dev = args.device
+    tail = GPU_PEAK if dev.startswith("cuda") else ""
     s = SIZES[args.size]
     res_dir = args.results
     base = build_base(res_dir / f"base-{args.size}", s)
@@ -158,15 +167,16 @@ def main() -> None:
     cmds = {
         "cp": ["cp", "-r", str(base), str(out)],
         "peft": [py, "-c", f"from registry.merge import merge; merge({str(base)!r}, {str(adapter)!r}, "
-                           f"{str(out)!r}, engine='peft')"],
+                           f"{str(out)!r}, engine='peft', device={dev!r})" + tail],
         # peft's own four calls and nothing else (no manifest, no tokenizer copy, no checks)
         "peft-raw": [py, "-c", "import torch; from transformers import AutoModelForCausalLM; "
                                "from peft import PeftModel; "
-                               f"m = AutoModelForCausalLM.from_pretrained({str(base)!r}, dtype=torch.bfloat16); "
+                               f"m = AutoModelForCausalLM.from_pretrained({str(base)!r}, dtype=torch.bfloat16"
+                               + (f", device_map={dev!r}" if dev != "cpu" else "") + "); "
                                f"PeftModel.from_pretrained(m, {str(adapter)!r}).merge_and_unload()"
-                               f".save_pretrained({str(out)!r})"],
+                               f".save_pretrained({str(out)!r})" + tail],
         "streaming": [py, "-c", f"from registry.merge import merge; merge({str(base)!r}, {str(adapter)!r}, "
-                                f"{str(out)!r}, engine='streaming')"],
+                                f"{str(out)!r}, engine='streaming', device={dev!r})" + tail],
     }
     subprocess.run(["cat", *map(str, sorted(base.glob("*.safetensors")))], stdout=subprocess.DEVNULL, check=True)
     results = {}
@@ -177,20 +187,29 @@ def main() -> None:
             subprocess.run(["sync"], check=True)
             runs.append(run_measured(cmds[name]))
         shutil.rmtree(out, ignore_errors=True)
+        gpu = [r[2] for r in runs if r[2] is not None]
         results[name] = {"seconds": statistics.median(r[0] for r in runs),
-                         "peak_rss_gib": statistics.median(r[1] for r in runs), "runs": runs}
-        print(f"{name:10s} {results[name]['seconds']:7.2f} s  {results[name]['peak_rss_gib']:6.2f} GiB  "
-              f"runs={[(round(a, 2), round(b, 2)) for a, b in runs]}", flush=True)
+                         "peak_rss_gib": statistics.median(r[1] for r in runs),
+                         "peak_gpu_gib": statistics.median(gpu) if gpu else None, "runs": runs}
+        print(f"{name:10s} {results[name]['seconds']:7.2f} s  {results[name]['peak_rss_gib']:6.2f} GiB"
+              + (f"  GPU {results[name]['peak_gpu_gib']:6.2f} GiB" if gpu else "")
+              + f"  runs={[tuple(round(x, 2) if x is not None else None for x in r) for r in runs]}", flush=True)
     for ref in ("peft-raw", "peft"):
         if ref in results and "streaming" in results:
             ratio = {"time": results["streaming"]["seconds"] / results[ref]["seconds"],
                      "rss": results["streaming"]["peak_rss_gib"] / results[ref]["peak_rss_gib"]}
+            if results["streaming"]["peak_gpu_gib"] and results[ref]["peak_gpu_gib"]:
+                ratio["gpu"] = results["streaming"]["peak_gpu_gib"] / results[ref]["peak_gpu_gib"]
+                print(f"streaming/{ref}: peak GPU memory {ratio['gpu']:.2f}x")
             results[f"streaming/{ref}"] = ratio
             print(f"streaming/{ref}: time {ratio['time']:.2f}x, peak RSS {ratio['rss']:.2f}x")
     params = sum(int(np.prod(sh)) for _, sh in _shapes(s))
-    results["setup"] = {"size": args.size, "parameters": params, "dtype": "bfloat16", "rank": 16,
+    if "cp" in results and "streaming" in results:
+        results["streaming/cp"] = {"time": results["streaming"]["seconds"] / results["cp"]["seconds"]}
+        print(f"streaming/cp: time {results['streaming/cp']['time']:.2f}x")
+    results["setup"] = {"size": args.size, "device": dev, "parameters": params, "dtype": "bfloat16", "rank": 16,
                         "cpus": os.cpu_count(), "repeats": args.repeats}
-    (res_dir / f"merge-{args.size}.json").write_text(json.dumps(results, indent=2))
+    (res_dir / f"merge-{args.size}-{dev.replace(':', '')}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
