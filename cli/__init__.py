@@ -49,6 +49,14 @@ def main(argv: list[str] | None = None) -> None:
     from registry.errors import RegistryError
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    if not debug:
+        # Our commands draw their own progress; transformers' per-load bars and deprecation
+        # chatter from inside peft would only interleave with it.
+        import os
+        import warnings
+
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         rc = cli.main(args=argv, prog_name="adapter-registry", standalone_mode=False)
         # standalone_mode=False returns the code of `raise click.exceptions.Exit(n)` instead of exiting
