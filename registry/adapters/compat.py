@@ -42,13 +42,13 @@ def check_compat(fields: PeftFields, tensors: dict[str, TensorInfo], layout: dic
                  base_config: dict[str, Any] | None = None, tied: bool = False,
                  zero_b: list[str] | None = None, adapter_vocab: int | None = None) -> dict[str, Any]:
     """Check every adapter tensor against the base layout. Returns the stored report."""
+    if not fields.is_lora:
+        return _check_other_type(fields, tensors, layout)
     errors: list[str] = []
     warnings: list[str] = []
     lay = K.layout(tensors)
     touched = 0
     ranks: dict[str, int] = {}
-    if not fields.is_lora:
-        warnings.append(f"{fields.peft_type} adapters get no static shape check (only the LoRA family does)")
     for module, mt in sorted(lay.modules.items()):
         wkey = resolve_weight(module, layout, tied)
         if wkey is None:
@@ -142,3 +142,33 @@ def check_compat(fields: PeftFields, tensors: dict[str, TensorInfo], layout: dic
         "ranks": sorted(set(ranks.values())), "replaced_tensors": sorted(lay.replaced),
         "trainable_token_modules": sorted(lay.tokens),
     }
+
+
+def _check_other_type(fields: PeftFields, tensors: dict[str, TensorInfo], layout: dict[str, list]) -> dict[str, Any]:
+    """Non-LoRA PEFT types (IA3, LoHa, LoKr, ...): every tensor must belong to a module of the base.
+
+    Their parameter names and shapes differ per method, so this checks names only: a tensor's
+    module is the longest dotted prefix of its name that is a base module (has `<prefix>.weight`).
+    """
+    errors: list[str] = []
+    touched: set[str] = set()
+    for key, info in sorted(tensors.items()):
+        k = K.base_key(key)
+        if k in layout:  # a whole tensor saved in place of the base's (modules_to_save)
+            if tuple(info.shape) != tuple(layout[k][0]):
+                errors.append(f"{k}: shape {list(info.shape)} does not match the base's {list(layout[k][0])}")
+            touched.add(k.rsplit(".", 1)[0])
+            continue
+        parts = k.split(".")
+        module = next((".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)
+                       if ".".join(parts[:i]) + ".weight" in layout), None)
+        if module is None:
+            errors.append(f"{key}: no module of the base model matches")
+        else:
+            touched.add(module)
+    if not touched and not errors:
+        errors.append("the adapter touches no module of the base model")
+    warnings = [f"{fields.peft_type} adapters get a module-name check only (shapes are checked for the LoRA family)"]
+    return {"status": "fail" if errors else "warn", "errors": errors[:50], "warnings": warnings,
+            "modules_touched": len(touched), "ranks": [fields.rank] if fields.rank else [],
+            "replaced_tensors": [], "trainable_token_modules": []}

@@ -206,3 +206,22 @@ def test_a_hostile_pickle_is_refused_even_when_pickles_are_allowed(sqlite_regist
 
     assert not os.path.exists("/tmp/adapter-registry-pwned-2")
     reg.close()
+
+
+@pytest.mark.parametrize("kind", ["IA3", "LOHA"])
+def test_other_peft_types_are_accepted_and_recorded_against_their_base(registry, tiny_llama, tiny_llama_other,
+                                                                        tmp_path, kind):
+    from peft import IA3Config, LoHaConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    cfg = (IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])
+           if kind == "IA3" else LoHaConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), cfg).save_pretrained(tmp_path / kind)
+    registry.add_base(tiny_llama, name="tl")
+    v = registry.show(registry.push(tmp_path / kind, name=kind.lower(), base="tl").ref)
+    assert v.peft_type == kind and v.compat_status == "warn"
+    assert v.compat["modules_touched"] == {"IA3": 6, "LOHA": 4}[kind]  # 3 or 2 modules x 2 layers
+    assert (v.rank == 4) if kind == "LOHA" else v.rank is None
+    registry.add_base(tiny_llama_other, name="other")
+    rep = registry.check(v.ref, base="other")
+    assert rep.status == "warn"  # same module names: the name check passes on another Llama
