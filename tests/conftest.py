@@ -7,6 +7,7 @@ ADAPTER_REGISTRY_REQUIRE_PG=1 (CI) an unreachable server fails the tests instead
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -89,18 +90,27 @@ def empty_catalog(url: str) -> None:
     eng.dispose()
 
 
-@pytest.fixture(scope="module")
-def module_pg_url(pg_server):
-    """One migrated PostgreSQL database per test module; tests empty it with empty_catalog()."""
+@contextlib.contextmanager
+def migrated_database(server_url: str, prefix: str):
+    """A new PostgreSQL database upgraded to head, dropped on exit."""
     from registry import migrate
     from registry.db import make_engine
 
-    url = create_database(pg_server, "ar_m")
+    url = create_database(server_url, prefix)
     eng = make_engine(url)
     migrate.upgrade(eng)
     eng.dispose()
-    yield url
-    drop_database(url)
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def module_pg_url(pg_server):
+    """One migrated PostgreSQL database per test module; tests empty it with empty_catalog()."""
+    with migrated_database(pg_server, "ar_m") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

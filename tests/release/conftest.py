@@ -1,4 +1,4 @@
-"""Fixtures of the release tests: a Registry with ReleaseMixin on SQLite and PostgreSQL, a few
+"""Fixtures of the release tests: a Registry on SQLite and a shared PostgreSQL database, a few
 distinct tiny adapters, and helpers that record what other subsystems would (verifications,
 merged artifacts, publications) as plain catalog rows."""
 
@@ -9,34 +9,20 @@ from pathlib import Path
 import pytest
 
 from registry.app import Registry
-from tests.conftest import create_database, drop_database, empty_catalog
-from registry.release import ReleaseMixin
-
-if not issubclass(Registry, ReleaseMixin):
-    class Rel(ReleaseMixin, Registry):
-        """Registry with release management, until app.py mixes it in."""
-else:  # pragma: no cover - once the lead has mixed it in
-    Rel = Registry
+from tests.conftest import empty_catalog, migrated_database
 
 
 @pytest.fixture
 def new_registry():
     """Build another Registry object (its own engine and connections) from settings."""
-    return Rel
+    return Registry
 
 
 @pytest.fixture(scope="session")
 def release_pg_db(pg_server):
     """One migrated PostgreSQL database for this directory's tests, emptied before each test."""
-    from registry import migrate
-    from registry.db import make_engine
-
-    url = create_database(pg_server, "ar_rel")
-    eng = make_engine(url)
-    migrate.upgrade(eng)
-    eng.dispose()
-    yield url
-    drop_database(url)
+    with migrated_database(pg_server, "ar_rel") as url:
+        yield url
 
 
 @pytest.fixture
@@ -55,17 +41,14 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture
-def rel(db_url, settings_for):
-    reg = Rel(settings_for(db_url))
-    yield reg
-    reg.close()
+def rel(registry):
+    """The top-level `registry` (Registry mixes in release management), on this directory's db_url."""
+    return registry
 
 
 @pytest.fixture
-def sqlite_rel(tmp_path, settings_for):
-    reg = Rel(settings_for(f"sqlite:///{tmp_path / 'catalog.db'}"))
-    yield reg
-    reg.close()
+def sqlite_rel(sqlite_registry):
+    return sqlite_registry
 
 
 @pytest.fixture(scope="session")
