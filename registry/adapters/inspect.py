@@ -18,11 +18,15 @@ from registry.errors import InvalidAdapter, UnsafeFormat
 from registry.storage.digest import sha256_file
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9._-]+)?$")
-TOKENIZER_FILES = {
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-    "tokenizer.model", "added_tokens.json", "chat_template.jinja", "chat_template.json", "vocab.txt",
-    "spiece.model", "sentencepiece.bpe.model", "preprocessor_config.json", "processor_config.json",
-}
+# The files that travel with a model besides its weights and config; the merge engine copies
+# exactly these byte for byte (re-serialising a tokenizer through transformers changes it).
+TOKENIZER_ONLY_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "merges.txt", "vocab.txt",
+)
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json")
+TOKENIZER_FILES = {*TOKENIZER_ONLY_FILES, *CHAT_TEMPLATE_FILES, *PROCESSOR_FILES}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 TRAINING_STATE = {"optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin", "scaler.pt"}
 OTHER_FILES = {"README.md"}

@@ -14,17 +14,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from registry.adapters.inspect import CHAT_TEMPLATE_FILES, PROCESSOR_FILES, TOKENIZER_ONLY_FILES
 from registry.storage.digest import sha256_file
 from registry.errors import AlreadyExists, InvalidModel, RegistryError, translate_os_error
 
 # copied byte for byte: re-serializing a tokenizer through transformers changes it (reference §3.7)
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "merges.txt", "vocab.txt",
-)
+TOKENIZER_FILES = TOKENIZER_ONLY_FILES
 TOKENIZER_MARKERS = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
-CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
-PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json")
 INDEX = "model.safetensors.index.json"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "adapter-registry/merged-model/1"
