@@ -208,9 +208,10 @@ class Registry(ReleaseMixin):
         if not hint:
             return None
         B = M.BaseModelRow
-        cands = list(s.scalars(select(B).where((B.name == hint) | (B.location == str(Path(hint).resolve())
-                                                                    if hint.startswith(("/", ".")) else B.name == hint))
-                               .order_by(B.id.desc())))
+        match = B.name == hint
+        if hint.startswith(("/", ".")):  # a local path: match the registered folder too
+            match = match | (B.location == str(Path(hint).resolve()))
+        cands = list(s.scalars(select(B).where(match).order_by(B.id.desc())))
         names = {c.name for c in cands}
         return cands[0] if len(names) == 1 else None
 

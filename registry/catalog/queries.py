@@ -77,11 +77,6 @@ def get_base(s: Session, text: str) -> M.BaseModelRow:
     return row
 
 
-def base_ids(s: Session, text: str) -> list[int]:
-    """Ids of every registered revision of a base NAME (or the one NAME@REV names)."""
-    return [b.id for b in base_rows(s, text)]
-
-
 def base_rows(s: Session, text: str) -> list[M.BaseModelRow]:
     """Every registered revision of a base NAME (or the one NAME@REV names)."""
     if "@" in text or HEX.match(text):
