@@ -48,7 +48,7 @@ def run(base: Path, adapters: list[Path], *, cached: bool, device: str, dtype: s
     for r in refs:  # materialise the adapters first: the bench measures verification, not the blob cache
         reg.resolve(r)
     jobs = [reg.jobs.verify(r, dtype=dtype) for r in refs]
-    w = Worker(reg, device=device, kinds=["verify"], cache_enabled=cached)
+    w = Worker(reg.core, device=device, kinds=["verify"], cache_enabled=cached)
     t0 = time.perf_counter()
     w.run(once=True)
     seconds = time.perf_counter() - t0

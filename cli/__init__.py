@@ -36,12 +36,13 @@ from . import dbcmd as _dbcmd  # noqa: E402
 _catalog.register(cli)
 _dbcmd.register(cli)
 
-for _mod in ("merge", "jobs", "release", "server"):  # optional groups, present as their issues land
-    try:
-        __import__(f"{__name__}.{_mod}", fromlist=["register"]).register(cli)
-    except ModuleNotFoundError as _e:
-        if not (_e.name or "").endswith(f".{_mod}"):
-            raise
+from . import jobs as _jobs  # noqa: E402
+from . import merge as _merge  # noqa: E402
+from . import release as _release  # noqa: E402
+from . import server as _server  # noqa: E402
+
+for _mod in (_merge, _jobs, _release, _server):
+    _mod.register(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,7 +52,7 @@ def worker_cmd(c, device, kinds, once, max_jobs, lease_s, heartbeat_s, poll_s, r
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("registry.jobs").setLevel(logging.INFO if verbose else logging.WARNING)
-    w = Worker(c.registry, device=device, kinds=[k.strip() for k in kinds.split(",") if k.strip()] if kinds else None,
+    w = Worker(c.registry.core, device=device, kinds=[k.strip() for k in kinds.split(",") if k.strip()] if kinds else None,
                lease_s=lease_s, heartbeat_s=heartbeat_s, poll_s=poll_s, rescue_every_s=rescue_every_s,
                retry=RetryPolicy(base_s=retry_base_s), grace_s=grace_s,
                cache_bytes=int(cache_gb * 1024**3) if cache_gb else None, cache_enabled=not no_cache)

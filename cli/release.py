@@ -14,9 +14,9 @@ def register(cli: click.Group) -> None:
         cli.add_command(c)
 
 
-def _reg(ctx):
-    """The Registry (local, or the HTTP Client with --remote: it has the alias and deprecation methods)."""
-    return ctx.registry
+def _rel(ctx):
+    """Release management of the Registry (or of the HTTP Client with --remote)."""
+    return ctx.registry.release
 
 
 def _at(t) -> str:
@@ -44,7 +44,7 @@ def alias() -> None:
 @pass_ctx
 def alias_set(ctx, name, alias_, version, reason, force, as_json) -> None:
     """Point NAME@ALIAS at VERSION (a number, another alias, or latest)."""
-    ch = _reg(ctx).set_alias(name, alias_, version, reason=reason, force=force)
+    ch = _rel(ctx).set_alias(name, alias_, version, reason=reason, force=force)
     if as_json:
         return print_json(ch)
     if not ch.changed:
@@ -64,7 +64,7 @@ def alias_set(ctx, name, alias_, version, reason, force, as_json) -> None:
 @pass_ctx
 def alias_rm(ctx, name, alias_, reason, force, as_json) -> None:
     """Remove NAME@ALIAS."""
-    ch = _reg(ctx).remove_alias(name, alias_, reason=reason, force=force)
+    ch = _rel(ctx).remove_alias(name, alias_, reason=reason, force=force)
     print_json(ch) if as_json else click.echo(f"removed {name}@{alias_} (was {ch.from_version})")
 
 
@@ -76,7 +76,7 @@ def alias_rm(ctx, name, alias_, reason, force, as_json) -> None:
 @pass_ctx
 def alias_history(ctx, name, alias_, limit, as_json) -> None:
     """Every move of NAME's aliases: from, to, who, when, why."""
-    rows = _reg(ctx).alias_history(name, alias_, limit=limit)
+    rows = _rel(ctx).alias_history(name, alias_, limit=limit)
     if as_json:
         return print_json(rows)
     table(["AT", "ALIAS", "FROM", "TO", "BY", "REASON", "OVERRIDDEN"],
@@ -90,7 +90,7 @@ def alias_history(ctx, name, alias_, limit, as_json) -> None:
 @pass_ctx
 def alias_ls(ctx, name, as_json) -> None:
     """Aliases of NAME (or of every adapter), with protection and current gate results."""
-    rows = _reg(ctx).aliases(name)
+    rows = _rel(ctx).aliases(name)
     if as_json:
         return print_json(rows)
 
@@ -114,7 +114,7 @@ def alias_ls(ctx, name, as_json) -> None:
 @pass_ctx
 def alias_protect(ctx, name, alias_, require_verified, metrics, as_json) -> None:
     """Protect NAME@ALIAS: moves must pass these gates (replaces an earlier policy)."""
-    p = _reg(ctx).protect_alias(name, alias_, require_verified=require_verified, require_metrics=list(metrics))
+    p = _rel(ctx).protect_alias(name, alias_, require_verified=require_verified, require_metrics=list(metrics))
     if as_json:
         return print_json(p)
     gates = (["verified against its base"] if p.require_verified else []) + list(p.require_metrics)
@@ -130,7 +130,7 @@ def alias_protect(ctx, name, alias_, require_verified, metrics, as_json) -> None
 @pass_ctx
 def alias_unprotect(ctx, name, alias_) -> None:
     """Drop the policy of NAME@ALIAS (admin)."""
-    done = _reg(ctx).unprotect_alias(name, alias_)
+    done = _rel(ctx).unprotect_alias(name, alias_)
     click.echo(f"{name}@{alias_} " + ("is no longer protected" if done else "was not protected"))
 
 
@@ -142,7 +142,7 @@ def alias_unprotect(ctx, name, alias_) -> None:
 @pass_ctx
 def alias_check(ctx, name, alias_, version, as_json) -> None:
     """Evaluate moving NAME@ALIAS to VERSION without moving it (exit 4 when it would be refused)."""
-    r = _reg(ctx).check_promotion(name, alias_, version)
+    r = _rel(ctx).check_promotion(name, alias_, version)
     if as_json:
         print_json(r)
     else:
@@ -165,7 +165,7 @@ def alias_check(ctx, name, alias_, version, as_json) -> None:
 @pass_ctx
 def deprecate(ctx, ref, successor, reason, as_json) -> None:
     """Deprecate a version: hidden from search, resolve warns."""
-    v = _reg(ctx).deprecate(ref, successor=successor, reason=reason)
+    v = _rel(ctx).deprecate(ref, successor=successor, reason=reason)
     if as_json:
         return print_json(v)
     click.echo(f"deprecated {v.ref}" + (f", successor {v.successor}" if v.successor else ""))
@@ -177,7 +177,7 @@ def deprecate(ctx, ref, successor, reason, as_json) -> None:
 @pass_ctx
 def undeprecate(ctx, ref, as_json) -> None:
     """Undo a deprecation."""
-    v = _reg(ctx).undeprecate(ref)
+    v = _rel(ctx).undeprecate(ref)
     print_json(v) if as_json else click.echo(f"{v.ref} is no longer deprecated")
 
 
@@ -188,7 +188,7 @@ def undeprecate(ctx, ref, as_json) -> None:
 @pass_ctx
 def delete(ctx, ref, force, as_json) -> None:
     """Delete a version from the catalog (refused while it holds a protected alias); gc frees its blobs."""
-    r = _reg(ctx).delete_version(ref, force=force)
+    r = _rel(ctx).delete_version(ref, force=force)
     if as_json:
         return print_json(r)
     click.echo(f"deleted {r.ref}" + (f"; removed aliases {', '.join(r.aliases_removed)}" if r.aliases_removed else "")
@@ -203,7 +203,7 @@ def delete(ctx, ref, force, as_json) -> None:
 @pass_ctx
 def impact(ctx, base, reverify, include_deprecated, as_json) -> None:
     """What BASE's newest revision (or NAME@REV) leaves unverified: versions, aliases, merged artifacts."""
-    rep = _reg(ctx).impact(base, enqueue=reverify, include_deprecated=include_deprecated)
+    rep = _rel(ctx).impact(base, enqueue=reverify, include_deprecated=include_deprecated)
     if as_json:
         return print_json(rep)
     click.echo(f"base {rep.base.name}@{rep.base.revision or short(rep.base.fingerprint)}; earlier: "
@@ -263,7 +263,7 @@ def bulk() -> None:
 @pass_ctx
 def bulk_tag(ctx, set_, unset, dry_run, as_json, **kw) -> None:
     """Set or remove tags on every matching version."""
-    _bulk_out(_reg(ctx).bulk_tag(_query(kw), tags=list(set_), remove=list(unset), dry_run=dry_run), as_json)
+    _bulk_out(_rel(ctx).bulk_tag(_query(kw), tags=list(set_), remove=list(unset), dry_run=dry_run), as_json)
 
 
 @bulk.command("deprecate")
@@ -272,7 +272,7 @@ def bulk_tag(ctx, set_, unset, dry_run, as_json, **kw) -> None:
 @pass_ctx
 def bulk_deprecate(ctx, reason, dry_run, as_json, **kw) -> None:
     """Deprecate every matching version."""
-    _bulk_out(_reg(ctx).bulk_deprecate(_query(kw), reason=reason, dry_run=dry_run), as_json)
+    _bulk_out(_rel(ctx).bulk_deprecate(_query(kw), reason=reason, dry_run=dry_run), as_json)
 
 
 @bulk.command("reverify")
@@ -281,7 +281,7 @@ def bulk_deprecate(ctx, reason, dry_run, as_json, **kw) -> None:
 @pass_ctx
 def bulk_reverify(ctx, against, dry_run, as_json, **kw) -> None:
     """Enqueue a verify job for every matching version."""
-    _bulk_out(_reg(ctx).bulk_reverify(_query(kw), base=against, dry_run=dry_run), as_json)
+    _bulk_out(_rel(ctx).bulk_reverify(_query(kw), base=against, dry_run=dry_run), as_json)
 
 
 @bulk.command("promote")
@@ -294,7 +294,7 @@ def bulk_reverify(ctx, against, dry_run, as_json, **kw) -> None:
 @pass_ctx
 def bulk_promote(ctx, alias_, select_, reason, force, dry_run, as_json, **kw) -> None:
     """Move ALIAS of every matching adapter to its latest (verified) matching version."""
-    _bulk_out(_reg(ctx).bulk_promote(_query(kw), alias=alias_, select=select_, reason=reason, force=force,
+    _bulk_out(_rel(ctx).bulk_promote(_query(kw), alias=alias_, select=select_, reason=reason, force=force,
                                      dry_run=dry_run), as_json)
 
 
@@ -307,7 +307,7 @@ def bulk_promote(ctx, alias_, select_, reason, force, dry_run, as_json, **kw) ->
 @pass_ctx
 def serving_profile(ctx, base_, alias_, max_loras, as_json) -> None:
     """Flags for `vllm serve` to serve every adapter of BASE that has ALIAS, together."""
-    p = _reg(ctx).serving_profile(base_, alias=alias_, max_loras=max_loras)
+    p = _rel(ctx).serving_profile(base_, alias=alias_, max_loras=max_loras)
     for w in p.warnings:
         click.echo(f"warning: {w}", err=True)
     if as_json:
@@ -325,7 +325,7 @@ def serving_profile(ctx, base_, alias_, max_loras, as_json) -> None:
 @pass_ctx
 def gc(ctx, dry_run, grace, as_json) -> None:
     """Delete blobs no version, merged artifact, publication or stored base references."""
-    rep = _reg(ctx).gc(dry_run=dry_run, grace_seconds=grace)
+    rep = _rel(ctx).gc(dry_run=dry_run, grace_seconds=grace)
     if as_json:
         return print_json(rep)
     verb = "would delete" if rep.dry_run else "deleted"
@@ -346,7 +346,7 @@ def gc(ctx, dry_run, grace, as_json) -> None:
 @pass_ctx
 def events(ctx, after_id, limit, kinds, follow, poll, as_json) -> None:
     """The catalog's change events, oldest first (JSON lines with --follow --json)."""
-    reg = _reg(ctx)
+    rel = _rel(ctx)
 
     def line(e) -> str:
         if as_json:
@@ -354,10 +354,10 @@ def events(ctx, after_id, limit, kinds, follow, poll, as_json) -> None:
         return f"{e.id:>6} {_at(e.at)} {e.kind:<20} {e.subject}"
 
     if follow:
-        for e in reg.follow_events(after_id, kinds=kinds, poll_s=poll):
+        for e in rel.follow_events(after_id, kinds=kinds, poll_s=poll):
             click.echo(line(e))
         return
-    rows = reg.events(after_id, limit, kinds=kinds)
+    rows = rel.events(after_id, limit, kinds=kinds)
     if as_json:
         return print_json(rows)
     for e in rows:
@@ -377,7 +377,7 @@ def webhook() -> None:
 @json_option
 @pass_ctx
 def webhook_add(ctx, url, secret, kinds, all_history, as_json) -> None:
-    w = _reg(ctx).add_webhook(url, secret=secret, kinds=kinds, from_now=not all_history)
+    w = _rel(ctx).add_webhook(url, secret=secret, kinds=kinds, from_now=not all_history)
     if as_json:
         return print_json(w)
     click.echo(f"webhook {w.id} -> {w.url}\nsecret: {w.secret}")
@@ -387,7 +387,7 @@ def webhook_add(ctx, url, secret, kinds, all_history, as_json) -> None:
 @json_option
 @pass_ctx
 def webhook_ls(ctx, as_json) -> None:
-    rows = _reg(ctx).webhooks()
+    rows = _rel(ctx).webhooks()
     if as_json:
         return print_json(rows)
     table(["ID", "URL", "KINDS", "DELIVERED UP TO", "FAILURES", "LAST ERROR"],
@@ -398,7 +398,7 @@ def webhook_ls(ctx, as_json) -> None:
 @click.argument("webhook_id", type=int)
 @pass_ctx
 def webhook_rm(ctx, webhook_id) -> None:
-    _reg(ctx).remove_webhook(webhook_id)
+    _rel(ctx).remove_webhook(webhook_id)
     click.echo(f"removed webhook {webhook_id}")
 
 
@@ -409,7 +409,7 @@ def webhook_rm(ctx, webhook_id) -> None:
 @pass_ctx
 def webhook_deliver(ctx, max_attempts, timeout, as_json) -> None:
     """Send pending events to every active webhook (exit 1 when one failed)."""
-    res = _reg(ctx).deliver_webhooks(max_attempts=max_attempts, timeout=timeout)
+    res = _rel(ctx).deliver_webhooks(max_attempts=max_attempts, timeout=timeout)
     if as_json:
         print_json(res)
     else:

@@ -50,9 +50,7 @@ def token() -> None:
 @pass_ctx
 def token_create(ctx, name, scope, namespace, as_json) -> None:
     """Create a token and print its secret (shown this once only)."""
-    from registry.tokens import Tokens
-
-    t = Tokens(_local(ctx)).create(name, scope=scope, namespace=namespace)
+    t = _local(ctx).tokens.create(name, scope=scope, namespace=namespace)
     if as_json:
         return print_json(t)
     click.echo(t.token)
@@ -67,9 +65,7 @@ def token_create(ctx, name, scope, namespace, as_json) -> None:
 @pass_ctx
 def token_ls(ctx, include_revoked, as_json) -> None:
     """List tokens (never their secrets)."""
-    from registry.tokens import Tokens
-
-    rows = Tokens(_local(ctx)).list(include_revoked=include_revoked)
+    rows = _local(ctx).tokens.list(include_revoked=include_revoked)
     if as_json:
         return print_json(rows)
     table(["ID", "NAME", "SCOPE", "NAMESPACE", "CREATED", "BY", "LAST USED", "REVOKED"],
@@ -84,9 +80,7 @@ def token_ls(ctx, include_revoked, as_json) -> None:
 @pass_ctx
 def token_revoke(ctx, name_or_id, as_json) -> None:
     """Revoke a token by name or id (effective at once)."""
-    from registry.tokens import Tokens
-
-    t = Tokens(_local(ctx)).revoke(name_or_id)
+    t = _local(ctx).tokens.revoke(name_or_id)
     if as_json:
         return print_json(t)
     click.echo(f"revoked token {t.name!r} (id {t.id})")

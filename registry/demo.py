@@ -73,21 +73,15 @@ def seed(registry, *, work_dir: Path | None = None) -> Iterator[str]:
 
 def _release(registry) -> Iterator[str]:
     """Aliases, and a protected production alias with a metric gate."""
-    if not hasattr(registry, "set_alias"):
-        yield "aliases: not in this build (skipped)"
-        return
-    registry.protect_alias("team-a/support-bot", "production", require_metrics=["acc>=0.6"])
+    registry.release.protect_alias("team-a/support-bot", "production", require_metrics=["acc>=0.6"])
     for name, alias, version in (("team-a/support-bot", "production", 2), ("team-a/support-bot", "staging", 3),
                                  ("team-a/summarizer", "production", 2), ("team-b/sql-helper", "production", 2)):
-        registry.set_alias(name, alias, version, reason="demo")
+        registry.release.set_alias(name, alias, version, reason="demo")
         yield f"alias {name}@{alias} -> v{version}"
 
 
 def _merge_and_publish(registry, work: Path) -> Iterator[str]:
     """Verify, merge and publish team-a/support-bot@2 to a local folder (in this process)."""
-    if not hasattr(registry, "merge") or not _has_jobs(registry):
-        yield "merge / publish: not in this build (skipped)"
-        return
     ref = "team-a/support-bot@2"
     job = registry.jobs.verify(ref, inline=True)
     yield f"verified {ref}: {job.state}" + (f" ({job.error})" if job.error else "")
@@ -98,20 +92,11 @@ def _merge_and_publish(registry, work: Path) -> Iterator[str]:
     yield f"published {ref} to {target}: {job.state}" + (f" ({job.error})" if job.error else "")
 
 
-def _has_jobs(registry) -> bool:
-    try:
-        return registry.jobs is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def start_worker(registry):
-    """A job worker in a daemon thread; returns a function that stops it (None without a job queue)."""
-    if not _has_jobs(registry):
-        return None
+    """A job worker in a daemon thread; returns a function that stops it."""
     from registry.jobs.worker import Worker
 
-    worker = Worker(registry, device="cpu", poll_s=0.5)
+    worker = Worker(registry.core, device="cpu", poll_s=0.5)
     thread = threading.Thread(target=worker.run, name="worker", daemon=True)
     thread.start()
 

@@ -2,7 +2,9 @@
 
 One root (`RegistryError`); each subclass also inherits the matching builtin so that callers can
 catch `LookupError`, `ValueError`, ... without knowing this module. Context travels as attributes,
-`status` is the HTTP status the API answers with, and the class docstring is the default message.
+`status` is the HTTP status the API answers with, `exit_code` the CLI's exit status (one per
+meaning: EXIT_CODES), and the class docstring is the default message. The CLI, the HTTP API and
+the client derive their tables from these classes (`by_code`, `for_status`), never keep their own.
 Foreign errors (SQLAlchemy, botocore, HTTP) are translated at the boundary with `raise ... from e`.
 """
 
@@ -10,11 +12,28 @@ from __future__ import annotations
 
 from typing import Any
 
+# The CLI's exit statuses, each with one meaning (the README's "Exit codes" table lists them).
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "failed: an unexpected error, or the job that was waited for failed or was cancelled",
+    2: "bad input: invalid arguments, names, files or requests; the adapter does not fit its base",
+    3: "not found: no such adapter, version, base model, blob, job or token",
+    4: "conflict: it exists already, or a promotion or publish gate refused it",
+    5: "not allowed: no valid token, or the token does not allow this",
+    6: "disk full: no space left while writing",
+    7: "unavailable: the artifact store or the registry server cannot be reached",
+    8: "merge failed: the merge or its validation failed at run time (the input was accepted)",
+    9: "integrity failure: stored bytes do not match their digest",
+    10: "timed out: waiting for a job ended before the job did (the job goes on)",
+    130: "interrupted (Ctrl-C)",
+}
+
 
 class RegistryError(Exception):
     """The adapter registry failed."""
 
     status: int = 500
+    exit_code: int = 1
     code: str = "registry_error"
     hint: str | None = None
 
@@ -41,6 +60,7 @@ class RegistryError(Exception):
 class InvalidInput(RegistryError, ValueError):
     """The input is not valid."""
 
+    exit_code = 2
     status = 400
     code = "invalid_input"
 
@@ -80,6 +100,7 @@ class InvalidModel(InvalidInput):
 class Incompatible(RegistryError, ValueError):
     """The adapter does not fit the base model."""
 
+    exit_code = 2
     status = 422
     code = "incompatible"
 
@@ -87,6 +108,7 @@ class Incompatible(RegistryError, ValueError):
 class NotFound(RegistryError, LookupError):
     """Not found."""
 
+    exit_code = 3
     status = 404
     code = "not_found"
 
@@ -122,9 +144,16 @@ class JobNotFound(NotFound):
     code = "job_not_found"
 
 
+class TokenNotFound(NotFound):
+    """No such token."""
+
+    code = "token_not_found"
+
+
 class Conflict(RegistryError):
     """The request conflicts with the catalog's current state."""
 
+    exit_code = 4
     status = 409
     code = "conflict"
 
@@ -144,6 +173,7 @@ class PolicyViolation(Conflict):
 class IntegrityFailure(RegistryError, OSError):
     """Stored bytes do not match their digest."""
 
+    exit_code = 9
     status = 500
     code = "integrity_failure"
 
@@ -151,6 +181,7 @@ class IntegrityFailure(RegistryError, OSError):
 class StorageError(RegistryError, OSError):
     """The artifact store failed."""
 
+    exit_code = 7
     status = 503
     code = "storage_error"
 
@@ -158,6 +189,7 @@ class StorageError(RegistryError, OSError):
 class DiskFull(StorageError):
     """No space left on the device."""
 
+    exit_code = 6
     status = 507
     code = "disk_full"
 
@@ -165,19 +197,22 @@ class DiskFull(StorageError):
 class MergeError(RegistryError, RuntimeError):
     """The merge failed."""
 
-    status = 422
+    exit_code = 8
+    status = 500
     code = "merge_error"
 
 
-class Unsupported(MergeError, NotImplementedError):
+class Unsupported(InvalidInput, NotImplementedError):
     """The streaming engine cannot do this exactly."""
 
+    status = 422
     code = "unsupported"
 
 
 class Unauthorized(RegistryError, PermissionError):
     """A valid token is required."""
 
+    exit_code = 5
     status = 401
     code = "unauthorized"
 
@@ -185,6 +220,7 @@ class Unauthorized(RegistryError, PermissionError):
 class Forbidden(RegistryError, PermissionError):
     """The token does not allow this."""
 
+    exit_code = 5
     status = 403
     code = "forbidden"
 
@@ -194,6 +230,84 @@ class TooLarge(InvalidInput):
 
     status = 413
     code = "too_large"
+
+
+class InvalidRequest(InvalidInput):
+    """The request or its content is not valid."""
+
+    status = 422
+    code = "invalid_request"
+
+
+class RangeNotSatisfiable(InvalidInput):
+    """The byte range is not satisfiable."""
+
+    status = 416
+    code = "range_not_satisfiable"
+
+
+class MethodNotAllowed(InvalidInput):
+    """The method is not allowed on this route."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class RemoteUnsupported(InvalidInput, AttributeError):
+    """Not available through the HTTP API."""
+
+    code = "remote_unsupported"
+    hint = "run it where the catalog is, without --remote"
+
+
+class Unreachable(StorageError):
+    """The registry server cannot be reached."""
+
+    code = "unreachable"
+    hint = "check --remote / ADAPTER_REGISTRY_REMOTE and that the server runs"
+
+
+class JobTimeout(RegistryError, TimeoutError):
+    """Waiting for the job timed out (the job goes on)."""
+
+    status = 504
+    exit_code = 10
+    code = "job_timeout"
+
+
+class StopTask(BaseException):
+    """Raised inside a job's task to unwind it. BaseException: a task's `except Exception` must not eat it.
+
+    `why` is "cancelled" (the user cancelled it), "stopping" (the worker hands the job back) or
+    "lost" (the lease expired and the job was rescued). Control flow between a worker and its
+    task, never shown to a user.
+    """
+
+    def __init__(self, why: str):
+        self.why = why
+        super().__init__(why)
+
+
+def classes() -> list[type[RegistryError]]:
+    """Every RegistryError class, the root first, then breadth first in definition order."""
+    out: list[type[RegistryError]] = []
+    todo: list[type[RegistryError]] = [RegistryError]
+    while todo:
+        c = todo.pop(0)
+        if c not in out:
+            out.append(c)
+            todo.extend(c.__subclasses__())
+    return out
+
+
+def by_code() -> dict[str, type[RegistryError]]:
+    """{code: class}: how a client turns a JSON error body back into our exception."""
+    return {c.code: c for c in reversed(classes())}
+
+
+def for_status(status: int) -> type[RegistryError]:
+    """The most general class answering with `status` (RegistryError when none does)."""
+    return next((c for c in classes() if c.status == status), RegistryError)
 
 
 def translate_os_error(e: OSError, *, path: str | None = None) -> RegistryError:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from registry.errors import RegistryError
 
@@ -57,6 +59,53 @@ def head() -> str:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+_REVISION = re.compile(r"^(down_)?revision\b[^=]*=\s*['\"]?([\w-]+|None)['\"]?", re.M)
+
+
+def head_fast() -> str | None:
+    """The head revision read from the migration files as text (no alembic import).
+
+    None when the files do not form one linear chain; callers then ask alembic (`head()`).
+    """
+    revs: dict[str, str | None] = {}
+    for f in (migrations_dir() / "versions").glob("*.py"):
+        found = dict((bool(m.group(1)), m.group(2)) for m in _REVISION.finditer(f.read_text()))
+        if False in found:
+            revs[found[False]] = None if found.get(True) in (None, "None") else found.get(True)
+    heads = set(revs) - {d for d in revs.values() if d}
+    return heads.pop() if len(heads) == 1 else None
+
+
+def current_fast(engine: Engine) -> str | None:
+    """The catalog's revision from alembic's version table with one SELECT (None: no table)."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except DBAPIError:
+        return None
+    return rows[0] if len(rows) == 1 else None
+
+
+def ensure_head(engine: Engine, *, allow_upgrade: bool) -> None:
+    """Make sure the catalog schema is at head: one SELECT when it is (alembic is not imported);
+    otherwise upgrade it (when allowed) or raise with the command that does.
+
+    Raises:
+        RegistryError: the schema is behind (or ahead) and `allow_upgrade` is False
+    """
+    head_rev = head_fast()
+    if head_rev is not None and current_fast(engine) == head_rev:
+        return
+    cur, head_rev = current(engine), head()
+    if cur == head_rev:
+        return
+    if allow_upgrade:
+        upgrade(engine)
+        return
+    raise RegistryError(f"the catalog schema is at {cur or 'nothing'}, this version needs {head_rev}",
+                        hint="run: adapter-registry db upgrade")
 
 
 def check(engine: Engine) -> list:

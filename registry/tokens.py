@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 from registry.catalog import commands as C
 from registry.catalog import models as M
-from registry.errors import AlreadyExists, Forbidden, InvalidInput, NotFound, Unauthorized
+from registry.core import Core
+from registry.errors import AlreadyExists, Forbidden, InvalidInput, TokenNotFound, Unauthorized
 from registry.types import _Result
 
 SCOPES = ("read", "write", "admin")
@@ -25,12 +26,6 @@ PREFIX = "arg_"
 NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$")
 TOUCH_EVERY_S = 60  # last_used_at is a hint, not a log: write it at most once a minute per token
-
-
-class TokenNotFound(NotFound):
-    """No such token."""
-
-    code = "token_not_found"
 
 
 @dataclass(frozen=True)
@@ -77,10 +72,10 @@ def _info(row: M.ApiToken) -> TokenInfo:
 
 
 class Tokens:
-    """Token management over one Registry's catalog (`Tokens(registry)`)."""
+    """Token management over one catalog: `reg.tokens`."""
 
-    def __init__(self, registry):
-        self.registry = registry
+    def __init__(self, core: Core):
+        self.core = core
 
     def create(self, name: str, *, scope: str, namespace: str | None = None) -> NewToken:
         """Create a token; the returned secret is not stored anywhere.
@@ -98,8 +93,8 @@ class Tokens:
             if not NAMESPACE_RE.match(namespace):
                 raise InvalidInput(f"invalid namespace {namespace!r}", hint="a namespace is a name prefix like team-a")
         secret = PREFIX + secrets.token_urlsafe(32)
-        actor = self.registry.actor
-        with self.registry.db.write() as s:
+        actor = self.core.actor
+        with self.core.db.write() as s:
             T = M.ApiToken
             if s.scalar(select(T.id).where(T.name == name, T.revoked_at.is_(None))) is not None:
                 raise AlreadyExists(f"an active token named {name!r} exists", name=name,
@@ -111,7 +106,7 @@ class Tokens:
             return NewToken(secret, _info(row))
 
     def list(self, *, include_revoked: bool = False) -> list[TokenInfo]:
-        with self.registry.db.read() as s:
+        with self.core.db.read() as s:
             q = select(M.ApiToken).order_by(M.ApiToken.id)
             if not include_revoked:
                 q = q.where(M.ApiToken.revoked_at.is_(None))
@@ -119,8 +114,8 @@ class Tokens:
 
     def revoke(self, name_or_id: str | int) -> TokenInfo:
         """Revoke the active token with this name (or id). Raises TokenNotFound."""
-        actor = self.registry.actor
-        with self.registry.db.write() as s:
+        actor = self.core.actor
+        with self.core.db.write() as s:
             T = M.ApiToken
             q = select(T).where(T.revoked_at.is_(None))
             key = str(name_or_id)
@@ -141,7 +136,7 @@ class Tokens:
         if not secret:
             raise Unauthorized("a bearer token is required", hint="pass --token or set ADAPTER_REGISTRY_TOKEN")
         h = hash_token(secret)
-        with self.registry.db.read() as s:
+        with self.core.db.read() as s:
             row = s.scalar(select(M.ApiToken).where(M.ApiToken.token_hash == h))
             if row is None or row.revoked_at is not None:
                 raise Unauthorized("the token is unknown or revoked",
@@ -150,7 +145,7 @@ class Tokens:
         now = M.utcnow()
         last = info.last_used_at
         if last is None or (_naive(now) - _naive(last)).total_seconds() > TOUCH_EVERY_S:
-            with self.registry.db.write() as s:
+            with self.core.db.write() as s:
                 row = s.get(M.ApiToken, info.id)
                 if row is not None:
                     row.last_used_at = now

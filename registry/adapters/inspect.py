@@ -98,6 +98,42 @@ def find_adapter_folder(path: Path) -> tuple[Path, Path | None]:
     raise InvalidAdapter(f"missing {CONFIG} in {path} (not a PEFT adapter folder or Trainer output)")
 
 
+def _role(name: str) -> str | None:
+    """The role of a file of the adapter folder in a version, or None when it is not part of it."""
+    if name == CONFIG:
+        return "config"
+    if name == WEIGHTS:
+        return "weights"
+    if name in TOKENIZER_FILES:
+        return "tokenizer"
+    if name == "trainer_state.json":
+        return "training"
+    if name in OTHER_FILES:
+        return "other"
+    return None  # optimizer state, pickles, logs: not part of the adapter
+
+
+def push_files(path: Path) -> list[tuple[str, Path]]:
+    """Every file a push of `path` reads, as (path relative to `path`, local file).
+
+    That is the adapter folder's version files, its pickle weights (converted when pickles are
+    allowed, refused otherwise: either way the reader must see them), and the training record
+    (trainer_state.json, training_args.bin) of the adapter folder and of the Trainer root. A
+    remote push uploads exactly these, so the server's push reads what a local one would.
+    """
+    root = Path(path)
+    folder, trainer_root = find_adapter_folder(root)
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and (_role(p.name) or p.suffix in PICKLE_SUFFIXES):
+            out[p.relative_to(root).as_posix()] = p
+    for d in {folder, trainer_root} - {None}:
+        for name in ("trainer_state.json", "training_args.bin"):
+            if (d / name).is_file():
+                out[(d / name).relative_to(root).as_posix()] = d / name
+    return sorted(out.items())
+
+
 def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes: int = 100 * 1024 * 1024,
                     scan: bool = True) -> AdapterManifest:
     """Read, check and digest an adapter folder. Raises InvalidAdapter / UnsafeFormat / CorruptFile."""
@@ -133,21 +169,9 @@ def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes:
     adapter_dtype = TORCH_NAMES.get(dtypes.most_common(1)[0][0]) if dtypes else None
     entries: list[FileEntry] = []
     for p in sorted(folder.iterdir()):
-        if not p.is_file():
-            continue
-        if p.name == CONFIG:
-            role = "config"
-        elif p.name == WEIGHTS:
-            role = "weights"
-        elif p.name in TOKENIZER_FILES:
-            role = "tokenizer"
-        elif p.name == "trainer_state.json":
-            role = "training"
-        elif p.name in OTHER_FILES:
-            role = "other"
-        else:
-            continue  # optimizer state, pickles, logs: not part of the adapter
-        entries.append(FileEntry(p.name, p, p.stat().st_size, role, sha256_file(p)))
+        role = _role(p.name) if p.is_file() else None
+        if role is not None:
+            entries.append(FileEntry(p.name, p, p.stat().st_size, role, sha256_file(p)))
     digest = content_digest([(e.path, e.digest) for e in entries])
     return AdapterManifest(
         folder=folder, conf=conf, fields=fields, header=header, files=entries, content_digest=digest,

@@ -21,44 +21,23 @@ def create_app(registry, settings=None) -> FastAPI:
         registry: a Registry; every route calls it (write routes through a per-token actor view)
         settings: overrides registry.settings when given (tests; the server passes none)
     """
-    from registry.api.routes import adapters, admin, bases, files, pages, push
+    from registry.api.routes import adapters, admin, bases, files, jobs, pages, push, release
 
-    if settings is not None:  # a view with these settings; the caller's registry is left as it was
-        import copy
-
-        registry.store  # build the store on the shared object first, so the view shares it
-        registry = copy.copy(registry)
-        registry.settings = settings
+    if settings is not None:  # the same database and store under these settings; the caller's is left as it was
+        registry = type(registry)(core=registry.core.with_settings(settings))
     app = FastAPI(title="adapter-registry", version=_version(),
                   description="A catalog of LoRA/PEFT adapters. Every error has one JSON shape: "
                               "`{error, message, status, hint?, context?}`. See docs/API.md.",
                   docs_url="/api/docs", redoc_url=None, generate_unique_id_function=lambda route: route.name)
     app.state.registry = registry
     errors.install(app)
-    app.state.features = set()
-    # The optional routers go first: their paths (/adapters/{name}/aliases, ...) are more specific
+    # jobs and release go first: their paths (/adapters/{name}/aliases, ...) are more specific
     # than /adapters/{name}, which would otherwise take them as adapter names.
-    for name in ("jobs", "release"):  # present as their features land in Registry
-        mod = _optional(name)
-        if mod is not None and mod.available(registry):
-            app.include_router(mod.router)
-            app.state.features.add(name)
-    for mod in (adapters, push, bases, files, admin, pages):
+    for mod in (jobs, release, adapters, push, bases, files, admin, pages):
         app.include_router(mod.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.openapi = lambda: _openapi(app)
     return app
-
-
-def _optional(name: str):
-    import importlib
-
-    try:
-        return importlib.import_module(f"registry.api.routes.{name}")
-    except ModuleNotFoundError as e:
-        if e.name != f"registry.api.routes.{name}":
-            raise
-        return None
 
 
 def _version() -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from registry.errors import Forbidden, Unauthorized
-from registry.tokens import TokenInfo, Tokens, require
+from registry.tokens import TokenInfo, require
 
 
 def as_actor(registry, actor: str):
@@ -48,7 +48,7 @@ class Caller:
 
 
 def authenticate(registry, secret: str | None) -> TokenInfo:
-    return Tokens(registry).authenticate(secret)
+    return registry.tokens.authenticate(secret)
 
 
 def reader(registry, token: TokenInfo | None) -> Caller:

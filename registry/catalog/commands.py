@@ -36,6 +36,20 @@ def add_blobs(s: Session, blobs: dict[str, int]) -> None:
         insert_ignore(s, M.Blob, [{"digest": d, "size": n} for d, n in sorted(blobs.items())], ["digest"])
 
 
+def touch_blobs(s: Session, blobs: dict[str, int]) -> None:
+    """Mark blobs as just used (insert or refresh created_at), so gc keeps them for the grace period.
+
+    The gc protocol (registry/release/gc.py): whoever puts blobs calls this in its own short
+    transaction *before* looking in the store; workflows/ingest.py is the one path that does.
+    """
+    if not blobs:
+        return
+    now = M.utcnow()
+    s.execute(update(M.Blob).where(M.Blob.digest.in_(list(blobs))).values(created_at=now))
+    insert_ignore(s, M.Blob, [{"digest": d, "size": n, "created_at": now} for d, n in sorted(blobs.items())],
+                  ["digest"])
+
+
 def register_base(s: Session, fp: BaseFingerprint, *, name: str, actor: str, location: str,
                   weights_stored: bool) -> tuple[M.BaseModelRow, bool]:
     """The base row for (name, fingerprint), created if new. Same folder twice -> same row."""

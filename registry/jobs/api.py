@@ -9,36 +9,31 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from sqlalchemy import select
-
+from registry import dtypes
 from registry import types as T
+from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
-from registry.errors import InvalidInput, PolicyViolation, RegistryError
+from registry.core import Core
+from registry.errors import BaseModelNotFound, JobTimeout
 from registry.jobs import queue
 from registry.refs import parse_ref
-
-if TYPE_CHECKING:  # pragma: no cover
-    from registry.app import Registry
-
-TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-class JobTimeout(RegistryError, TimeoutError):
-    """Waiting for the job timed out (the job goes on)."""
-
-    status = 504
-    code = "job_timeout"
+from registry.enums import JobKind, JobState
 
 
 class JobsAPI:
-    """Durable jobs (verify, merge, publish) over the catalog database."""
+    """Durable jobs (verify, merge, publish) over the catalog database: `reg.jobs`.
 
-    def __init__(self, registry: "Registry"):
-        self.registry = registry
-        self.db = registry.db
+    The job-kind methods only enqueue (after the same pre-checks the job itself makes, so a
+    request the job would refuse is refused at once); workers run them (`run` and `work` make
+    this process one).
+    """
+
+    def __init__(self, core: Core):
+        self.core = core
+        self.db = core.db
 
     # -- the queue ---------------------------------------------------------------------------------
     def enqueue(self, kind: str, payload: dict[str, Any] | None = None, *, unique_key: str | None = None,
@@ -46,8 +41,7 @@ class JobsAPI:
         """Add a job. With `unique_key`, a queued or running job with that key is returned instead
         (its `created` is False)."""
         return queue.enqueue(self.db, kind, dict(payload or {}), unique_key=unique_key, priority=priority,
-                             max_attempts=max_attempts, run_after=run_after, actor=self.registry.actor)
-
+                             max_attempts=max_attempts, run_after=run_after, actor=self.core.actor)
     def get(self, job_id: int) -> T.Job:
         """Raises JobNotFound."""
         return queue.get(self.db, job_id)
@@ -76,7 +70,7 @@ class JobsAPI:
             job = self.get(job_id)
             if progress:
                 progress(job)
-            if job.state in TERMINAL:
+            if JobState(job.state).terminal:
                 return job
             if end is not None and time.monotonic() >= end:
                 raise JobTimeout(f"job {job_id} is still {job.state} after {timeout:g}s", job_id=job_id,
@@ -87,7 +81,7 @@ class JobsAPI:
         """Run one queued job in this process (no worker needed) and return it finished."""
         from registry.jobs.worker import Worker
 
-        w = Worker(self.registry, device=device, **worker_options)
+        w = Worker(self.core, device=device, **worker_options)
         queue.register_worker(self.db, w.info())
         try:
             job = queue.claim(self.db, w.id, lease_s=w.lease_s, only_id=job_id)
@@ -102,7 +96,7 @@ class JobsAPI:
         """Be a worker in this process (by default until nothing is ready); returns jobs run."""
         from registry.jobs.worker import Worker
 
-        return Worker(self.registry, device=device, kinds=kinds, **worker_options).run(once=once, max_jobs=max_jobs)
+        return Worker(self.core, device=device, kinds=kinds, **worker_options).run(once=once, max_jobs=max_jobs)
 
     # -- the job kinds ------------------------------------------------------------------------------
     def verify(self, ref: str, *, base: str | None = None, dtype: str | None = None, wait: bool = False,
@@ -112,8 +106,8 @@ class JobsAPI:
         One verify of the same version, base and dtype at a time: a second call returns the first job.
         """
         v = self._version(ref, base)
-        dt_ = _dtype(dtype)
-        job = self.enqueue("verify", {"ref": v["ref"], "requested": ref, "base": v["base"], "dtype": dt_},
+        dt_ = dtypes.optional(dtype)
+        job = self.enqueue(JobKind.VERIFY, {"ref": v["ref"], "requested": ref, "base": v["base"], "dtype": dt_},
                            unique_key=f"verify:{v['digest']}:{v['base_fp']}:{dt_ or 'default'}")
         return self._follow(job, wait=wait, timeout=timeout, inline=inline, device=device)
 
@@ -126,21 +120,19 @@ class JobsAPI:
         with the artifact as its result; no worker is involved.
         """
         from registry.jobs.tasks import merged_result
-        from registry.catalog import convert
-        from registry.merging import find_merged
+        from registry.workflows.merge import find_cached
 
         v = self._version(ref, None)
-        dt_ = _dtype(dtype)
+        dt_ = dtypes.optional(dtype)
+        payload = {"ref": v["ref"], "requested": ref, "dtype": dt_, "engine": engine, "device": device}
         for dev in ([device] if device else ["cpu", "cuda"]):
-            _key, hit = find_merged(self.registry, v["ref"], dtype=dt_, engine=engine, device=dev)
-            if hit is not None and not (validate and "logits" not in (hit.validation or {})):
+            hit = find_cached(self.core, v["ref"], dtype=dt_, engine=engine, device=dev, validated=validate)
+            if hit is not None:
                 with self.db.read() as s:
                     art = convert.merged(hit, v["ref"], s.get(M.BaseModelRow, hit.base_model_id))
-                return queue.enqueue(self.db, "merge", {"ref": v["ref"], "requested": ref, "dtype": dt_,
-                                                        "engine": engine, "device": device, "cached": True},
-                                     state="succeeded", result=merged_result(art), actor=self.registry.actor)
-        job = self.enqueue("merge", {"ref": v["ref"], "requested": ref, "dtype": dt_, "engine": engine,
-                                     "validate": validate, "device": device},
+                return queue.enqueue(self.db, JobKind.MERGE, {**payload, "cached": True}, state=JobState.SUCCEEDED,
+                                     result=merged_result(art), actor=self.core.actor)
+        job = self.enqueue(JobKind.MERGE, {**payload, "validate": validate},
                            unique_key=(f"merge:{v['digest']}:{v['base_fp']}:{dt_ or 'default'}:{engine}:"
                                        f"{device or 'any'}"))
         return self._follow(job, wait=wait, timeout=timeout, inline=inline, device=device or "cpu")
@@ -152,32 +144,21 @@ class JobsAPI:
         hf://org/repo[@revision]).
 
         Raises:
-            PolicyViolation: no passing verification and no validated merge, and not `force`
+            PolicyViolation: the version is not verified against its base in the dtype it will be
+                published in (registry/gates.py), and not `force`; the job would refuse the same
             InvalidInput: the target is not understood
         """
-        from registry.jobs.tasks import verified_by
-        from registry.publish import parse_target
+        from registry.workflows.publish import precheck
 
-        parse_target(to)
-        v = self._version(ref, None)
-        dt_ = _dtype(dtype)
-        if not force:
-            with self.db.read() as s:
-                ok = verified_by(s, v["id"], v["base_id"], None) or any(
-                    ((m.validation or {}).get("logits") or {}).get("passed")
-                    for m in s.scalars(select(M.MergedArtifact).where(M.MergedArtifact.version_id == v["id"])))
-            if not ok:
-                raise PolicyViolation(f"{v['ref']} has no passing verification; publishing needs a verified merge",
-                                      ref=v["ref"], hint=f"run: adapter-registry verify {v['ref']} --wait "
-                                                         "(or publish with --force)")
-        job = self.enqueue("publish", {"ref": v["ref"], "requested": ref, "to": to, "dtype": dt_, "force": force,
-                                       "engine": engine},
-                           unique_key=f"publish:{v['digest']}:{dt_ or 'default'}:{to}")
+        t = precheck(self.core, ref, to=to, dtype=dtype, force=force)
+        job = self.enqueue(JobKind.PUBLISH, {"ref": t.ref, "requested": ref, "to": to, "dtype": t.dtype,
+                                             "force": force, "engine": engine},
+                           unique_key=f"publish:{t.digest}:{t.dtype}:{to}")
         return self._follow(job, wait=wait, timeout=timeout, inline=inline, device=device)
 
     # -- helpers -------------------------------------------------------------------------------------
     def _follow(self, job: T.Job, *, wait: bool, timeout: float | None, inline: bool, device: str) -> T.Job:
-        if inline and job.state == "queued":
+        if inline and job.state == JobState.QUEUED:
             return self.run(job.id, device=device)
         return self.wait(job.id, timeout=timeout) if wait else job
 
@@ -186,20 +167,7 @@ class JobsAPI:
             adapter, row = Q.get_version(s, parse_ref(ref))
             b = Q.get_base(s, base) if base else row.base_model
             if b is None:
-                from registry.errors import BaseModelNotFound
-
                 raise BaseModelNotFound(f"{ref} has no base model recorded; pass --base NAME")
             return {"ref": f"{adapter.name}@{row.version}", "id": row.id, "digest": row.content_digest,
                     "base": f"{b.name}@{b.fingerprint}", "base_id": b.id, "base_fp": b.fingerprint,
                     "base_dtype": b.dtype}
-
-
-def _dtype(dtype: str | None) -> str | None:
-    if dtype is None:
-        return None
-    from registry.merge import DTYPES
-
-    key = str(dtype).removeprefix("torch.")
-    if key not in DTYPES:
-        raise InvalidInput(f"dtype must be one of bfloat16 (bf16), float16 (fp16), float32 (fp32), not {dtype!r}")
-    return DTYPES[key]

@@ -1,4 +1,4 @@
-"""What a task sees while it runs: the registry, its job, progress reporting and cooperative stops.
+"""What a task sees while it runs: the core (database, store, settings, actor), its job, progress reporting and cooperative stops.
 
 A task calls `ctx.progress(...)` (or `ctx.check()`) at natural points; both raise `StopTask` when
 the job was cancelled, when the worker is shutting down past its grace period, or when the lease
@@ -13,30 +13,22 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from registry import types as T
+from registry.core import Core
+from registry.errors import StopTask
 from registry.jobs.queue import Effects
 
 if TYPE_CHECKING:  # pragma: no cover
-    from registry.app import Registry
+    from registry.verify.cache import ModelCache
 
-
-class StopTask(BaseException):
-    """Raised inside a task to unwind it. BaseException: a task's `except Exception` must not eat it.
-
-    `why` is "cancelled" (the user cancelled it), "stopping" (the worker hands the job back) or
-    "lost" (the lease expired and the job was rescued).
-    """
-
-    def __init__(self, why: str):
-        self.why = why
-        super().__init__(why)
+__all__ = ["StopTask", "Task", "TaskContext"]
 
 
 class TaskContext:
     """Handed to every task as its first argument."""
 
-    def __init__(self, registry: "Registry", job: T.Job, *, device: str = "cpu",
-                 models: Callable[[], Any] | None = None, throttle_s: float = 0.0):
-        self.registry = registry
+    def __init__(self, core: Core, job: T.Job, *, device: str = "cpu",
+                 models: Callable[[], ModelCache] | None = None, throttle_s: float = 0.0):
+        self.core = core
         self.job = job
         self.device = device
         self._models = models
@@ -53,7 +45,7 @@ class TaskContext:
         return self.job.payload
 
     @property
-    def models(self):
+    def models(self) -> ModelCache:
         """The worker's base-model cache (a registry.verify.cache.ModelCache)."""
         if self._models is None:
             from registry.verify.cache import ModelCache

@@ -29,12 +29,13 @@ from registry import types as T
 from registry.catalog import convert
 from registry.catalog import models as M
 from registry.db import Database
+from registry.enums import ACTIVE_STATES, JobState
 from registry.errors import Conflict, InvalidInput, JobNotFound
 from registry.jobs.retry import RetryPolicy, decide
 
 J = M.Job
-ACTIVE = ("queued", "running")
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+ACTIVE = ACTIVE_STATES
+STATES = tuple(JobState)
 # Must be the predicate of ix_jobs_unique_active, word for word, so ON CONFLICT can infer it.
 ACTIVE_PREDICATE = "state IN ('queued', 'running')"
 MAX_ERRORS_KEPT = 20
@@ -71,7 +72,7 @@ class Beat:
 # -- enqueue -----------------------------------------------------------------------------------
 def enqueue(db: Database, kind: str, payload: dict[str, Any], *, unique_key: str | None = None, priority: int = 0,
             max_attempts: int = 3, run_after: dt.datetime | None = None, actor: str = "",
-            state: str = "queued", result: dict | None = None) -> T.Job:
+            state: str = JobState.QUEUED, result: dict | None = None) -> T.Job:
     """Insert a job; with `unique_key`, return the queued or running job holding that key instead.
 
     The partial unique index ix_jobs_unique_active makes the check race-free: two enqueues of
@@ -84,7 +85,7 @@ def enqueue(db: Database, kind: str, payload: dict[str, Any], *, unique_key: str
     now = utcnow()
     values = dict(kind=kind, payload=payload, state=state, priority=priority, attempt=0, max_attempts=max_attempts,
                   run_after=run_after or now, unique_key=unique_key, created_at=now, created_by=actor, errors=[],
-                  cancel_requested=False, result=result, finished_at=now if state == "succeeded" else None)
+                  cancel_requested=False, result=result, finished_at=now if state == JobState.SUCCEEDED else None)
     for _ in range(5):
         with db.write() as s:
             if unique_key is None or state not in ACTIVE:
@@ -118,7 +119,7 @@ def claim(db: Database, worker_id: str, *, kinds: Iterable[str] | None = None, l
     `only_id` claims that job or nothing (running one job in-process). Returns None when nothing is ready.
     """
     now = now or utcnow()
-    pick = select(J.id).where(J.state == "queued", J.run_after <= now)
+    pick = select(J.id).where(J.state == JobState.QUEUED, J.run_after <= now)
     kinds = list(kinds or ())
     if kinds:
         pick = pick.where(J.kind.in_(kinds))
@@ -127,8 +128,9 @@ def claim(db: Database, worker_id: str, *, kinds: Iterable[str] | None = None, l
     pick = pick.order_by(J.priority.desc(), J.run_after, J.id).limit(1)
     if not db.sqlite:
         pick = pick.with_for_update(skip_locked=True)
-    stmt = (update(J).where(J.id == pick.scalar_subquery(), J.state == "queued")
-            .values(state="running", attempt=J.attempt + 1, worker_id=worker_id, started_at=now, heartbeat_at=now,
+    stmt = (update(J).where(J.id == pick.scalar_subquery(), J.state == JobState.QUEUED)
+            .values(state=JobState.RUNNING, attempt=J.attempt + 1, worker_id=worker_id, started_at=now,
+                    heartbeat_at=now,
                     lease_expires_at=now + dt.timedelta(seconds=lease_s), progress=None)
             .returning(J).execution_options(synchronize_session=False))
     with db.write() as s:
@@ -148,7 +150,8 @@ def _set_worker(s: Session, worker_id: str | None, state: str, job_id: int | Non
 
 # -- while running -----------------------------------------------------------------------------
 def _guard(lease: Lease):
-    return (J.id == lease.job_id, J.attempt == lease.attempt, J.worker_id == lease.worker_id, J.state == "running")
+    return (J.id == lease.job_id, J.attempt == lease.attempt, J.worker_id == lease.worker_id,
+            J.state == JobState.RUNNING)
 
 
 def heartbeat(db: Database, lease: Lease, *, lease_s: float, progress: dict | None = None,
@@ -186,7 +189,7 @@ def finish(db: Database, lease: Lease, result: dict | None, *, effects: Effects 
         if effects is not None:
             effects(s)
         now = now or utcnow()
-        row.state, row.result, row.error = "succeeded", result, None
+        row.state, row.result, row.error = JobState.SUCCEEDED, result, None
         row.finished_at, row.lease_expires_at = now, None
         _set_worker(s, lease.worker_id, "idle", None, now)
         return True
@@ -206,9 +209,9 @@ def fail(db: Database, lease: Lease, error: str, *, retryable: bool, policy: Ret
         d = decide(row.attempt, row.max_attempts, retryable=retryable, now=now, policy=policy)
         _record_error(row, error, now, d.reason)
         if d.retry:
-            row.state, row.run_after = "queued", d.run_after
+            row.state, row.run_after = JobState.QUEUED, d.run_after
         else:
-            row.state, row.finished_at = "failed", now
+            row.state, row.finished_at = JobState.FAILED, now
         row.worker_id, row.lease_expires_at = None, None
         _set_worker(s, lease.worker_id, "idle", None, now)
         return row.state
@@ -221,7 +224,7 @@ def stop_cancelled(db: Database, lease: Lease, *, now: dt.datetime | None = None
         if row is None:
             return False
         now = now or utcnow()
-        row.state, row.finished_at, row.lease_expires_at = "cancelled", now, None
+        row.state, row.finished_at, row.lease_expires_at = JobState.CANCELLED, now, None
         row.error = "cancelled while running"
         _set_worker(s, lease.worker_id, "idle", None, now)
         return True
@@ -234,7 +237,7 @@ def hand_back(db: Database, lease: Lease, *, now: dt.datetime | None = None) -> 
         if row is None:
             return False
         now = now or utcnow()
-        row.state, row.attempt, row.run_after = "queued", row.attempt - 1, now
+        row.state, row.attempt, row.run_after = JobState.QUEUED, row.attempt - 1, now
         row.worker_id, row.lease_expires_at, row.progress = None, None, None
         _set_worker(s, lease.worker_id, "idle", None, now)
         return True
@@ -257,21 +260,21 @@ def rescue(db: Database, *, policy: RetryPolicy = RetryPolicy(), now: dt.datetim
     the attempt guard. Returns [(job id, new state)].
     """
     now = now or utcnow()
-    q = select(J).where(J.state == "running", J.lease_expires_at < now).order_by(J.id).limit(limit)
+    q = select(J).where(J.state == JobState.RUNNING, J.lease_expires_at < now).order_by(J.id).limit(limit)
     out = []
     with db.write() as s:
         for row in s.scalars(q if db.sqlite else q.with_for_update(skip_locked=True)):
             msg = f"lease expired: worker {row.worker_id} stopped heartbeating"
             if row.cancel_requested:
-                _record_error(row, msg, now, "cancelled")
-                row.state, row.finished_at = "cancelled", now
+                _record_error(row, msg, now, JobState.CANCELLED)
+                row.state, row.finished_at = JobState.CANCELLED, now
             else:
                 d = decide(row.attempt, row.max_attempts, retryable=True, now=now, policy=policy)
                 _record_error(row, msg, now, d.reason)
                 if d.retry:
-                    row.state, row.run_after = "queued", d.run_after
+                    row.state, row.run_after = JobState.QUEUED, d.run_after
                 else:
-                    row.state, row.finished_at = "failed", now
+                    row.state, row.finished_at = JobState.FAILED, now
             row.worker_id, row.lease_expires_at = None, None
             out.append((row.id, row.state))
     return out
@@ -305,11 +308,11 @@ def cancel(db: Database, job_id: int, *, now: dt.datetime | None = None) -> T.Jo
         row = s.get(J, job_id, with_for_update=not db.sqlite)
         if row is None:
             raise JobNotFound(f"no job {job_id}", job_id=job_id)
-        if row.state == "queued":
-            row.state, row.finished_at, row.error = "cancelled", now, "cancelled before it ran"
-        elif row.state == "running":
+        if row.state == JobState.QUEUED:
+            row.state, row.finished_at, row.error = JobState.CANCELLED, now, "cancelled before it ran"
+        elif row.state == JobState.RUNNING:
             row.cancel_requested = True
-        elif row.state in ("succeeded", "failed"):
+        elif row.state in (JobState.SUCCEEDED, JobState.FAILED):
             raise Conflict(f"job {job_id} already {row.state}", job_id=job_id, state=row.state)
         return convert.job(row)
 
@@ -322,10 +325,10 @@ def retry(db: Database, job_id: int, *, now: dt.datetime | None = None) -> T.Job
             row = s.get(J, job_id, with_for_update=not db.sqlite)
             if row is None:
                 raise JobNotFound(f"no job {job_id}", job_id=job_id)
-            if row.state not in ("failed", "cancelled"):
+            if row.state not in (JobState.FAILED, JobState.CANCELLED):
                 raise Conflict(f"job {job_id} is {row.state}; only failed or cancelled jobs can be retried",
                                job_id=job_id, state=row.state)
-            row.state, row.run_after, row.cancel_requested, row.finished_at = "queued", now, False, None
+            row.state, row.run_after, row.cancel_requested, row.finished_at = JobState.QUEUED, now, False, None
             row.max_attempts = max(row.max_attempts, row.attempt + 1)
             s.flush()
             return convert.job(row)

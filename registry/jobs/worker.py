@@ -24,34 +24,35 @@ from typing import TYPE_CHECKING, Any, Iterable
 from sqlalchemy.exc import OperationalError
 
 from registry import types as T
+from registry.core import Core
+from registry.errors import InvalidInput, StopTask
 from registry.jobs import queue
-from registry.jobs.context import StopTask, Task, TaskContext
+from registry.jobs.context import Task, TaskContext
 from registry.jobs.retry import RetryPolicy, is_retryable
 from registry.jobs.tasks import BUILTIN
+from registry.versions import library_versions
 
 if TYPE_CHECKING:  # pragma: no cover
-    from registry.app import Registry
+    from registry.verify.cache import ModelCache
 
 log = logging.getLogger("registry.jobs")
 
 
 class Worker:
-    """Runs jobs from the catalog's queue with one Registry on one device."""
+    """Runs jobs from the catalog's queue with one Core on one device."""
 
-    def __init__(self, registry: "Registry", *, device: str = "cpu", kinds: Iterable[str] | None = None,
+    def __init__(self, core: Core, *, device: str = "cpu", kinds: Iterable[str] | None = None,
                  tasks: dict[str, Task] | None = None, lease_s: float = 60.0, heartbeat_s: float | None = None,
                  poll_s: float = 1.0, rescue_every_s: float = 5.0, retry: RetryPolicy = RetryPolicy(),
                  grace_s: float = 30.0, cache_bytes: int | None = None, cache_enabled: bool = True,
                  worker_id: str | None = None, throttle_s: float = 0.0):
-        self.registry = registry
-        self.db = registry.db
+        self.core = core
+        self.db = core.db
         self.device = device
         self.tasks = {**BUILTIN, **(tasks or {})}
         self.kinds = sorted(set(kinds) if kinds else set(self.tasks))
         unknown = [k for k in self.kinds if k not in self.tasks]
         if unknown:
-            from registry.errors import InvalidInput
-
             raise InvalidInput(f"unknown job kinds: {', '.join(unknown)} (known: {', '.join(sorted(self.tasks))})")
         self.lease_s = lease_s
         self.heartbeat_s = heartbeat_s or lease_s / 4
@@ -127,7 +128,7 @@ class Worker:
     def run_job(self, job: T.Job) -> str:
         """Run a claimed job to its end; returns what became of it (a state, or "lost")."""
         lease = queue.Lease(job.id, job.attempt, self.id)
-        ctx = TaskContext(self.registry, job, device=self.device, models=lambda: self.models,
+        ctx = TaskContext(self.core, job, device=self.device, models=lambda: self.models,
                           throttle_s=float(job.payload.get("throttle_s", 0)) or self.throttle_s)
         done = threading.Event()
         beat = threading.Thread(target=self._beat, args=(ctx, lease, done), daemon=True, name=f"heartbeat-{job.id}")
@@ -187,25 +188,12 @@ class Worker:
     def info(self) -> dict[str, Any]:
         gpu_name, gpu_mem = _gpu(self.device)
         return dict(id=self.id, host=socket.gethostname(), pid=os.getpid(), device=self.device, gpu_name=gpu_name,
-                    gpu_memory=gpu_mem, kinds=list(self.kinds), versions=_versions(), current_job_id=None)
+                    gpu_memory=gpu_mem, kinds=list(self.kinds), versions=library_versions(), current_job_id=None)
 
 
 def _describe(e: BaseException) -> str:
     msg = getattr(e, "message", None) or str(e)
     return f"{type(e).__name__}: {msg}"
-
-
-def _versions() -> dict[str, Any]:
-    """Library versions from package metadata (no import of torch)."""
-    from importlib import metadata
-
-    out: dict[str, Any] = {}
-    for lib in ("adapter-registry", "torch", "transformers", "peft", "safetensors", "huggingface_hub"):
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            out[lib] = None
-    return out
 
 
 def _gpu(device: str) -> tuple[str | None, int | None]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry import gates
 from registry.catalog import commands as C
 from registry.catalog import models as M
 from registry.catalog import queries as Q
@@ -39,20 +40,14 @@ def base_ref_text(b: M.BaseModelRow) -> str:
     return f"{b.name}@{b.revision or b.fingerprint}"
 
 
-def latest_verification(s: Session, version_id: int, base_id: int) -> M.Verification | None:
-    Ver = M.Verification
-    return s.scalar(select(Ver).where(Ver.version_id == version_id, Ver.base_model_id == base_id)
-                    .order_by(Ver.id.desc()).limit(1))
-
-
 def facts(s: Session, name: str, row: V) -> VersionFacts:
     """What the gates look at for one version."""
     base = row.base_model
-    ver = latest_verification(s, row.id, base.id) if base is not None else None
+    verified = gates.verdict(s, row.id, base.id).verified if base is not None else None
     metrics = dict(s.execute(select(M.MetricValue.metric, M.MetricValue.value)
                              .where(M.MetricValue.version_id == row.id)).all())
     return VersionFacts(f"{name}@{row.version}", base_label(base) if base is not None else None,
-                        None if ver is None else bool(ver.passed), metrics, bool(row.deprecated))
+                        verified, metrics, bool(row.deprecated))
 
 
 def policy_spec(p: M.AliasPolicy | None) -> PolicySpec | None:

@@ -1,13 +1,11 @@
-"""ReleaseMixin: the release-management methods of Registry (aliases, gates, deprecation, impact,
-bulk operations, serving profiles, gc, events and webhooks).
+"""`Registry.release`: release management (aliases, gates, deprecation, impact, bulk operations,
+serving profiles, gc, events and webhooks) over one Core.
 
-Mixed into `Registry`, it relies on `self.db`, `self.actor`, `self.store`, `self.resolve` and
-`self.base_folder`. Every write runs in one transaction and appends its events there.
+Every write runs in one transaction and appends its events there.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from sqlalchemy import select
@@ -16,6 +14,7 @@ from registry import types as T
 from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
+from registry.core import Core
 from registry.errors import BaseModelNotFound
 from registry.refs import check_alias
 from registry.release import aliases as A
@@ -27,6 +26,7 @@ from registry.release import impact as IM
 from registry.release import serving as S
 from registry.release import types as RT
 from registry.release.policy import PolicySpec, evaluate
+from registry.workflows.resolve import adapter_folder, base_folder
 
 V = M.AdapterVersion
 
@@ -38,7 +38,20 @@ class _Rollback(Exception):
         self.result = result
 
 
-class ReleaseMixin:
+class Release:
+    """Release management; `reg.release` (and `Client.release` over HTTP)."""
+
+    def __init__(self, core: Core):
+        self.core = core
+
+    @property
+    def db(self):
+        return self.core.db
+
+    @property
+    def actor(self) -> str:
+        return self.core.actor
+
     # -- aliases -------------------------------------------------------------------------------
     def set_alias(self, name: str, alias: str, version: int | str, *, reason: str | None = None,
                   force: bool = False) -> RT.AliasChange:
@@ -197,19 +210,18 @@ class ReleaseMixin:
             base_ref, base_text, location = convert.base_ref(b), A.base_ref_text(b), b.location
         extra = []
         try:
-            base_path = str(self.base_folder(base_text))
+            base_path = str(base_folder(self.core, base_text))
         except BaseModelNotFound:
             base_path = location
             extra.append(f"the base model is not at {location} and its weights are not stored")
         cands = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # reported as a profile warning instead
-            for name, version, row, note in found:
-                cands.append(S.Candidate(
-                    name=name, ref=f"{name}@{version}", rank=row.rank, path=str(self.resolve(f"{name}@{version}")),
-                    target_modules=tuple(row.target_modules or ()), rank_pattern=dict(row.rank_pattern or {}),
-                    adapter_dtype=row.adapter_dtype, peft_type=row.peft_type, use_dora=row.use_dora,
-                    modules_to_save=tuple(row.modules_to_save or ()), deprecated=row.deprecated, note=note))
+        for name, version, row, note in found:  # deprecation is reported as a profile warning instead
+            cands.append(S.Candidate(
+                name=name, ref=f"{name}@{version}", rank=row.rank,
+                path=str(adapter_folder(self.core, f"{name}@{version}", warn=False)),
+                target_modules=tuple(row.target_modules or ()), rank_pattern=dict(row.rank_pattern or {}),
+                adapter_dtype=row.adapter_dtype, peft_type=row.peft_type, use_dora=row.use_dora,
+                modules_to_save=tuple(row.modules_to_save or ()), deprecated=row.deprecated, note=note))
         prof = S.build_profile(base_ref, base_path, alias, cands, max_loras=max_loras)
         if extra:
             import dataclasses
@@ -220,7 +232,7 @@ class ReleaseMixin:
     # -- gc --------------------------------------------------------------------------------------
     def gc(self, *, dry_run: bool = False, grace_seconds: float = G.GRACE_SECONDS) -> RT.GcReport:
         """Delete blobs nothing references and that are older than the grace period (see release.gc)."""
-        return G.collect(self.db, self.store, dry_run=dry_run, grace_seconds=grace_seconds, actor=self.actor)
+        return G.collect(self.db, self.core.store, dry_run=dry_run, grace_seconds=grace_seconds, actor=self.actor)
 
     # -- events and webhooks ---------------------------------------------------------------------
     def events(self, after_id: int = 0, limit: int = 100, *, kinds: Iterable[str] = ()) -> list[T.EventInfo]:

@@ -64,16 +64,6 @@ def referenced_digests(s: Session) -> set[str]:
     return {d for d in out if d}
 
 
-def touch_blobs(s: Session, blobs: dict[str, int]) -> None:
-    """Mark blobs as just used (insert or refresh created_at), so gc keeps them for the grace period."""
-    if not blobs:
-        return
-    now = M.utcnow()
-    s.execute(update(M.Blob).where(M.Blob.digest.in_(list(blobs))).values(created_at=now))
-    C.insert_ignore(s, M.Blob, [{"digest": d, "size": n, "created_at": now} for d, n in sorted(blobs.items())],
-                    ["digest"])
-
-
 def collect(db, store, *, dry_run: bool = False, grace_seconds: float = GRACE_SECONDS,
             now: dt.datetime | None = None, actor: str = "") -> RT.GcReport:
     """Delete unreferenced blobs older than the grace period; report what was (or would be) freed."""

@@ -39,9 +39,7 @@ def api_registry(sqlite_registry, tiny_llama, tiny_adapter, tiny_adapter2):
 
 
 def make_tokens(reg) -> Tokens:
-    from registry.tokens import Tokens as T
-
-    t = T(reg)
+    t = reg.tokens
     revoked = t.create("gone", scope="admin").token
     t.revoke("gone")
     return Tokens(read=t.create("reader", scope="read").token, write=t.create("ci-bot", scope="write").token,

@@ -66,9 +66,9 @@ def test_tokens_are_stored_hashed_and_shown_once(api_registry):
     from sqlalchemy import select
 
     from registry.catalog import models as M
-    from registry.tokens import Tokens, hash_token
+    from registry.tokens import hash_token
 
-    new = Tokens(api_registry).create("ops", scope="write", namespace="team-a/*")
+    new = api_registry.tokens.create("ops", scope="write", namespace="team-a/*")
     assert new.info.namespace == "team-a" and new.token.startswith("arg_")
     with api_registry.db.read() as s:
         stored = list(s.scalars(select(M.ApiToken.token_hash)))

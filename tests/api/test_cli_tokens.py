@@ -17,7 +17,6 @@ def run(home, *args):
 def test_token_create_prints_the_secret_once_ls_never_shows_it_and_revoke_stops_it(tmp_path):
     from registry.app import Registry
     from registry.settings import Settings
-    from registry.tokens import Tokens
 
     home = tmp_path / "home"
     r = run(home, "token", "create", "--name", "ci", "--scope", "write", "--namespace", "team-a")
@@ -29,7 +28,7 @@ def test_token_create_prints_the_secret_once_ls_never_shows_it_and_revoke_stops_
     assert [(t["name"], t["scope"], t["namespace"]) for t in rows] == [("ci", "write", "team-a")]
     assert secret not in ls.stdout and secret not in run(home, "token", "ls").stdout
     with Registry(Settings.from_env(env={}, home=home)) as reg:
-        assert Tokens(reg).authenticate(secret).name == "ci"
+        assert reg.tokens.authenticate(secret).name == "ci"
     assert run(home, "token", "revoke", "ci").exit_code == 0
     assert json.loads(run(home, "token", "ls", "--json").stdout) == []
     assert json.loads(run(home, "token", "ls", "--all", "--json").stdout)[0]["revoked_at"]

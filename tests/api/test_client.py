@@ -127,9 +127,9 @@ def test_client_jobs_and_aliases_go_through_the_server(server, tokens, tmp_path,
         assert [j.id for j in c.jobs.list(state="cancelled")] == [job.id]
         assert c.jobs.workers() == []
         if hasattr(api_registry, "set_alias"):
-            assert c.set_alias("team-a/bot", "production", 2, reason="r").to_version == 2
-            assert [(m.alias, m.to_version) for m in c.alias_history("team-a/bot")] == [("production", 2)]
+            assert c.release.set_alias("team-a/bot", "production", 2, reason="r").to_version == 2
+            assert [(m.alias, m.to_version) for m in c.release.alias_history("team-a/bot")] == [("production", 2)]
             assert c.show("team-a/bot@production").version == 2
         with pytest.raises(RemoteUnsupported):
-            c.gc()
+            c.release.gc()
         assert not hasattr(c, "merge")  # local-only methods are absent, so hasattr() answers honestly

@@ -33,7 +33,7 @@ def test_alias_moves_are_listed_with_history_and_the_token_as_actor(client, api_
 
 
 def test_a_protected_alias_refuses_a_failing_version_unless_an_admin_forces_it(client, api_registry, tokens):
-    api_registry.protect_alias("team-a/bot", "production", require_metrics=["acc>=0.6"])
+    api_registry.release.protect_alias("team-a/bot", "production", require_metrics=["acc>=0.6"])
     r = client.put("/api/v1/adapters/team-a/bot/aliases/production", json={"version": 1},
                    headers=bearer(tokens.write))
     assert r.status_code == 409 and r.json()["error"] == "policy_violation"

@@ -66,7 +66,7 @@ def test_work_folders_of_killed_merges_are_swept(pushed):
     import os
     import time
 
-    from registry.merging import sweep_work_dirs
+    from registry.workflows.merge import sweep_work_dirs
 
     root = pushed.settings.cache_dir / "merged"
     old = root / ".work-deadbeef0000"

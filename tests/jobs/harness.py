@@ -54,7 +54,7 @@ def drain(db_url: str, home: str, out: str, barrier, unsafe: bool = False) -> No
         log.write(f"{ctx.job.id}\n")
         return {"pid": os.getpid()}
 
-    w = Worker(reg, kinds=["record"], tasks={"record": record}, poll_s=0.05, rescue_every_s=3600)
+    w = Worker(reg.core, kinds=["record"], tasks={"record": record}, poll_s=0.05, rescue_every_s=3600)
     barrier.wait(timeout=60)
     if not unsafe:
         w.run(once=True)

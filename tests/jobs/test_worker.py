@@ -32,7 +32,7 @@ def test_worker_runs_ready_jobs_and_records_their_results(registry):
 
 def test_failing_job_is_retried_with_growing_backoff_then_fails(registry):
     job = registry.jobs.enqueue("boom", {}, max_attempts=3)
-    w = Worker(registry, tasks={"boom": boom}, kinds=["boom"], retry=RetryPolicy(base_s=0.3, factor=2, jitter=0))
+    w = Worker(registry.core, tasks={"boom": boom}, kinds=["boom"], retry=RetryPolicy(base_s=0.3, factor=2, jitter=0))
     gaps = []
     for attempt in (1, 2, 3):
         t0 = time.monotonic()
@@ -48,13 +48,13 @@ def test_failing_job_is_retried_with_growing_backoff_then_fails(registry):
 
 def test_error_that_retrying_cannot_fix_fails_the_job_at_once(registry):
     job = registry.jobs.enqueue("bad", {}, max_attempts=5)
-    Worker(registry, tasks={"bad": bad_input}).run(once=True)
+    Worker(registry.core, tasks={"bad": bad_input}).run(once=True)
     final = registry.jobs.get(job.id)
     assert final.state == "failed" and final.attempt == 1 and final.errors[0]["outcome"] == "not retryable"
 
 
 def test_worker_registers_host_device_kinds_and_library_versions(registry):
-    w = Worker(registry, kinds=["noop"])
+    w = Worker(registry.core, kinds=["noop"])
     w.run(once=True)
     [info] = registry.jobs.workers(include_stopped=True)
     assert info.id == w.id and info.device == "cpu" and info.kinds == ("noop",) and info.state == "stopped"

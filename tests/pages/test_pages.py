@@ -83,8 +83,8 @@ def test_adapter_page_shows_promotion_policies_and_how_the_version_would_fare(tm
     reg.push(d, name="bot", base="tl")
     reg.add_eval("bot@1", {"mmlu": 0.7})
     reg.add_eval("bot@2", {"mmlu": 0.5})
-    reg.protect_alias("bot", "production", require_metrics=["mmlu>=0.62"])
-    reg.set_alias("bot", "production", 1)
+    reg.release.protect_alias("bot", "production", require_metrics=["mmlu>=0.62"])
+    reg.release.set_alias("bot", "production", 1)
     html = TestClient(create_app(reg)).get("/adapters/bot?version=2").text
     section = html.split('id="alias-policies"')[1].split("</table>")[0]
     assert "production" in section and "mmlu&gt;=0.62" in section

@@ -29,11 +29,11 @@ def _counts(reg):
 
 
 def test_set_alias_moves_it_and_history_records_from_to_who_why(bot):
-    c1 = bot.set_alias("bot", "production", 1, reason="first release")
-    c2 = bot.set_alias("bot", "production", "v2", reason="better")
+    c1 = bot.release.set_alias("bot", "production", 1, reason="first release")
+    c2 = bot.release.set_alias("bot", "production", "v2", reason="better")
     assert (c1.from_version, c1.to_version, c2.from_version, c2.to_version) == (None, 1, 1, 2)
     assert bot.get("bot@production").version == 2
-    h = bot.alias_history("bot", "production")
+    h = bot.release.alias_history("bot", "production")
     assert [(m.from_version, m.to_version, m.actor, m.reason) for m in h] == [
         (None, 1, "tester", "first release"), (1, 2, "tester", "better")]
     assert h[0].at <= h[1].at and not any(m.overridden for m in h)
@@ -41,37 +41,37 @@ def test_set_alias_moves_it_and_history_records_from_to_who_why(bot):
 
 
 def test_alias_can_be_set_from_another_alias_and_resolves_everywhere(bot):
-    bot.set_alias("bot", "staging", 3)
-    bot.set_alias("bot", "production", "staging")
+    bot.release.set_alias("bot", "staging", 3)
+    bot.release.set_alias("bot", "production", "staging")
     assert bot.get("bot@production").version == 3
     assert bot.show("bot@production").aliases == ("production", "staging")
-    assert {a.alias: a.version for a in bot.aliases("bot")} == {"production": 3, "staging": 3}
+    assert {a.alias: a.version for a in bot.release.aliases("bot")} == {"production": 3, "staging": 3}
 
 
 def test_setting_an_alias_to_where_it_points_changes_nothing(bot):
-    bot.set_alias("bot", "production", 1)
+    bot.release.set_alias("bot", "production", 1)
     before = _counts(bot)
-    ch = bot.set_alias("bot", "production", 1)
+    ch = bot.release.set_alias("bot", "production", 1)
     assert not ch.changed and _counts(bot) == before
 
 
 def test_remove_alias_records_the_removal(bot):
-    bot.set_alias("bot", "canary", 2)
-    bot.remove_alias("bot", "canary", reason="done")
+    bot.release.set_alias("bot", "canary", 2)
+    bot.release.remove_alias("bot", "canary", reason="done")
     with pytest.raises(VersionNotFound):
         bot.get("bot@canary")
-    assert [(m.from_version, m.to_version) for m in bot.alias_history("bot")] == [(None, 2), (2, None)]
+    assert [(m.from_version, m.to_version) for m in bot.release.alias_history("bot")] == [(None, 2), (2, None)]
     with pytest.raises(VersionNotFound):
-        bot.remove_alias("bot", "canary")
+        bot.release.remove_alias("bot", "canary")
 
 
 def test_refused_promotion_lists_reasons_and_leaves_nothing_changed(bot):
-    bot.set_alias("bot", "production", 1)
-    bot.protect_alias("bot", "production", require_verified=True, require_metrics=["mmlu>=0.62"])
+    bot.release.set_alias("bot", "production", 1)
+    bot.release.protect_alias("bot", "production", require_verified=True, require_metrics=["mmlu>=0.62"])
     bot.add_eval("bot@2", {"mmlu": 0.58})
     before = _counts(bot)
     with pytest.raises(PolicyViolation) as e:
-        bot.set_alias("bot", "production", 2)
+        bot.release.set_alias("bot", "production", 2)
     assert e.value.violations == ["bot@2 has no verification against llama@r1", "mmlu is 0.58, needs >= 0.62"]
     assert e.value.status == 409 and e.value.to_dict()["context"]["violations"] == e.value.violations
     assert bot.get("bot@production").version == 1
@@ -79,55 +79,55 @@ def test_refused_promotion_lists_reasons_and_leaves_nothing_changed(bot):
 
 
 def test_protected_alias_accepts_a_verified_version_meeting_the_threshold(bot, verify):
-    bot.protect_alias("bot", "production", require_verified=True, require_metrics=["mmlu>=0.62"])
+    bot.release.protect_alias("bot", "production", require_verified=True, require_metrics=["mmlu>=0.62"])
     bot.add_eval("bot@2", {"mmlu": 0.7})
     verify(bot, "bot@2", passed=False)
-    assert not bot.check_promotion("bot", "production", 2).allowed  # latest verification failed
+    assert not bot.release.check_promotion("bot", "production", 2).allowed  # latest verification failed
     verify(bot, "bot@2", passed=True)
-    ch = bot.set_alias("bot", "production", 2)
+    ch = bot.release.set_alias("bot", "production", 2)
     assert ch.changed and ch.policy.allowed and not ch.overridden
-    info = bot.alias_policy("bot", "production")
+    info = bot.release.alias_policy("bot", "production")
     assert info.current.allowed and info.require_metrics == ("mmlu>=0.62",)
 
 
 def test_force_overrides_the_policy_and_the_override_is_recorded(bot):
-    bot.protect_alias("bot", "production", require_verified=True)
-    ch = bot.set_alias("bot", "production", 3, reason="hotfix", force=True)
+    bot.release.protect_alias("bot", "production", require_verified=True)
+    ch = bot.release.set_alias("bot", "production", 3, reason="hotfix", force=True)
     assert ch.overridden and bot.get("bot@production").version == 3
-    h = bot.alias_history("bot", "production")[-1]
+    h = bot.release.alias_history("bot", "production")[-1]
     assert h.overridden and h.violations == ("bot@3 has no verification against llama@r1",)
-    ev = [e for e in bot.events() if e.kind == "alias.set"][-1]
+    ev = [e for e in bot.release.events() if e.kind == "alias.set"][-1]
     assert ev.subject == "bot@production" and ev.payload["overridden"] is True
     assert ev.payload["violations"] == list(h.violations)
 
 
 def test_a_protected_alias_is_removed_only_with_force(bot):
-    bot.set_alias("bot", "production", 1)
-    bot.protect_alias("bot", "production")
+    bot.release.set_alias("bot", "production", 1)
+    bot.release.protect_alias("bot", "production")
     with pytest.raises(PolicyViolation):
-        bot.remove_alias("bot", "production")
-    assert bot.remove_alias("bot", "production", force=True).overridden
+        bot.release.remove_alias("bot", "production")
+    assert bot.release.remove_alias("bot", "production", force=True).overridden
 
 
 def test_protected_aliases_are_listed_with_their_current_evaluation(bot):
-    bot.set_alias("bot", "production", 1)
-    bot.protect_alias("bot", "production", require_metrics=["acc>=0.5"])
-    bot.protect_alias("bot", "canary")  # points nowhere yet
-    got = {a.alias: a for a in bot.aliases("bot")}
+    bot.release.set_alias("bot", "production", 1)
+    bot.release.protect_alias("bot", "production", require_metrics=["acc>=0.5"])
+    bot.release.protect_alias("bot", "canary")  # points nowhere yet
+    got = {a.alias: a for a in bot.release.aliases("bot")}
     assert got["production"].protected and not got["production"].policy.current.allowed
     assert got["canary"].version is None and got["canary"].policy.current is None
-    assert bot.unprotect_alias("bot", "production") and not bot.aliases("bot")[0].protected
+    assert bot.release.unprotect_alias("bot", "production") and not bot.release.aliases("bot")[0].protected
 
 
 def test_deprecated_version_cannot_take_a_protected_alias(bot):
-    bot.protect_alias("bot", "production")
-    bot.deprecate("bot@2")
+    bot.release.protect_alias("bot", "production")
+    bot.release.deprecate("bot@2")
     with pytest.raises(PolicyViolation, match="deprecated"):
-        bot.set_alias("bot", "production", 2)
+        bot.release.set_alias("bot", "production", 2)
 
 
 def test_concurrent_alias_moves_last_writer_wins_and_every_move_is_in_history(bot, db_url, settings_for, new_registry):
-    bot.set_alias("bot", "production", 1)
+    bot.release.set_alias("bot", "production", 1)
     n, rounds = 4, 3
     barrier = threading.Barrier(n)
     errors: list[BaseException] = []
@@ -137,7 +137,7 @@ def test_concurrent_alias_moves_last_writer_wins_and_every_move_is_in_history(bo
         try:
             barrier.wait()
             for k in range(rounds):
-                reg.set_alias("bot", "production", 1 + (i + k) % 3, reason=f"t{i}r{k}")
+                reg.release.set_alias("bot", "production", 1 + (i + k) % 3, reason=f"t{i}r{k}")
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
         finally:
@@ -149,7 +149,7 @@ def test_concurrent_alias_moves_last_writer_wins_and_every_move_is_in_history(bo
     for t in threads:
         t.join()
     assert not errors
-    h = bot.alias_history("bot", "production")
+    h = bot.release.alias_history("bot", "production")
     moves = [m for m in h if m.reason and m.reason.startswith("t")]
     # Moves to where it already pointed are no-ops and leave no entry; every real move is there,
     # and each one starts where the previous one ended: no lost update.
@@ -183,7 +183,7 @@ def test_the_adapter_lock_is_what_keeps_concurrent_moves_a_chain_on_postgres(loc
     setup.add_base(tiny_llama, name="llama")
     for a in adapters[:3]:
         setup.push(a, name="bot", base="llama")
-    setup.set_alias("bot", "production", 1)
+    setup.release.set_alias("bot", "production", 1)
     r1, r2 = new_registry(settings_for(release_pg_url)), new_registry(settings_for(release_pg_url))
     moved = threading.Event()
     errors: list[BaseException] = []
@@ -214,7 +214,7 @@ def test_the_adapter_lock_is_what_keeps_concurrent_moves_a_chain_on_postgres(loc
     for t in threads:
         t.join(20)
     assert not errors
-    h = setup.alias_history("bot", "production")
+    h = setup.release.alias_history("bot", "production")
     assert [m.to_version for m in h] == [1, 2, 3] and setup.get("bot@production").version == 3
     assert _chain_ok(h) is locked
     for r in (setup, r1, r2):

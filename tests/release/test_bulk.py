@@ -23,60 +23,60 @@ def fleet(rel, tiny_llama, tiny_llama_other, adapters, models_dir, verify):
     rel.push(build_adapter(tiny_llama_other, models_dir / "rel-bulk-other", r=4, seed=3), name="misc", base="other")
     for ref in ("bot@1", "bot@2", "chat@1"):
         verify(rel, ref)
-    rel.set_alias("bot", "production", 1)
+    rel.release.set_alias("bot", "production", 1)
     return rel
 
 
 def test_bulk_tag_sets_tags_on_every_match_and_reports_each(fleet):
-    res = fleet.bulk_tag({"base": "llama", "tags": ["team=a"]}, tags=["tier=gold"])
+    res = fleet.release.bulk_tag({"base": "llama", "tags": ["team=a"]}, tags=["tier=gold"])
     assert res.matched == 3 and res.changed == 3
     assert {i.ref for i in res.items} == {"bot@1", "bot@2", "bot@3"}
     assert [v.ref for v in fleet.search(tags=["tier=gold"]).items] == ["bot@3", "bot@2", "bot@1"]
-    again = fleet.bulk_tag({"base": "llama", "tags": ["team=a"]}, tags={"tier": "gold"}, remove=["team"])
+    again = fleet.release.bulk_tag({"base": "llama", "tags": ["team=a"]}, tags={"tier": "gold"}, remove=["team"])
     assert all(i.action == "tagged" and "-team" in i.detail for i in again.items)
     assert fleet.search(tags=["team=a"]).items == ()
 
 
 def test_bulk_dry_run_reports_the_plan_and_changes_nothing(fleet):
-    res = fleet.bulk_deprecate({"name": "chat"}, reason="old", dry_run=True)
+    res = fleet.release.bulk_deprecate({"name": "chat"}, reason="old", dry_run=True)
     assert res.dry_run and [i.action for i in res.items] == ["deprecated", "deprecated"]
     assert len(fleet.search(name="chat").items) == 2
 
 
 def test_bulk_deprecate_hides_every_match(fleet):
-    res = fleet.bulk_deprecate({"name": "chat"}, reason="replaced")
+    res = fleet.release.bulk_deprecate({"name": "chat"}, reason="replaced")
     assert res.changed == 2 and fleet.search(name="chat").items == ()
-    assert fleet.bulk_deprecate({"name": "chat", "include_deprecated": True}).changed == 0
+    assert fleet.release.bulk_deprecate({"name": "chat", "include_deprecated": True}).changed == 0
 
 
 def test_bulk_promote_moves_production_of_every_adapter_of_a_base_to_its_latest_verified_version(fleet):
-    res = fleet.bulk_promote({"base": "llama"}, alias="production", reason="weekly")
+    res = fleet.release.bulk_promote({"base": "llama"}, alias="production", reason="weekly")
     assert {(i.ref, i.action) for i in res.items} == {("bot@2", "promoted"), ("chat@1", "promoted")}
     assert fleet.get("bot@production").version == 2 and fleet.get("chat@production").version == 1
-    assert fleet.alias_history("bot", "production")[-1].reason == "weekly"
-    latest = fleet.bulk_promote({"name": "bot"}, alias="canary", select="latest")
+    assert fleet.release.alias_history("bot", "production")[-1].reason == "weekly"
+    latest = fleet.release.bulk_promote({"name": "bot"}, alias="canary", select="latest")
     assert [i.ref for i in latest.items] == ["bot@3"]
 
 
 def test_bulk_promote_refused_for_one_adapter_changes_nothing_for_any(fleet):
-    fleet.protect_alias("chat", "production", require_metrics=["mmlu>=0.62"])
+    fleet.release.protect_alias("chat", "production", require_metrics=["mmlu>=0.62"])
     with fleet.db.read() as s:
         before = (s.scalar(select(func.count()).select_from(M.AliasHistory)),
                   s.scalar(select(func.count()).select_from(M.Event)))
     with pytest.raises(PolicyViolation) as e:
-        fleet.bulk_promote({"base": "llama"}, alias="production")
+        fleet.release.bulk_promote({"base": "llama"}, alias="production")
     assert e.value.violations == ["chat@1: mmlu has no value (needs >= 0.62)"]
     assert fleet.get("bot@production").version == 1  # bot's move was rolled back too
     with fleet.db.read() as s:
         assert before == (s.scalar(select(func.count()).select_from(M.AliasHistory)),
                           s.scalar(select(func.count()).select_from(M.Event)))
-    forced = fleet.bulk_promote({"base": "llama"}, alias="production", force=True)
+    forced = fleet.release.bulk_promote({"base": "llama"}, alias="production", force=True)
     assert {i.ref for i in forced.items} == {"bot@2", "chat@1"}
-    assert fleet.alias_history("chat", "production")[-1].overridden
+    assert fleet.release.alias_history("chat", "production")[-1].overridden
 
 
 def test_bulk_reverify_queues_one_job_per_match_in_one_transaction(fleet):
-    res = fleet.bulk_reverify({"base": "llama", "tags": ["team=b"]})
+    res = fleet.release.bulk_reverify({"base": "llama", "tags": ["team=b"]})
     assert len(res.jobs) == 2 and [i.action for i in res.items] == ["enqueued", "enqueued"]
     with fleet.db.read() as s:
         assert sorted(j.payload["ref"] for j in s.scalars(select(M.Job))) == ["chat@1", "chat@2"]
@@ -84,4 +84,4 @@ def test_bulk_reverify_queues_one_job_per_match_in_one_transaction(fleet):
 
 def test_bulk_query_with_an_unknown_field_is_refused(fleet):
     with pytest.raises(InvalidInput, match="colour"):
-        fleet.bulk_tag({"colour": "red"}, tags=["a=b"])
+        fleet.release.bulk_tag({"colour": "red"}, tags=["a=b"])

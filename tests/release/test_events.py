@@ -21,25 +21,25 @@ def bot(rel, tiny_llama, adapters):
 
 
 def test_every_catalog_change_appends_an_event_in_order(bot):
-    bot.set_alias("bot", "production", 1)
-    bot.protect_alias("bot", "production")
-    bot.deprecate("bot@2", reason="old")
-    kinds = [e.kind for e in bot.events()]
+    bot.release.set_alias("bot", "production", 1)
+    bot.release.protect_alias("bot", "production")
+    bot.release.deprecate("bot@2", reason="old")
+    kinds = [e.kind for e in bot.release.events()]
     assert kinds == ["base.add", "version.create", "version.create", "alias.set", "alias.protect",
                      "version.deprecate"]
-    ids = [e.id for e in bot.events()]
+    ids = [e.id for e in bot.release.events()]
     assert ids == sorted(ids)
-    assert [e.kind for e in bot.events(after_id=ids[2], limit=2)] == ["alias.set", "alias.protect"]
-    assert [e.subject for e in bot.events(kinds=["alias."])] == ["bot@production", "bot@production"]
-    assert bot.events(kinds=["version.deprecate"])[0].payload["reason"] == "old"
+    assert [e.kind for e in bot.release.events(after_id=ids[2], limit=2)] == ["alias.set", "alias.protect"]
+    assert [e.subject for e in bot.release.events(kinds=["alias."])] == ["bot@production", "bot@production"]
+    assert bot.release.events(kinds=["version.deprecate"])[0].payload["reason"] == "old"
 
 
 def test_follow_yields_events_as_they_are_appended(bot):
     seen = []
-    stream = bot.follow_events(kinds=["alias."], poll_s=0.01, stop=lambda: len(seen) >= 2)
-    bot.set_alias("bot", "canary", 1)
+    stream = bot.release.follow_events(kinds=["alias."], poll_s=0.01, stop=lambda: len(seen) >= 2)
+    bot.release.set_alias("bot", "canary", 1)
     seen.append(next(stream))
-    bot.set_alias("bot", "canary", 2)
+    bot.release.set_alias("bot", "canary", 2)
     seen.append(next(stream))
     assert [(e.payload["from"], e.payload["to"]) for e in seen] == [(None, 1), (1, 2)]
     assert list(stream) == []  # stop() now true: the generator ends
@@ -65,7 +65,7 @@ def test_reading_events_on_postgres_waits_for_an_open_writer_so_no_id_is_skipped
     with b.db.write() as s:  # a later id, committed first
         C.record(s, "t", "test.fast", "y")
     got: list = []
-    r = threading.Thread(target=lambda: got.extend(reader.events()))
+    r = threading.Thread(target=lambda: got.extend(reader.release.events()))
     r.start()
     time.sleep(0.3)
     assert not got and r.is_alive()  # the reader waits instead of returning the later id alone
@@ -116,12 +116,12 @@ def receiver():
 
 def test_webhook_receives_every_event_once_in_order_signed_with_hmac_sha256(sqlite_rel, tiny_llama, adapters,
                                                                            receiver):
-    hook = sqlite_rel.add_webhook(receiver.url, secret="s3cret")
-    assert hook.secret == "s3cret" and sqlite_rel.webhooks()[0].secret is None
+    hook = sqlite_rel.release.add_webhook(receiver.url, secret="s3cret")
+    assert hook.secret == "s3cret" and sqlite_rel.release.webhooks()[0].secret is None
     sqlite_rel.add_base(tiny_llama, name="llama")
     sqlite_rel.push(adapters[0], name="bot", base="llama")
-    sqlite_rel.set_alias("bot", "production", 1)
-    [d] = sqlite_rel.deliver_webhooks()
+    sqlite_rel.release.set_alias("bot", "production", 1)
+    [d] = sqlite_rel.release.deliver_webhooks()
     assert d.error is None and d.delivered == 4
     kinds = []
     for headers, body in receiver.requests:
@@ -131,41 +131,41 @@ def test_webhook_receives_every_event_once_in_order_signed_with_hmac_sha256(sqli
         assert headers[EVENT_HEADER] == doc["kind"] and headers[DELIVERY_HEADER] == str(doc["id"])
         kinds.append(doc["kind"])
     assert kinds == ["webhook.add", "base.add", "version.create", "alias.set"]
-    assert sqlite_rel.deliver_webhooks()[0].delivered == 0  # nothing new: nothing sent again
+    assert sqlite_rel.release.deliver_webhooks()[0].delivered == 0  # nothing new: nothing sent again
     assert len(receiver.requests) == 4
 
 
 def test_webhook_delivery_is_retried_after_server_errors(sqlite_rel, tiny_llama, receiver):
-    sqlite_rel.add_webhook(receiver.url, secret="k", kinds=["base.add"])
+    sqlite_rel.release.add_webhook(receiver.url, secret="k", kinds=["base.add"])
     sqlite_rel.add_base(tiny_llama, name="llama")
     receiver.fail = 2
-    [d] = sqlite_rel.deliver_webhooks(max_attempts=3, backoff_s=0)
+    [d] = sqlite_rel.release.deliver_webhooks(max_attempts=3, backoff_s=0)
     assert d.error is None and d.delivered == 1 and d.attempts == 3
     assert len({b for _, b in receiver.requests}) == 1  # the same event three times
 
 
 def test_failed_delivery_stops_at_that_event_and_resumes_there_later(sqlite_rel, tiny_llama, adapters, receiver):
-    sqlite_rel.add_webhook(receiver.url, secret="k", kinds=["version."])
+    sqlite_rel.release.add_webhook(receiver.url, secret="k", kinds=["version."])
     sqlite_rel.add_base(tiny_llama, name="llama")
     sqlite_rel.push(adapters[0], name="bot", base="llama")
     sqlite_rel.push(adapters[1], name="bot", base="llama")
     receiver.fail = 2
-    [d] = sqlite_rel.deliver_webhooks(max_attempts=2, backoff_s=0)
+    [d] = sqlite_rel.release.deliver_webhooks(max_attempts=2, backoff_s=0)
     assert d.delivered == 0 and "HTTP 500" in d.error
-    w = sqlite_rel.webhooks()[0]
+    w = sqlite_rel.release.webhooks()[0]
     assert w.failures == 1 and w.last_error == d.error
-    [d2] = sqlite_rel.deliver_webhooks(max_attempts=2, backoff_s=0)
-    assert d2.error is None and d2.delivered == 2 and sqlite_rel.webhooks()[0].failures == 0
+    [d2] = sqlite_rel.release.deliver_webhooks(max_attempts=2, backoff_s=0)
+    assert d2.error is None and d2.delivered == 2 and sqlite_rel.release.webhooks()[0].failures == 0
     delivered = [json.loads(b)["subject"] for _, b in receiver.requests[2:]]
     assert delivered == ["bot@1", "bot@2"]  # base.add was filtered out by kinds
 
 
 def test_webhook_added_from_now_skips_earlier_events_and_an_unreachable_url_is_reported(sqlite_rel, tiny_llama):
     sqlite_rel.add_base(tiny_llama, name="llama")
-    first = sqlite_rel.events()[-1].id
-    hook = sqlite_rel.add_webhook("http://127.0.0.1:9/nothing", secret="k")
+    first = sqlite_rel.release.events()[-1].id
+    hook = sqlite_rel.release.add_webhook("http://127.0.0.1:9/nothing", secret="k")
     assert hook.last_event_id == first
-    [d] = sqlite_rel.deliver_webhooks(max_attempts=1, timeout=1)
+    [d] = sqlite_rel.release.deliver_webhooks(max_attempts=1, timeout=1)
     assert d.delivered == 0 and d.last_event_id == first and "Connect" in d.error
 
 

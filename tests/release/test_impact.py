@@ -17,7 +17,7 @@ def two_revisions(rel, tiny_llama, adapters, verify, merged):
     rel.push(adapters[2], name="chat", base="llama@r1")
     verify(rel, "bot@1")
     verify(rel, "chat@1")
-    rel.set_alias("bot", "production", 1)
+    rel.release.set_alias("bot", "production", 1)
     merged(rel, "bot@1", files={"m.safetensors": "b" * 64})
     rel.add_base(tiny_llama, name="llama", revision="r2")
     verify(rel, "chat@1", base="llama@r2")
@@ -25,7 +25,7 @@ def two_revisions(rel, tiny_llama, adapters, verify, merged):
 
 
 def test_new_revision_lists_versions_aliases_and_merges_verified_only_against_the_old_one(two_revisions):
-    rep = two_revisions.impact("llama")
+    rep = two_revisions.release.impact("llama")
     assert rep.base.revision == "r2" and [b.revision for b in rep.previous] == ["r1"]
     got = {v.ref: v for v in rep.versions}
     assert set(got) == {"bot@1", "bot@2"}  # chat@1 passed against r2 already
@@ -38,16 +38,16 @@ def test_new_revision_lists_versions_aliases_and_merges_verified_only_against_th
 
 def test_a_failed_verification_against_the_new_revision_still_counts_as_impacted(two_revisions, verify):
     verify(two_revisions, "bot@1", base="llama@r2", passed=False)
-    got = {v.ref: v.reason for v in two_revisions.impact("llama").versions}
+    got = {v.ref: v.reason for v in two_revisions.release.impact("llama").versions}
     assert "failed" in got["bot@1"]
     verify(two_revisions, "bot@1", base="llama@r2", passed=True)
-    assert "bot@1" not in {v.ref for v in two_revisions.impact("llama@r2").versions}
+    assert "bot@1" not in {v.ref for v in two_revisions.release.impact("llama@r2").versions}
 
 
 def test_impact_with_enqueue_queues_one_verify_job_per_version_and_is_idempotent(two_revisions):
-    rep = two_revisions.impact("llama", enqueue=True)
+    rep = two_revisions.release.impact("llama", enqueue=True)
     assert len(rep.jobs) == 2
-    again = two_revisions.impact("llama", enqueue=True)
+    again = two_revisions.release.impact("llama", enqueue=True)
     assert sorted(again.jobs) == sorted(rep.jobs)
     with two_revisions.db.read() as s:
         jobs = list(s.scalars(select(M.Job).order_by(M.Job.id)))
@@ -59,7 +59,7 @@ def test_impact_with_enqueue_queues_one_verify_job_per_version_and_is_idempotent
 
 
 def test_reverify_jobs_are_the_same_jobs_the_jobs_api_would_enqueue(two_revisions):
-    rep = two_revisions.impact("llama", enqueue=True)
+    rep = two_revisions.release.impact("llama", enqueue=True)
     job = two_revisions.jobs.verify("bot@1", base="llama@r2")
     assert not job.created and job.id in rep.jobs
 
@@ -67,5 +67,5 @@ def test_reverify_jobs_are_the_same_jobs_the_jobs_api_would_enqueue(two_revision
 def test_a_base_with_one_revision_impacts_nothing(rel, tiny_llama, adapters):
     rel.add_base(tiny_llama, name="solo")
     rel.push(adapters[0], name="x", base="solo")
-    rep = rel.impact("solo")
+    rep = rel.release.impact("solo")
     assert rep.versions == () and rep.previous == ()

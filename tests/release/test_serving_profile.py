@@ -19,11 +19,11 @@ def test_serving_profile_serves_every_adapter_of_the_base_with_the_alias(rel, ti
     dora = build_adapter(tiny_llama, models_dir / "rel-dora", r=4, seed=21, use_dora=True)
     rel.push(dora, name="dora", base="llama")
     for name in ("bot", "chat", "dora"):
-        rel.set_alias(name, "production", 1)
-    rel.set_alias("misc", "staging", 1)
-    rel.deprecate("chat@1")
+        rel.release.set_alias(name, "production", 1)
+    rel.release.set_alias("misc", "staging", 1)
+    rel.release.deprecate("chat@1")
 
-    p = rel.serving_profile("llama")
+    p = rel.release.serving_profile("llama")
     assert [a.ref for a in p.adapters] == ["bot@1", "chat@1"]
     assert p.max_lora_rank == 16 and p.max_loras == 2 and p.lora_dtype == "auto"
     assert set(p.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
@@ -33,7 +33,7 @@ def test_serving_profile_serves_every_adapter_of_the_base_with_the_alias(rel, ti
         assert f"{a.name}={a.path}" in p.flags
     assert any("DoRA" in w for w in p.warnings) and any("chat@1" in w and "deprecated" in w for w in p.warnings)
     assert p.to_dict()["flags"][:2] == ["--enable-lora", "--max-lora-rank"]
-    staging = rel.serving_profile("llama", alias="staging")
+    staging = rel.release.serving_profile("llama", alias="staging")
     assert [a.ref for a in staging.adapters] == ["misc@1"] and staging.max_lora_rank == 8
     with pytest.raises(InvalidInput):
-        rel.serving_profile("llama", alias="canary")
+        rel.release.serving_profile("llama", alias="canary")

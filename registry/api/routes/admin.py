@@ -12,7 +12,7 @@ from registry import types as T
 from registry.api.deps import Admin
 from registry.api.errors import responses
 from registry.api.render import json
-from registry.tokens import NewToken, TokenInfo, Tokens
+from registry.tokens import NewToken, TokenInfo
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 @router.get("/tokens", response_model=list[TokenInfo], responses=responses(401, 403, 422))
 def list_tokens(caller: Admin, revoked: Annotated[bool, Query(description="Include revoked tokens.")] = False):
     """Tokens (never their secrets)."""
-    return json(Tokens(caller.registry).list(include_revoked=revoked))
+    return json(caller.registry.tokens.list(include_revoked=revoked))
 
 
 class TokenIn(BaseModel):
@@ -32,13 +32,13 @@ class TokenIn(BaseModel):
 @router.post("/tokens", response_model=NewToken, status_code=201, responses=responses(400, 401, 403, 409, 422))
 def create_token(body: Annotated[TokenIn, Body()], caller: Admin):
     """Create a token. The secret is in this response only."""
-    return json(Tokens(caller.registry).create(body.name, scope=body.scope, namespace=body.namespace), 201)
+    return json(caller.registry.tokens.create(body.name, scope=body.scope, namespace=body.namespace), 201)
 
 
 @router.delete("/tokens/{token}", response_model=TokenInfo, responses=responses(400, 401, 403, 404, 422))
 def revoke_token(token: Annotated[str, Path(max_length=200, description="Token name or id")], caller: Admin):
     """Revoke an active token by name or id."""
-    return json(Tokens(caller.registry).revoke(token))
+    return json(caller.registry.tokens.revoke(token))
 
 
 @router.get("/audit", response_model=list[T.AuditEntry], responses=responses(401, 403, 422))

@@ -18,13 +18,6 @@ ENQUEUE_ERRORS = responses(400, 401, 403, 404, 409, 422)
 Dtype = Literal["bfloat16", "bf16", "float16", "fp16", "float32", "fp32"]
 
 
-def available(registry) -> bool:
-    try:
-        return registry.jobs is not None
-    except ModuleNotFoundError:
-        return False
-
-
 @router.get("/jobs", response_model=list[T.Job], responses=responses(400, 401, 403, 422))
 def list_jobs(caller: Reader, state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
               kind: Annotated[str | None, Query(max_length=50)] = None,

@@ -22,11 +22,7 @@ FILTERS = ("name", "base", "peft_type", "min_rank", "max_rank", "target_module",
 
 
 def render(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:
-    return templates.TemplateResponse(request, template, {"has_jobs": _has_jobs(request), **ctx}, status_code=status)
-
-
-def _has_jobs(request: Request) -> bool:
-    return "jobs" in request.app.state.features
+    return templates.TemplateResponse(request, template, ctx, status_code=status)
 
 
 def _int(v: str | None) -> int | None:
@@ -93,16 +89,13 @@ def adapter_page(request: Request, name: str, caller: Reader, version: int | Non
 def _policies(reg, name: str, version: int) -> tuple[list, list]:
     """Protected aliases with their gates (and how their current version fares), and how the
     shown version would fare if promoted to each of them."""
-    if not hasattr(reg, "aliases") or not hasattr(reg, "check_promotion"):
-        return [], []
-    protected = [a for a in reg.aliases(name) if a.protected and a.policy is not None]
-    return protected, [reg.check_promotion(name, a.alias, version) for a in protected]
+    protected = [a for a in reg.release.aliases(name) if a.protected and a.policy is not None]
+    return protected, [reg.release.check_promotion(name, a.alias, version) for a in protected]
 
 
 def _alias_history(reg, name: str) -> list:
-    """Newest moves first; empty when release management is not in this build."""
-    fn = getattr(reg, "alias_history", None)
-    return list(reversed(fn(name, limit=50))) if fn is not None else []
+    """Newest moves first."""
+    return list(reversed(reg.release.alias_history(name, limit=50)))
 
 
 @router.get("/bases", response_class=HTMLResponse)
@@ -113,6 +106,5 @@ def bases_page(request: Request, caller: Reader):
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(request: Request, caller: Reader):
     """Jobs and workers; a small script polls the API for live state."""
-    jobs = getattr(caller.registry, "jobs", None) if _has_jobs(request) else None
-    return render(request, "jobs.html", jobs=list(jobs.list(limit=100)) if jobs else [],
-                  workers=list(jobs.workers()) if jobs else [])
+    jobs = caller.registry.jobs
+    return render(request, "jobs.html", jobs=jobs.list(limit=100), workers=jobs.workers())

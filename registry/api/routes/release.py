@@ -18,17 +18,13 @@ Alias = Annotated[str, Path(max_length=64, description="An alias, e.g. productio
 WRITE_ERRORS = responses(400, 401, 403, 404, 409, 422)
 
 
-def available(registry) -> bool:
-    return hasattr(registry, "set_alias") and hasattr(registry, "alias_history")
-
-
 @router.get("/adapters/{name:path}/aliases/history", response_model=list[RT.AliasMove],
             responses=responses(400, 401, 403, 404, 422))
 def alias_history(name: str, caller: Reader, alias: Annotated[str | None, Query(max_length=64)] = None,
                   limit: Annotated[int | None, Query(ge=1, le=10000)] = None):
     """Every move of the adapter's aliases (from, to, who, when, why, overridden), oldest first."""
     caller.can_read(name)
-    return json(caller.registry.alias_history(name, alias, limit=limit))
+    return json(caller.registry.release.alias_history(name, alias, limit=limit))
 
 
 @router.get("/adapters/{name:path}/aliases", response_model=list[RT.AliasInfo],
@@ -37,7 +33,7 @@ def list_aliases(name: str, caller: Reader):
     """The adapter's aliases, protected ones evaluated against their promotion policy."""
     caller.can_read(name)
     caller.registry.adapter(name)  # 404 for an unknown adapter rather than an empty list
-    return json(caller.registry.aliases(name))
+    return json(caller.registry.release.aliases(name))
 
 
 class AliasIn(BaseModel):
@@ -51,7 +47,7 @@ def set_alias(name: str, alias: Alias, body: Annotated[AliasIn, Body()], caller:
     """Point NAME@ALIAS at a version. A protected alias refuses a version that fails its gates (409)."""
     caller.can_write(name, scope="admin" if body.force else "write")
     version = body.version if isinstance(body.version, int) else str(body.version)[:64]
-    return json(caller.registry.set_alias(name, alias, version, reason=body.reason, force=body.force))
+    return json(caller.registry.release.set_alias(name, alias, version, reason=body.reason, force=body.force))
 
 
 @router.delete("/adapters/{name:path}/aliases/{alias}", response_model=RT.AliasChange, responses=WRITE_ERRORS)
@@ -59,7 +55,7 @@ def remove_alias(name: str, alias: Alias, caller: Writer,
                  reason: Annotated[str | None, Query(max_length=2000)] = None, force: bool = False):
     """Remove an alias (a protected one only with force, admin scope)."""
     caller.can_write(name, scope="admin" if force else "write")
-    return json(caller.registry.remove_alias(name, alias, reason=reason, force=force))
+    return json(caller.registry.release.remove_alias(name, alias, reason=reason, force=force))
 
 
 class DeprecateIn(BaseModel):
@@ -72,7 +68,7 @@ class DeprecateIn(BaseModel):
 def deprecate(name: str, ref: str, caller: Writer, body: Annotated[DeprecateIn, Body()] = DeprecateIn()):
     """Deprecate a version: search hides it unless asked, resolve warns and names the successor."""
     caller.can_write(name)
-    return json(caller.registry.deprecate(f"{name}@{ref}", successor=body.successor, reason=body.reason))
+    return json(caller.registry.release.deprecate(f"{name}@{ref}", successor=body.successor, reason=body.reason))
 
 
 @router.get("/events", response_model=list[T.EventInfo], responses=responses(400, 401, 403, 422))
@@ -80,4 +76,4 @@ def events(caller: Reader, after: Annotated[int, Query(ge=0, le=2**62)] = 0,
            limit: Annotated[int, Query(ge=1, le=1000)] = 100,
            kind: Annotated[list[str], Query(description="Event kinds, or families like 'alias.'")] = []):
     """Catalog events with id > after, oldest first (poll with the last id you saw)."""
-    return json(caller.registry.events(after, limit, kinds=kind))
+    return json(caller.registry.release.events(after, limit, kinds=kind))

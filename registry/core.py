@@ -1,0 +1,75 @@
+"""Core: what every workflow and sub-object needs, built once per Registry.
+
+A Core holds the settings, the catalog database, the artifact store (opened on first use, then
+shared) and the actor recorded in the audit log. Workflows, job tasks, release management and
+tokens take a Core, never the whole Registry, so the layers below `registry.app` do not depend
+on it. `as_actor` returns a Core that shares the database engine and the store and differs only
+in the actor (one per HTTP request).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import TYPE_CHECKING
+
+from registry.db import Database
+from registry.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from registry.storage.base import BlobStore
+
+
+class _StoreSlot:
+    """The store, opened once on first use and shared by every Core derived from one Registry."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._store: BlobStore | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> BlobStore:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    from registry.storage import open_store
+
+                    s = self._settings
+                    self._store = open_store(s.store_url, s3_endpoint=s.s3_endpoint)
+        return self._store
+
+
+class Core:
+    """Settings, database, store and actor: the small object the layers below Registry take."""
+
+    def __init__(self, settings: Settings, db: Database, *, actor: str | None = None,
+                 _store: _StoreSlot | None = None):
+        self.settings = settings
+        self.db = db
+        self.actor = actor if actor is not None else settings.actor_name
+        self._store = _store or _StoreSlot(settings)
+
+    @classmethod
+    def open(cls, settings: Settings, *, upgrade: bool | None = None) -> Core:
+        """Connect to the catalog and make sure its schema is at head (upgrading SQLite when allowed)."""
+        from registry import migrate
+
+        db = Database(settings.db_url)
+        auto = settings.auto_upgrade if upgrade is None else upgrade
+        migrate.ensure_head(db.engine, allow_upgrade=auto and db.sqlite)
+        return cls(settings, db)
+
+    @property
+    def store(self) -> BlobStore:
+        return self._store.get()
+
+    def as_actor(self, actor: str) -> Core:
+        """The same database and store, with `actor` recorded as who acts."""
+        return Core(dataclasses.replace(self.settings, actor=actor), self.db, actor=actor, _store=self._store)
+
+    def with_settings(self, settings: Settings) -> Core:
+        """The same database and store under other settings (the HTTP app's open_reads, limits)."""
+        return Core(settings, self.db, actor=self.actor, _store=self._store)
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,217 @@
+"""Merge a version into its base: catalog lookup, cache, the merge engine, blobs, the record.
+
+Idempotent by construction: the artifact is keyed by what decides its bits, its files are
+content-addressed blobs, and the catalog row is inserted with ON CONFLICT DO NOTHING, so two
+workers merging the same thing at once (or a rescued job running twice) end with one record.
+A merge with `validate` whose logits comparison passes is recorded as a verification of the
+version in the merge's dtype (registry/gates.py says what counts as verified).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import select
+
+from registry import dtypes
+from registry import types as T
+from registry.catalog import commands as C
+from registry.catalog import convert
+from registry.catalog import models as M
+from registry.catalog import queries as Q
+from registry.core import Core
+from registry.errors import AlreadyExists, BaseModelNotFound, InvalidInput
+from registry.refs import parse_ref
+from registry.workflows.ingest import ingest
+from registry.workflows.resolve import adapter_folder, base_folder
+
+MergeProgress = Callable[[int, int, str], None]  # (done, total, tensor name)
+
+
+def device_kind(device: str) -> str:
+    """The part of a device that decides merged bits: "cpu" or "cuda"."""
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
+def cache_key(base_fingerprint: str, adapter_digest: str, dtype: str, engine_version: str, device: str) -> str:
+    parts = (base_fingerprint, adapter_digest, dtype, engine_version, device_kind(device))
+    return hashlib.sha256("\\0".join(parts).encode()).hexdigest()
+
+
+def engine_version(engine: str) -> str:
+    from importlib import metadata
+
+    from registry.merge import ENGINES, STREAMING_VERSION
+
+    if engine not in ENGINES:
+        raise InvalidInput(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    return f"peft/{metadata.version('peft')}" if engine == "peft" else STREAMING_VERSION
+
+
+def find_cached(core: Core, ref: str, *, dtype: str | None = None, engine: str = "auto", device: str = "cpu",
+                validated: bool = False) -> M.MergedArtifact | None:
+    """The merged artifact a merge request would return without merging, or None.
+
+    With `validated`, only an artifact whose logits validation ran counts.
+    """
+    _key, row = _lookup(core, ref, dtype=dtype, engine=engine, device=device)
+    if row is not None and validated and "logits" not in (row.validation or {}):
+        return None
+    return row
+
+
+def _lookup(core: Core, ref: str, *, dtype: str | None, engine: str, device: str
+            ) -> tuple[str, M.MergedArtifact | None]:
+    r = parse_ref(ref)
+    with core.db.read() as s:
+        _a, row = Q.get_version(s, r)
+        base = row.base_model
+        if base is None:
+            raise BaseModelNotFound(f"{r.name}@{row.version} has no base model recorded",
+                                    hint="push it again with --base NAME")
+        key = cache_key(base.fingerprint, row.content_digest, dtypes.or_default(dtype, base.dtype),
+                        engine_version(engine), device)
+        return key, s.scalar(select(M.MergedArtifact).where(M.MergedArtifact.cache_key == key))
+
+
+def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, validate: bool,
+          out: Path | None, max_shard_size: str | int, progress: MergeProgress | None) -> T.MergedArtifact:
+    """Merge (or find cached) and return the artifact with a local folder (`out` when given)."""
+    if out is not None and out.exists():
+        raise AlreadyExists(f"{out} already exists", path=str(out))
+    key, existing = _lookup(core, ref, dtype=dtype, engine=engine, device=device)
+    if existing is not None and not (validate and "logits" not in (existing.validation or {})):
+        return _with_folder(core, existing.id, out, created=False)
+    job = _Job.read(core, ref, dtype)
+    merged_root = core.settings.cache_dir / "merged"
+    sweep_work_dirs(merged_root)
+    work = merged_root / f".work-{uuid.uuid4().hex[:12]}"
+    try:
+        res = _run_engine(core, job, work, engine=engine, device=device, validate=validate,
+                          max_shard_size=max_shard_size, progress=progress)
+        blobs = ingest(core, {res.out_dir / rel: (sha, (res.out_dir / rel).stat().st_size)
+                              for rel, sha in sorted(res.files.items())}, stage="store")
+        files = {rel: {"digest": sha, "size": blobs[res.out_dir / rel].size} for rel, sha in sorted(res.files.items())}
+        mid = _record(core, job, key, res, files, validate=validate)
+        dest = merged_root / key
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                res.out_dir.rename(dest)
+            except OSError:
+                pass  # another process put the same bytes there first
+        return _with_folder(core, mid, out, created=existing is None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What one merge needs from the catalog, read in one transaction."""
+
+    ref: str
+    name: str
+    version: int
+    version_id: int
+    digest: str
+    base_ref: str
+    base_info: dict[str, Any]
+    dtype: str
+
+    @classmethod
+    def read(cls, core: Core, ref: str, dtype: str | None) -> _Job:
+        r = parse_ref(ref)
+        with core.db.read() as s:
+            _a, row = Q.get_version(s, r)
+            base = row.base_model
+            return cls(f"{r.name}@{row.version}", r.name, row.version, row.id, row.content_digest,
+                       f"{base.name}@{base.fingerprint[:16]}",
+                       {"name": base.name, "fingerprint": base.fingerprint, "revision": base.revision},
+                       dtypes.or_default(dtype, base.dtype))
+
+
+def _run_engine(core: Core, job: _Job, work: Path, *, engine: str, device: str, validate: bool,
+                max_shard_size: str | int, progress: MergeProgress | None) -> Any:
+    from registry import merge as engines
+
+    return engines.merge(
+        base_folder(core, job.base_ref), adapter_folder(core, job.ref), work / "model", engine=engine,
+        dtype=job.dtype, device=device, max_shard_size=max_shard_size, validate=validate, progress=progress,
+        card={"adapter": {"name": job.name, "version": job.version, "digest": job.digest},
+              "base": job.base_info, "tags": ["adapter-registry"]})
+
+
+def _record(core: Core, job: _Job, key: str, res: Any, files: dict[str, dict[str, Any]], *, validate: bool) -> int:
+    """The merged-artifact row (one per cache key), its audit entry, and the validation as a verification."""
+    validation = dict(res.validation or {})
+    if res.fallback_reason:
+        validation["fallback_reason"] = res.fallback_reason
+    validation["seconds"] = round(res.seconds, 3)
+    with core.db.write() as s:
+        base_id = s.get(M.AdapterVersion, job.version_id).base_model_id
+        C.insert_ignore(s, M.MergedArtifact, {
+            "cache_key": key, "version_id": job.version_id, "base_model_id": base_id,
+            "dtype": res.dtype, "engine": res.engine, "engine_version": res.engine_version,
+            "device": res.device, "manifest_digest": res.files["manifest.json"], "files": files,
+            "size_bytes": res.size_bytes, "validation": validation, "created_by": core.actor,
+            "created_at": M.utcnow()}, ["cache_key"])
+        mrow = s.scalar(select(M.MergedArtifact).where(M.MergedArtifact.cache_key == key))
+        if validate and "logits" not in (mrow.validation or {}):
+            mrow.validation = validation
+        logits = validation.get("logits")
+        if validate and logits is not None:
+            from registry.versions import library_versions
+
+            s.add(M.Verification(version_id=job.version_id, base_model_id=base_id, device_kind=device_kind(res.device),
+                                 dtype=res.dtype, versions=library_versions(res.device), passed=bool(logits["passed"]),
+                                 figures={"source": "merge-validation", "merged_id": mrow.id, "logits": logits},
+                                 duration_s=res.seconds))
+        C.record(s, core.actor, "merge.create", job.ref, {"merged_id": mrow.id, "dtype": res.dtype,
+                                                          "engine": res.engine, "manifest": mrow.manifest_digest})
+        return mrow.id
+
+
+def sweep_work_dirs(root: Path, *, older_than_s: float = 6 * 3600) -> int:
+    """Remove hidden work folders that a killed merge left behind (never visible as a result)."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for d in root.glob(".work-*"):
+        try:
+            if time.time() - d.stat().st_mtime > older_than_s:
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def merged_dir(core: Core, key: str) -> Path:
+    return core.settings.cache_dir / "merged" / key
+
+
+def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool) -> T.MergedArtifact:
+    """The artifact with a local folder: the merged cache (rebuilt from blobs if missing) or `out`."""
+    from registry.storage import materialize
+
+    with core.db.read() as s:
+        m = s.get(M.MergedArtifact, merged_id)
+        v = s.get(M.AdapterVersion, m.version_id)
+        name = s.get(M.Adapter, v.adapter_id).name
+        base = s.get(M.BaseModelRow, m.base_model_id)
+        files = {k: f["digest"] for k, f in m.files.items()}
+        art = convert.merged(m, f"{name}@{v.version}", base, created=created)
+    target = out or merged_dir(core, m.cache_key)
+    path = materialize(core.store, files, target, cache_root=core.settings.cache_dir / "blobs")
+    return dataclasses.replace(art, path=path)
+
+
+def folder_of(core: Core, art: T.MergedArtifact) -> Path:
+    """A local folder of a merged artifact (its cache folder, rebuilt from blobs when missing)."""
+    return art.path or _with_folder(core, art.id, None, created=False).path

@@ -1,0 +1,116 @@
+"""Publish a version's merged model to a folder, an S3 prefix or a Hugging Face Hub repo.
+
+The same gate decides twice: `precheck` when the job is asked for (so the API refuses at once)
+and `run` inside the job, after the merge, on the artifact it is about to ship. Both ask
+registry/gates.py about the same (version, base, dtype), so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from registry import dtypes, gates
+from registry.catalog import models as M
+from registry.catalog import queries as Q
+from registry.core import Core
+from registry.errors import BaseModelNotFound, PolicyViolation
+from registry.refs import parse_ref
+from registry.workflows import merge as merge_wf
+
+Progress = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a publish request resolved to: the version, its base and the dtype it will ship in."""
+
+    ref: str
+    version_id: int
+    digest: str
+    base_id: int
+    base_label: str
+    dtype: str
+
+
+def target(core: Core, ref: str, *, dtype: str | None) -> Target:
+    r = parse_ref(ref)
+    with core.db.read() as s:
+        adapter, row = Q.get_version(s, r)
+        b = row.base_model
+        if b is None:
+            raise BaseModelNotFound(f"{ref} has no base model recorded", hint="push it again with --base NAME")
+        return Target(f"{adapter.name}@{row.version}", row.id, row.content_digest, b.id,
+                      f"{b.name}@{b.revision or b.fingerprint[:12]}", dtypes.or_default(dtype, b.dtype))
+
+
+def gate(core: Core, t: Target) -> gates.Verdict:
+    with core.db.read() as s:
+        return gates.verdict(s, t.version_id, t.base_id, dtype=t.dtype)
+
+
+def refusal(t: Target, v: gates.Verdict) -> PolicyViolation:
+    return PolicyViolation(f"publishing needs a verified version: {gates.describe(t.ref, t.base_label, v)}",
+                           ref=t.ref, hint=f"run: adapter-registry verify {t.ref} --dtype {t.dtype} --wait "
+                                           "(or publish with --force, admin)")
+
+
+def precheck(core: Core, ref: str, *, to: str, dtype: str | None, force: bool) -> Target:
+    """Refuse a publish request before it is queued: a bad target, or an unverified version.
+
+    Raises:
+        InvalidInput: the target is not understood
+        PolicyViolation: not verified (gates.verdict) and not `force`
+    """
+    from registry.publish import parse_target
+
+    parse_target(to)
+    t = target(core, ref, dtype=dtype)
+    v = gate(core, t)
+    if not v.passed and not force:
+        raise refusal(t, v)
+    return t
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished publish: what to record (`record`) and report (`result`)."""
+
+    result: dict[str, Any]
+    merged_id: int
+    version_id: int
+    kind: str
+    uri: str
+    revision: str | None
+    manifest_digest: str
+    forced: bool
+    actor: str
+
+    def record(self, s: Any) -> None:
+        s.add(M.Publication(merged_id=self.merged_id, version_id=self.version_id, target=self.kind, uri=self.uri,
+                            revision=self.revision, manifest_digest=self.manifest_digest, forced=self.forced,
+                            actor=self.actor))
+
+
+def run(core: Core, ref: str, *, to: str, dtype: str | None, engine: str, device: str, force: bool,
+        progress: Progress | None = None, merge_progress: merge_wf.MergeProgress | None = None) -> Outcome:
+    """Merge if needed, check the gate on that artifact's version and base, then publish."""
+    from registry.publish import open_publisher
+
+    say = progress or (lambda *a, **k: None)
+    publisher = open_publisher(to, settings=core.settings)  # a bad target fails before the merge
+    t = target(core, ref, dtype=dtype)
+    say("merge")
+    m = merge_wf.merge(core, t.ref, dtype=t.dtype, engine=engine, device=device, validate=False, out=None,
+                       max_shard_size="5GB", progress=merge_progress)
+    v = gate(core, t)
+    if not v.passed and not force:
+        raise refusal(t, v)
+    folder = merge_wf.folder_of(core, m)
+    say("publish")
+    res = publisher.publish(folder, progress=progress)
+    forced = not v.passed
+    return Outcome({"ref": t.ref, "target": publisher.kind, "uri": res.uri, "revision": res.revision,
+                    "manifest_digest": res.manifest_digest, "files": res.files, "merged_id": m.id,
+                    "verified_by": v.evidence, "forced": forced},
+                   m.id, t.version_id, publisher.kind, res.uri, res.revision, res.manifest_digest, forced, core.actor)

@@ -1,0 +1,130 @@
+"""Registering things: adapter versions (push), base models (add_base), static checks (check).
+
+Nothing is stored when a check fails: the folder is inspected and checked against its base
+first, then its files go through workflows.ingest, then one write transaction records the
+version (its number taken race-free in catalog.commands.create_version).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry import types as T
+from registry.adapters.basemodel import fingerprint_base
+from registry.adapters.compat import check_compat
+from registry.adapters.inspect import AdapterManifest, check_name, inspect_adapter
+from registry.catalog import commands as C
+from registry.catalog import convert
+from registry.catalog import models as M
+from registry.catalog import queries as Q
+from registry.core import Core
+from registry.errors import BaseModelNotFound, Incompatible
+from registry.refs import parse_ref
+from registry.workflows.ingest import ingest
+from registry.workflows.resolve import adapter_folder
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def add_base(core: Core, path: Path, *, name: str, revision: str | None, store_weights: bool, full_hash: bool,
+             progress: Progress | None) -> T.BaseModel:
+    """Register a local Hugging Face model folder by fingerprint (weights stored only when asked)."""
+    check_name(name)
+    fp = fingerprint_base(Path(path), revision=revision, full_hash=full_hash or store_weights,
+                          max_header_bytes=core.settings.max_header_bytes)
+    if store_weights:
+        ingest(core, {fp.folder / rel: (info.get("digest"), info["size"]) for rel, info in fp.files.items()},
+               progress=progress)
+    with core.db.write() as s:
+        row, created = C.register_base(s, fp, name=name, actor=core.actor, location=str(fp.folder),
+                                       weights_stored=store_weights)
+        return convert.base_model(row, created=created)
+
+
+def push(core: Core, path: Path, *, name: str, base: str | None, tags: Mapping[str, str], description: str,
+         progress: Progress | None) -> T.AdapterVersion:
+    """Register an adapter folder (PEFT or Trainer/TRL output) as a new immutable version."""
+    check_name(name)
+    with tempfile.TemporaryDirectory(prefix="adapter-registry-push-") as tmp:
+        if core.settings.allow_pickle:
+            from registry.adapters.convert import convert_folder
+            from registry.adapters.inspect import find_adapter_folder
+
+            folder, _root = find_adapter_folder(path)
+            path = convert_folder(folder, Path(tmp) / "converted")
+        manifest = inspect_adapter(path, allow_pickle=core.settings.allow_pickle,
+                                   max_header_bytes=core.settings.max_header_bytes)
+        with core.db.read() as s:
+            base_row = Q.get_base(s, base) if base else guess_base(s, manifest)
+            compat = compat_report(manifest, base_row) if base_row is not None else None
+        if compat and compat["status"] == "fail":
+            more = f" (and {len(compat['errors']) - 1} more)" if len(compat["errors"]) > 1 else ""
+            raise Incompatible(f"{name}: does not fit base {base_row.name}: {compat['errors'][0]}{more}",
+                               errors=compat["errors"])
+        ingest(core, {e.local: (e.digest, e.size) for e in manifest.files}, progress=progress)
+        with core.db.write() as s:
+            base_row = s.get(M.BaseModelRow, base_row.id) if base_row is not None else None
+            _adapter, row, created = C.create_version(s, manifest, name=name, base=base_row, tags=dict(tags),
+                                                      description=description, compat=compat, actor=core.actor)
+            out = Q.hydrate(s, [row])[0]
+    return dataclasses.replace(out, created=created)
+
+
+def guess_base(s: Session, manifest: AdapterManifest) -> M.BaseModelRow | None:
+    """The registered base the config's base_model_name_or_path names, when it names exactly one."""
+    hint = manifest.fields.base_model_hint
+    if not hint:
+        return None
+    B = M.BaseModelRow
+    match = B.name == hint
+    if hint.startswith(("/", ".")):  # a local path: match the registered folder too
+        match = match | (B.location == str(Path(hint).resolve()))
+    cands = list(s.scalars(select(B).where(match).order_by(B.id.desc())))
+    names = {c.name for c in cands}
+    return cands[0] if len(names) == 1 else None
+
+
+def compat_report(manifest: AdapterManifest, base: M.BaseModelRow) -> dict[str, Any]:
+    """The static compatibility of an inspected adapter with a base row (a JSON-able dict)."""
+    rep = check_compat(manifest.fields, manifest.header.tensors, base.layout, base_config=base.config,
+                       tied=base.tie_word_embeddings, zero_b=manifest.zero_b, adapter_vocab=tokenizer_vocab(manifest))
+    rep["base"] = {"name": base.name, "revision": base.revision, "fingerprint": base.fingerprint}
+    return rep
+
+
+def check(core: Core, ref: str, *, base: str | None) -> T.CompatReport:
+    """Static compatibility of a version with its base (or another one); stored when it is its own base."""
+    r = parse_ref(ref)
+    folder = adapter_folder(core, ref, warn=False)
+    manifest = inspect_adapter(folder, allow_pickle=False, max_header_bytes=core.settings.max_header_bytes)
+    with core.db.write() as s:
+        _a, row = Q.get_version(s, r)
+        base_row = Q.get_base(s, base) if base else row.base_model
+        if base_row is None:
+            raise BaseModelNotFound(f"{ref} has no base model recorded; pass --base NAME")
+        rep = compat_report(manifest, base_row)
+        if row.base_model_id == base_row.id:
+            row.compat, row.compat_status = rep, rep["status"]
+        return T.CompatReport(f"{r.name}@{row.version}", convert.base_ref(base_row), rep["status"],
+                              tuple(rep["errors"]), tuple(rep["warnings"]), rep["modules_touched"],
+                              {k: v for k, v in rep.items() if k not in ("status", "errors", "warnings")})
+
+
+def tokenizer_vocab(manifest: AdapterManifest) -> int | None:
+    """The vocabulary size of the tokenizer.json shipped with the adapter (None when there is none)."""
+    tok = next((e.local for e in manifest.files if e.path == "tokenizer.json"), None)
+    if tok is None:
+        return None
+    try:
+        doc = json.loads(Path(tok).read_text())
+        vocab = len(doc.get("model", {}).get("vocab", {}))
+        return vocab + len([t for t in doc.get("added_tokens", []) if t.get("id", 0) >= vocab])
+    except (OSError, ValueError, AttributeError):
+        return None
