@@ -11,7 +11,8 @@ from typing import Any
 
 from registry.adapters.inspect import TOKENIZER_FILES, canonical_json
 from registry.storage.digest import sha256_file
-from registry.adapters.safetensors import TORCH_NAMES, read_header
+from registry.adapters.safetensors import read_header
+from registry.dtypes import TORCH_NAMES
 from registry.errors import InvalidModel, UnsafeFormat
 
 VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash"}

@@ -12,8 +12,9 @@ from typing import Any
 
 from registry.adapters import keys as K
 from registry.adapters.peft_config import PeftFields, load_config
-from registry.adapters.safetensors import FLOAT_DTYPES, TORCH_NAMES, Header, read_header, scan_tensor
+from registry.adapters.safetensors import SCANNED_DTYPES, Header, read_header, scan_tensor
 from registry.adapters.training import training_metadata
+from registry.dtypes import TORCH_NAMES
 from registry.errors import InvalidAdapter, UnsafeFormat
 from registry.storage.digest import sha256_file
 
@@ -158,14 +159,14 @@ def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes:
     zero_b: list[str] = []
     if scan:
         for name, info in header.tensors.items():
-            if info.dtype not in FLOAT_DTYPES:
+            if info.dtype not in SCANNED_DTYPES:
                 continue
             bad, all_zero = scan_tensor(weights, info)
             if bad:
                 raise InvalidAdapter(f"{WEIGHTS}: tensor {name} has {bad} NaN/Inf values", tensor=name)
             if all_zero and (name.endswith(".lora_B.weight") or name.endswith(".lora_embedding_B")):
                 zero_b.append(name)
-    dtypes = Counter(i.dtype for i in header.tensors.values() if i.dtype in FLOAT_DTYPES)
+    dtypes = Counter(i.dtype for i in header.tensors.values() if i.dtype in SCANNED_DTYPES)
     adapter_dtype = TORCH_NAMES.get(dtypes.most_common(1)[0][0]) if dtypes else None
     entries: list[FileEntry] = []
     for p in sorted(folder.iterdir()):

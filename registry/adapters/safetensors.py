@@ -2,7 +2,9 @@
 
 The header is an 8-byte little-endian length followed by that much JSON. Everything is checked
 against the file's real size before anything is trusted, so a truncated or hostile file is a
-clear CorruptFile error, never a crash or a huge allocation.
+clear CorruptFile error, never a crash or a huge allocation. This is the one header reader: the
+registration, the static check and the merge engine (which streams the bytes a `TensorInfo`
+points at) all take their tensors from `read_header`.
 """
 
 from __future__ import annotations
@@ -18,32 +20,34 @@ from typing import TYPE_CHECKING, Iterator
 if TYPE_CHECKING:
     import numpy as np
 
+from registry.dtypes import ITEMSIZE, SAFETENSORS_CODES
 from registry.errors import CorruptFile
 
-DTYPE_SIZES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "F4": 1,
-    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
-}
-# safetensors dtype -> the name torch and transformers' config use
-TORCH_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
-               "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "I8": "int8", "U8": "uint8",
-               "I32": "int32", "I64": "int64", "BOOL": "bool", "I16": "int16"}
-FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 DEFAULT_MAX_HEADER = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class TensorInfo:
+    """One tensor of a safetensors file: what it is and which bytes of `file` hold it."""
+
     name: str
-    dtype: str
+    dtype: str  # safetensors code: "BF16", "F32", ...
     shape: tuple[int, ...]
     start: int  # absolute offset in the file
     end: int
+    file: Path
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def offset(self) -> int:
+        return self.start
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
 
 
 @dataclass(frozen=True)
@@ -89,18 +93,18 @@ def read_header(path: Path, *, max_header_bytes: int = DEFAULT_MAX_HEADER) -> He
             lo, hi = (int(x) for x in info["data_offsets"])
         except (KeyError, TypeError, ValueError) as e:
             raise CorruptFile(f"{name}: malformed entry for tensor {tname!r}", path=str(path)) from e
-        if dtype not in DTYPE_SIZES:
+        if dtype not in SAFETENSORS_CODES:
             raise CorruptFile(f"{name}: tensor {tname!r} has unknown dtype {dtype!r}", path=str(path))
         if any(d < 0 for d in shape) or lo < 0 or hi < lo:
             raise CorruptFile(f"{name}: tensor {tname!r} has a negative shape or offset", path=str(path))
-        nbytes = math.prod(shape) * DTYPE_SIZES[dtype]
-        if dtype != "F4" and hi - lo != nbytes:
+        nbytes = math.prod(shape) * ITEMSIZE.get(dtype, 0)
+        if dtype != "F4" and hi - lo != nbytes:  # F4 packs two values per byte
             raise CorruptFile(f"{name}: tensor {tname!r} spans {hi - lo} bytes but {dtype}{list(shape)} needs {nbytes}",
                               path=str(path))
         if data_start + hi > size:
             raise CorruptFile(f"{name}: truncated: tensor {tname!r} ends at byte {data_start + hi} of {size}",
                               path=str(path))
-        tensors[tname] = TensorInfo(tname, dtype, shape, data_start + lo, data_start + hi)
+        tensors[tname] = TensorInfo(tname, dtype, shape, data_start + lo, data_start + hi, path)
         spans.append((lo, hi))
     spans.sort()
     for (a0, a1), (b0, _b1) in zip(spans, spans[1:]):
@@ -109,11 +113,15 @@ def read_header(path: Path, *, max_header_bytes: int = DEFAULT_MAX_HEADER) -> He
     return Header(str(path), tensors, {str(k): str(v) for k, v in meta.items()}, data_start, size)
 
 
+# the float codes a scan reads, and the numpy type it views their values as (half precision as bits)
+SCANNED_DTYPES = {"F16": "uint16", "BF16": "uint16", "F32": "float32", "F64": "float64"}
+
+
 def iter_values(path: Path, info: TensorInfo, *, chunk_elems: int = 1 << 22) -> Iterator[np.ndarray]:
     """Yield the tensor's raw values in chunks as numpy arrays (bf16 as uint16 bit patterns)."""
     import numpy as np  # only scans need numpy; lookups stay light
 
-    np_dtype = {"F16": np.uint16, "BF16": np.uint16, "F32": np.float32, "F64": np.float64}[info.dtype]
+    np_dtype = np.dtype(SCANNED_DTYPES[info.dtype])
     if info.numel == 0:
         return
     mm = np.memmap(path, dtype=np_dtype, mode="r", offset=info.start, shape=(info.numel,))

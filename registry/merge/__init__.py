@@ -17,13 +17,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from registry import dtypes
 from registry.errors import InvalidAdapter, InvalidInput, MergeError, UnsafeFormat, Unsupported
 
 STREAMING_VERSION = "streaming/1"
 ENGINES = ("auto", "streaming", "peft")
-DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-          "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
-_ST = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 
 
 @dataclass(frozen=True)
@@ -77,8 +75,9 @@ def merge(
         it exactly. DiskFull: no space left. MergeError: the merge or its validation failed.
         Nothing is left at out_dir (nor beside it) when it raises.
     """
+    from registry.adapters.safetensors import read_header
     from registry.merge import checkpoint
-    from registry.merge.st import FLOAT_DTYPES, ST_TO_TORCH, parse_size, read_checkpoint, read_header
+    from registry.merge.st import parse_size, read_checkpoint
     from registry.merge.structure import read_config
 
     t0 = time.monotonic()
@@ -90,11 +89,11 @@ def merge(
 
     # Cheap checks first, without torch: bad inputs fail in milliseconds and leave nothing behind.
     adapter_cfg, adapter_file = _read_adapter(adapter_dir)
-    adapter_hdr = read_header(adapter_file)
+    adapter_hdr = read_header(adapter_file).tensors
     base_cfg = read_config(base_dir)
     base_hdr = read_checkpoint(base_dir)
     checkpoint.tokenizer_source(adapter_dir, base_dir)
-    out_dtype = _resolve_dtype(dtype, base_cfg, base_hdr, FLOAT_DTYPES, ST_TO_TORCH)
+    out_dtype = dtypes.or_default(dtype, _base_dtype(base_cfg, base_hdr))
     device = _resolve_device(device)
 
     fallback_reason = None
@@ -108,7 +107,8 @@ def merge(
         check_config(adapter_cfg)
         structure = load_structure(base_dir, {k: v.shape for k, v in base_hdr.items()}, adapter_cfg)
         plan = make_plan(adapter_cfg, {k: (v.dtype, v.shape) for k, v in adapter_hdr.items()},
-                         {k: (v.dtype, v.shape) for k, v in base_hdr.items()}, structure, _ST[out_dtype])
+                         {k: (v.dtype, v.shape) for k, v in base_hdr.items()}, structure,
+                         dtypes.TO_SAFETENSORS[out_dtype])
     except Unsupported as e:
         if engine == "streaming":
             raise
@@ -142,7 +142,8 @@ def merge(
         if validate:
             from registry.merge.validate import check_logits
 
-            validation["logits"] = check_logits(tmp, base_dir, adapter_dir, dtype=_ST[out_dtype], device=device)
+            validation["logits"] = check_logits(tmp, base_dir, adapter_dir, dtype=dtypes.TO_SAFETENSORS[out_dtype],
+                                               device=device)
         recipe = {
             "base": {"name": (card.get("base") or {}).get("name"),
                      "fingerprint": (card.get("base") or {}).get("fingerprint") or _base_fingerprint(base_dir, base_hdr)},
@@ -177,19 +178,13 @@ def _read_adapter(adapter_dir: Path) -> tuple[dict, Path]:
     return cfg, weights
 
 
-def _resolve_dtype(dtype, base_cfg, base_hdr, float_dtypes, st_to_torch) -> str:
-    if dtype is not None:
-        key = str(dtype).removeprefix("torch.")
-        if key not in DTYPES:
-            raise InvalidInput(f"dtype must be one of bfloat16, float16, float32, not {dtype!r}")
-        return DTYPES[key]
+def _base_dtype(base_cfg: dict, base_hdr) -> str | None:
+    """The base's own dtype: what config.json says, else that of its first float tensor."""
     for k in ("dtype", "torch_dtype"):
-        if base_cfg.get(k) in _ST:
+        if base_cfg.get(k) in dtypes.CANONICAL:
             return base_cfg[k]
-    for info in base_hdr.values():
-        if info.dtype in float_dtypes and info.dtype in st_to_torch:
-            return st_to_torch[info.dtype]
-    return "float32"
+    return next((dtypes.FROM_SAFETENSORS[i.dtype] for i in base_hdr.values() if i.dtype in dtypes.FROM_SAFETENSORS),
+                None)
 
 
 def _resolve_device(device: str) -> str:

@@ -115,9 +115,9 @@ def write_generation_config(base_dir: Path, out: Path, config: dict) -> None:
 
 def write_index(out: Path, weight_map: dict[str, str]) -> None:
     """model.safetensors.index.json; total_size counts tensor bytes, as transformers does."""
-    from registry.merge.st import read_header
+    from registry.adapters.safetensors import read_header
 
-    total = sum(t.nbytes for f in sorted(set(weight_map.values())) for t in read_header(out / f).values())
+    total = sum(t.nbytes for f in sorted(set(weight_map.values())) for t in read_header(out / f).tensors.values())
     write_json(out / INDEX, {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
 
 

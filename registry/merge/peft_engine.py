@@ -78,11 +78,12 @@ def _normalize_layout(out: Path) -> dict:
 
     single = out / "model.safetensors"
     if single.exists():
-        from registry.merge.st import read_header, shard_name
+        from registry.adapters.safetensors import read_header
+        from registry.merge.st import shard_name
 
         name = shard_name(0, 1)
         os.rename(single, out / name)
-        weight_map = {k: name for k in read_header(out / name)}
+        weight_map = {k: name for k in read_header(out / name).tensors}
         write_index(out, weight_map)
     else:
         weight_map = json.loads((out / INDEX).read_text())["weight_map"]

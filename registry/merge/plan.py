@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from registry.dtypes import FLOAT_CODES
 from registry.errors import Incompatible, InvalidAdapter, Unsupported
 from registry.merge import targets
-from registry.merge.st import FLOAT_DTYPES
 from registry.merge.structure import CONV1D, EMBEDDING, LINEAR, Structure
 
 PREFIX = "base_model.model."
@@ -262,7 +262,7 @@ def make_plan(
 
 
 def _dtype(src: str, out: str) -> str:
-    return out if src in FLOAT_DTYPES else src
+    return out if src in FLOAT_CODES else src
 
 
 def _check_shape(got: tuple[int, ...], want: tuple[int, ...], key: str) -> None:

@@ -1,4 +1,4 @@
-"""Safetensors files as plain data: read headers, check them, write shards deterministically.
+"""Safetensors shards written deterministically (headers are read by registry.adapters.safetensors).
 
 No torch here. The streaming engine reads tensor bytes with `pread` (no mmap, so the base never
 counts towards our RSS) and writes shards through `ShardWriter`, whose header is a pure function of
@@ -14,49 +14,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from registry.adapters.safetensors import TensorInfo, read_header
+from registry.dtypes import ITEMSIZE
 from registry.errors import CorruptFile, InvalidModel
-
-# bytes per element, by safetensors dtype name
-ITEMSIZE = {
-    "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2,
-    "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1,
-}
-FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
-# torch dtype names (config.json spelling) <-> safetensors names
-TORCH_TO_ST = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
-ST_TO_TORCH = {v: k for k, v in TORCH_TO_ST.items()}
-
-_MAX_HEADER = 100_000_000
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    dtype: str  # safetensors spelling: "BF16", "F32", ...
-    shape: tuple[int, ...]
-    file: Path
-    offset: int  # absolute byte offset of the data in `file`
-    nbytes: int
-
-    @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-
-def read_header(path: Path) -> dict[str, TensorInfo]:
-    """One safetensors file's tensors, checked (registry.adapters.safetensors does the parsing).
-
-    Raises:
-        CorruptFile: unreadable header, overlapping or out-of-range offsets, or a truncated file.
-    """
-    from registry.adapters.safetensors import read_header as parse
-
-    path = Path(path)
-    hdr = parse(path, max_header_bytes=_MAX_HEADER)
-    return {name: TensorInfo(name, t.dtype, t.shape, path, t.start, t.end - t.start) for name, t in hdr.tensors.items()}
 
 
 def checkpoint_files(model_dir: Path) -> list[Path]:
@@ -85,10 +45,10 @@ def checkpoint_files(model_dir: Path) -> list[Path]:
 
 
 def read_checkpoint(model_dir: Path) -> dict[str, TensorInfo]:
-    """All tensors of a model folder, in file then offset order (checked, see `read_header`)."""
+    """All tensors of a model folder, in file then offset order (each header checked by `read_header`)."""
     out: dict[str, TensorInfo] = {}
     for f in checkpoint_files(model_dir):
-        for name, info in sorted(read_header(f).items(), key=lambda kv: kv[1].offset):
+        for name, info in sorted(read_header(f).tensors.items(), key=lambda kv: kv[1].offset):
             if name in out:
                 raise CorruptFile(f"tensor {name} appears in two shards", path=str(f))
             out[name] = info

@@ -13,6 +13,7 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
+from registry.dtypes import FROM_SAFETENSORS
 from registry.errors import MergeError
 
 # unit roundoff of each stored dtype; a merge may round twice (Embedding), and the check allows 4
@@ -111,7 +112,7 @@ def check_logits(merged_dir: Path, base_dir: Path, adapter_dir: Path, *, dtype: 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tdtype = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[dtype]
+    tdtype = getattr(torch, FROM_SAFETENSORS[dtype])
     tok = AutoTokenizer.from_pretrained(merged_dir)
     batch = [tok(p, return_tensors="pt").input_ids.to(device) for p in PROBE_PROMPTS]
 

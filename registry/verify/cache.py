@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-TORCH_DTYPES = ("float32", "float16", "bfloat16")
+from registry import dtypes
+from registry.errors import InvalidInput
 
 
 @dataclass
@@ -114,8 +115,8 @@ class ModelCache:
         import torch
         from transformers import AutoModelForCausalLM
 
-        if dtype not in TORCH_DTYPES:
-            raise ValueError(f"dtype must be one of {TORCH_DTYPES}, not {dtype!r}")
+        if dtype not in dtypes.CANONICAL:  # callers normalise with dtypes.canonical() first
+            raise InvalidInput(f"dtype must be one of {dtypes.CANONICAL}, not {dtype!r}")
         model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, dtype)).to(self.device).eval()
         nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
         return _Entry(model=model, tokenizer=_tokenizer(base_dir), nbytes=nbytes)
