@@ -1,10 +1,12 @@
-"""registry.Client: the same read methods as Registry, over a registry server's HTTP API.
+"""registry.Client: Registry's contract (registry/protocol.py) over a registry server's HTTP API.
 
     reg = Client("http://registry:8080", token=os.environ.get("ADAPTER_REGISTRY_TOKEN"))
     path = reg.resolve("team-a/support-bot@production")   # a local folder, digests verified
 
-Results are the same frozen types (registry.types) and errors the same exceptions (registry.errors),
-rebuilt from the API's JSON, so code does not care which one it holds.
+The same methods with the same signatures as Registry (a test compares them), results the same
+frozen types (registry.types) and errors the same exceptions (registry.errors), rebuilt from the
+API's JSON, so code does not care which one it holds. A push uploads exactly the files a local
+push reads (registry.adapters.inspect.push_files).
 """
 
 from __future__ import annotations
@@ -14,20 +16,22 @@ import datetime as dt
 import types as pytypes
 import typing
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote
 
 import httpx
 
 from registry import errors as E
 from registry import types as T
-from registry.storage.digest import check_digest, iter_chunks
+from registry.enums import JobState
+from registry.release import types as RT
+from registry.storage.digest import check_digest
 
-SKIP_UPLOAD = {"optimizer.pt", "scheduler.pt", "rng_state.pth", "scaler.pt", "training_args.bin"}
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 class Client:
-    """A registry server's HTTP API with Registry's read methods (and push / add_eval / add_base)."""
+    """A registry server's HTTP API with Registry's methods (registry.protocol.RegistryProtocol)."""
 
     def __init__(self, url: str, *, token: str | None = None, cache_dir: str | Path | None = None,
                  timeout: float = 60.0, transport: httpx.BaseTransport | None = None):
@@ -36,6 +40,8 @@ class Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout,
                                   transport=transport, follow_redirects=False)
+        self.jobs = _RemoteJobs(self)
+        self.release = _RemoteRelease(self)
 
     def close(self) -> None:
         self._http.close()
@@ -43,7 +49,7 @@ class Client:
     def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -58,11 +64,11 @@ class Client:
 
     # -- reads (Registry's signatures) -------------------------------------------------------
     def search(self, *, base: str | None = None, min_rank: int | None = None, max_rank: int | None = None,
-               peft_type: str | None = None, target_modules: Iterable[str] = (), tags: Iterable[str] | dict = (),
-               metrics: Iterable[str] = (), sort: str | None = None, limit: int = 50, offset: int = 0,
-               include_deprecated: bool = False, name: str | None = None, use_dora: bool | None = None,
-               count: bool = False) -> T.SearchPage:
-        tags = [f"{k}={v}" for k, v in tags.items()] if isinstance(tags, dict) else list(tags)
+               peft_type: str | None = None, target_modules: Iterable[str] = (),
+               tags: Mapping[str, str] | Iterable[str] = (), metrics: Iterable[str] = (), sort: str | None = None,
+               limit: int = 50, offset: int = 0, include_deprecated: bool = False, name: str | None = None,
+               use_dora: bool | None = None, count: bool = False) -> T.SearchPage:
+        tags = _tag_list(tags)
         params = {"base": base, "min_rank": min_rank, "max_rank": max_rank, "peft_type": peft_type,
                   "target_module": list(target_modules), "tag": tags, "metric": list(metrics), "sort": sort,
                   "limit": limit, "offset": offset, "deprecated": include_deprecated, "name": name,
@@ -74,7 +80,9 @@ class Client:
         name, version = _split_ref(ref)
         return from_dict(T.AdapterVersion, self._call("GET", f"/adapters/{_q(name)}/versions/{_q(version)}"))
 
-    get = show  # the server's show is cheap enough; the fields `get` leaves empty are just filled
+    def get(self, ref: str) -> T.AdapterVersion:
+        """The version (the server's show is cheap enough; the fields a local `get` leaves empty are filled)."""
+        return self.show(ref)
 
     def adapter(self, name: str) -> T.Adapter:
         return from_dict(T.Adapter, self._call("GET", f"/adapters/{_q(name)}"))
@@ -111,114 +119,127 @@ class Client:
         _HttpBlobs(self).fetch(check_digest(digest), Path(dest))
         return Path(dest)
 
-    # -- writes ------------------------------------------------------------------------------
-    def push(self, path: str | Path, *, name: str, base: str | None = None,
-             tags: dict[str, str] | Iterable[str] = (), description: str = "", progress=None) -> T.AdapterVersion:
-        """Upload an adapter folder (streamed, one part per file) and register it on the server."""
-        root = Path(path)
-        if not root.is_dir():
-            raise E.InvalidAdapter(f"not a folder: {root} (push takes the adapter's folder)")
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.name not in SKIP_UPLOAD
-                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
-        tags = [f"{k}={v}" for k, v in tags.items()] if isinstance(tags, dict) else list(tags)
-        data = {"description": description, "tag": tags, **({"base": base} if base else {})}
-        handles = [open(p, "rb") for p in files]
-        try:
-            parts = [("files", (p.relative_to(root).as_posix(), h, "application/octet-stream"))
-                     for p, h in zip(files, handles)]
-            return from_dict(T.AdapterVersion, self._call("POST", f"/adapters/{_q(name)}/versions", data=data,
-                                                          files=parts))
-        finally:
-            for h in handles:
-                h.close()
-
-    def add_eval(self, ref: str, metrics: dict[str, float] | Iterable[str], *, dataset: str | None = None,
-                 split: str | None = None, source: str = "api", details: dict | None = None) -> list[T.EvalResult]:
-        from registry.refs import parse_metric_value
-
-        items = dict(metrics) if isinstance(metrics, dict) else dict(parse_metric_value(m) for m in metrics)
-        name, version = _split_ref(ref)
-        body = {"metrics": items, "dataset": dataset, "split": split, "source": source}
-        return [from_dict(T.EvalResult, d)
-                for d in self._call("POST", f"/adapters/{_q(name)}/versions/{_q(version)}/evals", json=body)]
-
-    def add_lm_eval(self, ref: str, results_file: str | Path) -> list[T.EvalResult]:
-        from registry.evals import parse_lm_eval
-
-        metrics, details = parse_lm_eval(Path(results_file))
-        return self.add_eval(ref, metrics, source="lm-eval", details=details)
-
-    def add_base(self, path: str | Path, *, name: str, revision: str | None = None, **_ignored) -> T.BaseModel:
-        """Register a base model by reference: `path` must be readable by the server."""
-        body = {"name": name, "path": str(path), "revision": revision}
-        return from_dict(T.BaseModel, self._call("POST", "/bases", json=body))
-
-    # -- release (the server's Registry has them when release management is in its build) -----------
     def merged(self, ref: str) -> list[T.MergedArtifact]:
         name, version = _split_ref(ref)
         return [from_dict(T.MergedArtifact, d)
                 for d in self._call("GET", f"/adapters/{_q(name)}/versions/{_q(version)}/merged")]
 
-    def set_alias(self, name: str, alias: str, version: int | str, *, reason: str | None = None,
-                  force: bool = False):
-        from registry.release import types as RT
+    # -- writes ------------------------------------------------------------------------------
+    def add_base(self, path: str | Path, *, name: str, revision: str | None = None, store_weights: bool = False,
+                 full_hash: bool = False, progress: Progress | None = None) -> T.BaseModel:
+        """Register a base model by reference: `path` is a folder on the server's filesystem.
 
-        body = {"version": version, "reason": reason, "force": force}
-        return from_dict(RT.AliasChange, self._call("PUT", f"/adapters/{_q(name)}/aliases/{_q(alias)}", json=body))
+        The server fingerprints (and with `store_weights` stores) it; `progress` is not called.
+        """
+        body = {"name": name, "path": str(path), "revision": revision, "store_weights": store_weights,
+                "full_hash": full_hash}
+        return from_dict(T.BaseModel, self._call("POST", "/bases", json=body))
 
-    def remove_alias(self, name: str, alias: str, *, reason: str | None = None, force: bool = False):
-        from registry.release import types as RT
+    def push(self, path: str | Path, *, name: str, base: str | None = None,
+             tags: Mapping[str, str] | Iterable[str] = (), description: str = "",
+             progress: Progress | None = None) -> T.AdapterVersion:
+        """Upload the files a local push of `path` reads (streamed, one part per file) and register them.
 
-        params = {"force": force, **({"reason": reason} if reason else {})}
-        return from_dict(RT.AliasChange, self._call("DELETE", f"/adapters/{_q(name)}/aliases/{_q(alias)}",
-                                                    params=params))
+        Raises what a local push raises for a folder that is not an adapter (before uploading).
+        """
+        from registry.adapters.inspect import push_files
 
-    def aliases(self, name: str):
-        from registry.release import types as RT
+        files = push_files(Path(path))
+        data = {"description": description, "tag": _tag_list(tags), **({"base": base} if base else {})}
+        handles = []
+        try:
+            parts = []
+            for rel, local in files:
+                handles.append(open(local, "rb"))
+                parts.append(("files", (rel, handles[-1], "application/octet-stream")))
+            out = from_dict(T.AdapterVersion, self._call("POST", f"/adapters/{_q(name)}/versions", data=data,
+                                                         files=parts))
+        finally:
+            for h in handles:
+                h.close()
+        if progress:
+            progress("upload", len(files), len(files))
+        return out
 
-        return [from_dict(RT.AliasInfo, d) for d in self._call("GET", f"/adapters/{_q(name)}/aliases")]
+    def add_eval(self, ref: str, metrics: Mapping[str, float] | Iterable[str], *, dataset: str | None = None,
+                 split: str | None = None, source: str = "manual",
+                 details: dict[str, Any] | None = None) -> list[T.EvalResult]:
+        from registry.refs import parse_metric_value
 
-    def alias_history(self, name: str, alias: str | None = None, *, limit: int | None = None):
-        from registry.release import types as RT
-
-        params = {k: v for k, v in (("alias", alias), ("limit", limit)) if v is not None}
-        return [from_dict(RT.AliasMove, d) for d in self._call("GET", f"/adapters/{_q(name)}/aliases/history",
-                                                               params=params)]
-
-    def deprecate(self, ref: str, *, successor: str | None = None, reason: str | None = None) -> T.AdapterVersion:
+        items = dict(metrics) if isinstance(metrics, Mapping) else dict(parse_metric_value(m) for m in metrics)
         name, version = _split_ref(ref)
-        return from_dict(T.AdapterVersion, self._call("POST", f"/adapters/{_q(name)}/versions/{_q(version)}/deprecate",
-                                                      json={"successor": successor, "reason": reason}))
+        body = {"metrics": items, "dataset": dataset, "split": split, "source": source, "details": details}
+        return [from_dict(T.EvalResult, d)
+                for d in self._call("POST", f"/adapters/{_q(name)}/versions/{_q(version)}/evals", json=body)]
 
-    def events(self, after_id: int = 0, limit: int = 100, *, kinds: Iterable[str] = ()) -> list[T.EventInfo]:
-        params = {"after": after_id, "limit": limit, "kind": list(kinds)}
-        return [from_dict(T.EventInfo, d) for d in self._call("GET", "/events", params=params)]
+    def add_lm_eval(self, ref: str, results_file: str | Path) -> list[T.EvalResult]:
+        """Import an lm-evaluation-harness results JSON (parsed here, as a local import parses it)."""
+        from registry.evals import parse_lm_eval
 
-    @property
-    def jobs(self) -> "_RemoteJobs":
-        return _RemoteJobs(self)
+        metrics, details = parse_lm_eval(Path(results_file))
+        return self.add_eval(ref, metrics, source="lm-eval", details=details)
 
-    def __getattr__(self, attr: str):
+    def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_"):
             raise AttributeError(attr)
-        raise RemoteUnsupported(f"{attr} is not available through a registry server (--remote)",
-                                hint="run it where the catalog is, without --remote")
+        raise E.RemoteUnsupported(f"{attr} is not available through a registry server (--remote)")
 
 
-class RemoteUnsupported(E.RegistryError, AttributeError):
-    """Not available through the HTTP API."""
-
-    status = 400
-    code = "remote_unsupported"
-
-
-class _RemoteJobs:
-    """`Client.jobs`: the job routes, with JobsAPI's signatures (no inline runs: a worker runs them)."""
+class _RemoteRelease:
+    """`Client.release`: the release routes, with Release's signatures (registry/protocol.py)."""
 
     def __init__(self, client: Client):
         self.c = client
 
-    def _job(self, method: str, path: str, **kw) -> T.Job:
+    def set_alias(self, name: str, alias: str, version: int | str, *, reason: str | None = None,
+                  force: bool = False) -> RT.AliasChange:
+        body = {"version": version, "reason": reason, "force": force}
+        return from_dict(RT.AliasChange, self.c._call("PUT", f"/adapters/{_q(name)}/aliases/{_q(alias)}", json=body))
+
+    def remove_alias(self, name: str, alias: str, *, reason: str | None = None,
+                     force: bool = False) -> RT.AliasChange:
+        params = {"force": force, **({"reason": reason} if reason else {})}
+        return from_dict(RT.AliasChange, self.c._call("DELETE", f"/adapters/{_q(name)}/aliases/{_q(alias)}",
+                                                      params=params))
+
+    def aliases(self, name: str | None = None) -> list[RT.AliasInfo]:
+        if name is None:
+            raise E.RemoteUnsupported("listing the aliases of every adapter is not available through a server",
+                                      hint="name the adapter")
+        return [from_dict(RT.AliasInfo, d) for d in self.c._call("GET", f"/adapters/{_q(name)}/aliases")]
+
+    def alias_history(self, name: str, alias: str | None = None, *,
+                      limit: int | None = None) -> list[RT.AliasMove]:
+        params = {k: v for k, v in (("alias", alias), ("limit", limit)) if v is not None}
+        return [from_dict(RT.AliasMove, d)
+                for d in self.c._call("GET", f"/adapters/{_q(name)}/aliases/history", params=params)]
+
+    def deprecate(self, ref: str, *, successor: str | None = None, reason: str | None = None) -> T.AdapterVersion:
+        name, version = _split_ref(ref)
+        return from_dict(T.AdapterVersion, self.c._call(
+            "POST", f"/adapters/{_q(name)}/versions/{_q(version)}/deprecate",
+            json={"successor": successor, "reason": reason}))
+
+    def events(self, after_id: int = 0, limit: int = 100, *, kinds: Iterable[str] = ()) -> list[T.EventInfo]:
+        params = {"after": after_id, "limit": limit, "kind": list(kinds)}
+        return [from_dict(T.EventInfo, d) for d in self.c._call("GET", "/events", params=params)]
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        raise E.RemoteUnsupported(f"release.{attr} is not available through a registry server (--remote)")
+
+
+class _RemoteJobs:
+    """`Client.jobs`: the job routes, with JobsAPI's signatures (registry/protocol.py).
+
+    A worker runs every job: `inline` raises RemoteUnsupported, `device` is the worker's own.
+    """
+
+    def __init__(self, client: Client):
+        self.c = client
+
+    def _job(self, method: str, path: str, **kw: Any) -> T.Job:
         return from_dict(T.Job, self.c._call(method, path, **kw))
 
     def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50) -> list[T.Job]:
@@ -235,44 +256,38 @@ class _RemoteJobs:
         return self._job("POST", f"/jobs/{int(job_id)}/retry")
 
     def workers(self, *, include_stopped: bool = False) -> list[T.WorkerInfo]:
-        return [from_dict(T.WorkerInfo, d) for d in self.c._call("GET", "/workers", params={"stopped": include_stopped})]
+        return [from_dict(T.WorkerInfo, d)
+                for d in self.c._call("GET", "/workers", params={"stopped": include_stopped})]
 
-    def _enqueue(self, what: str, ref: str, body: dict, *, wait: bool, timeout: float | None, inline: bool) -> T.Job:
+    def wait(self, job_id: int, *, timeout: float | None = None, poll_s: float = 0.5,
+             progress: Callable[[T.Job], None] | None = None) -> T.Job:
+        from registry.jobs.follow import wait_for
+
+        return wait_for(self.get, job_id, timeout=timeout, poll_s=poll_s, progress=progress)
+
+    def _enqueue(self, what: str, ref: str, body: dict[str, Any], *, wait: bool, timeout: float | None,
+                 inline: bool) -> T.Job:
         if inline:
-            raise RemoteUnsupported("--inline runs a job in this process; through a server a worker runs it")
+            raise E.RemoteUnsupported("--inline runs a job in this process; through a server a worker runs it")
         name, version = _split_ref(ref)
         job = self._job("POST", f"/adapters/{_q(name)}/versions/{_q(version)}/{what}", json=body)
-        return self.wait(job.id, timeout=timeout) if wait else job
+        return self.wait(job.id, timeout=timeout) if wait and job.state in (JobState.QUEUED, JobState.RUNNING) else job
 
     def verify(self, ref: str, *, base: str | None = None, dtype: str | None = None, wait: bool = False,
-               timeout: float | None = None, inline: bool = False, **_device) -> T.Job:
+               timeout: float | None = None, inline: bool = False, device: str = "cpu") -> T.Job:
         return self._enqueue("verify", ref, {"base": base, "dtype": dtype}, wait=wait, timeout=timeout, inline=inline)
 
     def merge_async(self, ref: str, *, dtype: str | None = None, engine: str = "auto", validate: bool = False,
-                    wait: bool = False, timeout: float | None = None, inline: bool = False, **_device) -> T.Job:
-        return self._enqueue("merge", ref, {"dtype": dtype, "engine": engine, "validate": validate}, wait=wait,
-                             timeout=timeout, inline=inline)
+                    device: str | None = None, wait: bool = False, timeout: float | None = None,
+                    inline: bool = False) -> T.Job:
+        body = {"dtype": dtype, "engine": engine, "validate": validate, "device": device}
+        return self._enqueue("merge", ref, body, wait=wait, timeout=timeout, inline=inline)
 
     def publish(self, ref: str, *, to: str, dtype: str | None = None, force: bool = False, engine: str = "auto",
-                wait: bool = False, timeout: float | None = None, inline: bool = False, **_device) -> T.Job:
+                wait: bool = False, timeout: float | None = None, inline: bool = False,
+                device: str = "cpu") -> T.Job:
         return self._enqueue("publish", ref, {"to": to, "dtype": dtype, "force": force, "engine": engine},
                              wait=wait, timeout=timeout, inline=inline)
-
-    def wait(self, job_id: int, *, timeout: float | None = None, poll_s: float = 0.5, progress=None) -> T.Job:
-        import time
-
-        end = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.get(job_id)
-            if progress:
-                progress(job)
-            if job.state in ("succeeded", "failed", "cancelled"):
-                return job
-            if end is not None and time.monotonic() >= end:
-                err = E.RegistryError(f"job {job_id} is still {job.state} after {timeout:g}s", job_id=job_id)
-                err.status, err.code = 504, "job_timeout"
-                raise err
-            time.sleep(poll_s)
 
 
 class _HttpBlobs:
@@ -305,27 +320,14 @@ def _split_ref(ref: str) -> tuple[str, str]:
 
 
 def _unreachable(url: str, e: Exception) -> E.RegistryError:
-    err = E.RegistryError(f"cannot reach the registry server at {url}: {e.__class__.__name__}: {e}",
-                          hint="check --remote / ADAPTER_REGISTRY_REMOTE and that the server runs")
-    err.status = 503
-    return err
+    return E.Unreachable(f"cannot reach the registry server at {url}: {e.__class__.__name__}: {e}", url=url)
+
+
+def _tag_list(tags: Mapping[str, str] | Iterable[str]) -> list[str]:
+    return [f"{k}={v}" for k, v in tags.items()] if isinstance(tags, Mapping) else list(tags)
 
 
 # -- JSON -> our exceptions and result types ----------------------------------------------------
-def _error_classes() -> dict[str, type[E.RegistryError]]:
-    out: dict[str, type[E.RegistryError]] = {}
-    todo = [E.RegistryError]
-    while todo:
-        c = todo.pop()
-        out.setdefault(c.code, c)
-        todo.extend(c.__subclasses__())
-    return out
-
-
-FALLBACK = {400: E.InvalidInput, 401: E.Unauthorized, 403: E.Forbidden, 404: E.NotFound, 409: E.Conflict,
-            413: E.TooLarge, 422: E.InvalidInput, 503: E.StorageError, 507: E.DiskFull}
-
-
 def from_response(r: httpx.Response) -> E.RegistryError:
     """The exception the server's JSON error body describes (same class when we know its code)."""
     try:
@@ -335,9 +337,10 @@ def from_response(r: httpx.Response) -> E.RegistryError:
     if not isinstance(body, dict):
         body = {}
     code = body.get("error")
-    cls = _error_classes().get(code) or FALLBACK.get(r.status_code, E.RegistryError)
+    cls = E.by_code().get(code) if isinstance(code, str) else None
+    cls = cls or E.for_status(r.status_code)
     ctx = body.get("context") if isinstance(body.get("context"), dict) else {}
-    ctx = {k: v for k, v in ctx.items() if k.isidentifier() and k not in ("message", "hint", "status", "code")}
+    ctx = {k: v for k, v in ctx.items() if k.isidentifier() and k not in ("message", "hint", "status", "code", "exit_code")}
     err = cls(body.get("message") or f"HTTP {r.status_code} from {r.request.url}", hint=body.get("hint"), **ctx)
     if err.status != r.status_code:
         err.status = r.status_code

@@ -65,6 +65,20 @@ class InvalidInput(RegistryError, ValueError):
     code = "invalid_input"
 
 
+class InvalidRequest(InvalidInput):
+    """The request or its content is not valid."""
+
+    status = 422
+    code = "invalid_request"
+
+
+class Incompatible(InvalidInput):
+    """The adapter does not fit the base model."""
+
+    status = 422
+    code = "incompatible"
+
+
 class InvalidName(InvalidInput):
     """The name is not valid."""
 
@@ -95,14 +109,6 @@ class InvalidModel(InvalidInput):
     """The folder is not a valid Hugging Face model."""
 
     code = "invalid_model"
-
-
-class Incompatible(RegistryError, ValueError):
-    """The adapter does not fit the base model."""
-
-    exit_code = 2
-    status = 422
-    code = "incompatible"
 
 
 class NotFound(RegistryError, LookupError):
@@ -230,13 +236,6 @@ class TooLarge(InvalidInput):
 
     status = 413
     code = "too_large"
-
-
-class InvalidRequest(InvalidInput):
-    """The request or its content is not valid."""
-
-    status = 422
-    code = "invalid_request"
 
 
 class RangeNotSatisfiable(InvalidInput):

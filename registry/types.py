@@ -107,6 +107,7 @@ class EvalResult(_Result):
     source: str
     created_at: dt.datetime
     created_by: str
+    details: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ def push_files(path: Path) -> list[tuple[str, Path]]:
     folder, trainer_root = find_adapter_folder(root)
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.is_file() and (_role(p.name) or p.suffix in PICKLE_SUFFIXES):
+        if p.is_file() and (_role(p.name) or (p.suffix in PICKLE_SUFFIXES and p.name not in TRAINING_STATE)):
             out[p.relative_to(root).as_posix()] = p
     for d in {folder, trainer_root} - {None}:
         for name in ("trainer_state.json", "training_args.bin"):

@@ -56,7 +56,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for code, resp in op.get("responses", {}).items():
                 if code == "422" or (code.isdigit() and int(code) >= 400):
                     resp["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-                    resp["description"] = errors.DESCRIPTIONS.get(int(code), resp.get("description", "Error"))
+                    resp["description"] = errors.describe(int(code))
     comps = schema.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         comps.pop(unused, None)

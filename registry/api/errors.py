@@ -15,16 +15,21 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from registry.errors import RegistryError
+from registry.errors import RegistryError, for_status
 
 log = logging.getLogger("registry.api")
 
-CODES = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-         409: "conflict", 413: "too_large", 416: "range_not_satisfiable", 422: "invalid_request"}
-DESCRIPTIONS = {400: "Invalid input", 401: "A valid bearer token is required", 403: "The token does not allow this",
-                404: "Not found", 409: "Conflicts with the catalog's state", 413: "The upload is too large",
-                416: "The byte range is not satisfiable", 422: "The request or its content is not valid",
-                500: "Internal error", 503: "The artifact store is unavailable", 507: "No space left"}
+
+def code_for(status: int) -> str:
+    """The error code of an HTTP status that no RegistryError carried (unknown routes, validation)."""
+    cls = for_status(status)
+    return cls.code if cls.status == status else "error"
+
+
+def describe(status: int) -> str:
+    """The OpenAPI description of an error status: the docstring of the class that answers with it."""
+    cls = for_status(status)
+    return (cls.__doc__ or cls.code).strip().splitlines()[0].rstrip(".") if cls.status == status else "Error"
 
 
 class ErrorBody(BaseModel):
@@ -39,7 +44,7 @@ class ErrorBody(BaseModel):
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses (every route documents what it can answer)."""
-    return {c: {"model": ErrorBody, "description": DESCRIPTIONS.get(c, "Error")} for c in codes}
+    return {c: {"model": ErrorBody, "description": describe(c)} for c in codes}
 
 
 def error_response(status: int, code: str, message: str, *, hint: str | None = None,
@@ -79,15 +84,15 @@ def install(app: FastAPI) -> None:
         errs = [{"loc": ".".join(str(x) for x in err.get("loc", ())), "msg": str(err.get("msg", ""))}
                 for err in e.errors()]
         first = errs[0] if errs else {"loc": "", "msg": "invalid request"}
-        return error_response(422, "invalid_request", f"{first['loc']}: {first['msg']}",
+        return error_response(422, code_for(422), f"{first['loc']}: {first['msg']}",
                               context={"errors": errs})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException):
-        msg = e.detail if isinstance(e.detail, str) else CODES.get(e.status_code, "error")
+        msg = e.detail if isinstance(e.detail, str) else code_for(e.status_code)
         if _page(request) and e.status_code == 404:
             return _html(request, {"error": "not_found", "message": msg, "status": 404})
-        return error_response(e.status_code, CODES.get(e.status_code, "error"), msg,
+        return error_response(e.status_code, code_for(e.status_code), msg,
                               headers=getattr(e, "headers", None))
 
     @app.exception_handler(Exception)

@@ -39,7 +39,7 @@ def version(row: M.AdapterVersion, *, name: str, base: M.BaseModelRow | None, ta
 
 def eval_result(row: M.EvalResult, ref: str) -> T.EvalResult:
     return T.EvalResult(ref, row.metric, row.value, row.dataset, row.split, row.source, row.created_at,
-                        row.created_by)
+                        row.created_by, row.details)
 
 
 def alias_move(row: M.AliasHistory, name: str) -> T.AliasMove:

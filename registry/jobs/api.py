@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any, Callable
 
 from registry import dtypes
@@ -17,8 +16,9 @@ from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.core import Core
-from registry.errors import BaseModelNotFound, JobTimeout
+from registry.errors import BaseModelNotFound
 from registry.jobs import queue
+from registry.jobs.follow import wait_for
 from registry.refs import parse_ref
 from registry.enums import JobKind, JobState
 
@@ -65,17 +65,7 @@ class JobsAPI:
     def wait(self, job_id: int, *, timeout: float | None = None, poll_s: float = 0.5,
              progress: Callable[[T.Job], None] | None = None) -> T.Job:
         """Poll until the job succeeded, failed or was cancelled. Raises JobTimeout."""
-        end = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.get(job_id)
-            if progress:
-                progress(job)
-            if JobState(job.state).terminal:
-                return job
-            if end is not None and time.monotonic() >= end:
-                raise JobTimeout(f"job {job_id} is still {job.state} after {timeout:g}s", job_id=job_id,
-                                 hint=f"follow it with: adapter-registry jobs show {job_id}")
-            time.sleep(poll_s)
+        return wait_for(self.get, job_id, timeout=timeout, poll_s=poll_s, progress=progress)
 
     def run(self, job_id: int, *, device: str = "cpu", **worker_options: Any) -> T.Job:
         """Run one queued job in this process (no worker needed) and return it finished."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
@@ -62,6 +62,8 @@ class EvalIn(BaseModel):
     dataset: str | None = Field(default=None, max_length=200)
     split: str | None = Field(default=None, max_length=100)
     source: str = Field(default="api", max_length=50)
+    details: dict[str, Any] | None = Field(default=None, description="Where the values come from (an lm-eval "
+                                           "import keeps its config, versions and per-task details here)")
 
 
 @router.post("/adapters/{name:path}/versions/{ref}/evals", response_model=list[T.EvalResult], status_code=201,
@@ -70,7 +72,7 @@ def add_evals(name: str, ref: str, body: Annotated[EvalIn, Body()], caller: Writ
     """Record metric values for a version (each becomes the version's current value of that metric)."""
     caller.can_write(name)
     out = caller.registry.add_eval(f"{name}@{ref}", body.metrics, dataset=body.dataset, split=body.split,
-                                   source=body.source)
+                                   source=body.source, details=body.details)
     return json(out, 201)
 
 

@@ -31,6 +31,8 @@ class BaseIn(BaseModel):
     name: str = Field(max_length=200, description="Base model name, e.g. llama-3-8b")
     path: str = Field(max_length=4096, description="A Hugging Face model folder on the server's filesystem")
     revision: str | None = Field(default=None, max_length=200)
+    store_weights: bool = Field(default=False, description="Copy the weights into the artifact store")
+    full_hash: bool = Field(default=False, description="Hash every weight byte (default: sizes and samples)")
 
 
 @router.post("/bases", response_model=T.BaseModel, status_code=201,
@@ -40,5 +42,6 @@ def add_base(body: Annotated[BaseIn, Body()], caller: Writer):
     """Register a base model by reference: the server fingerprints a folder it can read (the weights
     stay where they are)."""
     caller.can_write(body.name)
-    b = caller.registry.add_base(body.path, name=body.name, revision=body.revision)
+    b = caller.registry.add_base(body.path, name=body.name, revision=body.revision, store_weights=body.store_weights,
+                                 full_hash=body.full_hash)
     return json(b, 201 if b.created else 200)

@@ -68,6 +68,8 @@ class MergeIn(BaseModel):
     dtype: Dtype | None = None
     engine: Literal["auto", "streaming", "peft"] = "auto"
     validate_logits: bool = Field(default=False, alias="validate", description="Also compare logits")
+    device: str | None = Field(default=None, max_length=20, pattern=r"^(cpu|cuda(:\d+)?)$",
+                               description="Merge on this device (default: the device of the worker that takes it)")
 
 
 class PublishIn(BaseModel):
@@ -97,7 +99,7 @@ def merge(name: str, ref: str, caller: Writer, body: Annotated[MergeIn, Body()] 
     """Enqueue a merge of a version into its base."""
     caller.can_write(name)
     job = caller.registry.jobs.merge_async(f"{name}@{ref}", dtype=body.dtype, engine=body.engine,
-                                           validate=body.validate_logits)
+                                           validate=body.validate_logits, device=body.device)
     return json(job, _status(job))
 
 

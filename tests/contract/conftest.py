@@ -1,0 +1,34 @@
+"""The contract suite's two implementations: a local Registry, and registry.Client talking to a
+real server (uvicorn on a loopback socket, in a thread) over its own Registry. Nothing is faked."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _settings(tmp_path, actor: str):
+    from registry.settings import Settings
+
+    return Settings.from_env(env={}, home=tmp_path / "home", db=f"sqlite:///{tmp_path / 'catalog.db'}",
+                             store=str(tmp_path / "store"), actor=actor)
+
+
+@pytest.fixture(params=["local", "remote"])
+def reg(request, tmp_path):
+    """A RegistryProtocol: `Registry` itself, or `Client` through a server (an admin token)."""
+    from registry.app import Registry
+
+    local = Registry(_settings(tmp_path, "contract"))
+    if request.param == "local":
+        yield local
+        local.close()
+        return
+    from registry import Client
+    from registry.api.app import create_app
+    from registry.demo import ServerThread
+
+    secret = local.tokens.create("contract", scope="admin").token
+    with ServerThread(create_app(local)) as server, \
+            Client(server.url, token=secret, cache_dir=tmp_path / "client-cache") as client:
+        yield client
+    local.close()
