@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from registry.adapters.checkpoint import read_headers
 from registry.adapters.inspect import TOKENIZER_FILES, canonical_json
-from registry.storage.digest import sha256_file
-from registry.adapters.safetensors import read_header
 from registry.dtypes import TORCH_NAMES
-from registry.errors import InvalidModel, UnsafeFormat
+from registry.errors import InvalidModel
+from registry.storage.digest import sha256_file
 
 VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash"}
 SAMPLE = 64 * 1024
@@ -41,27 +41,6 @@ class BaseFingerprint:
     total_size: int
     files: dict[str, dict[str, Any]]   # relpath -> {size, digest?, shard?}
     tensor_files: dict[str, str]       # tensor -> shard file
-
-
-def weight_files(folder: Path) -> list[Path]:
-    idx = folder / "model.safetensors.index.json"
-    if idx.is_file():
-        try:
-            wm = json.loads(idx.read_text())["weight_map"]
-        except (KeyError, json.JSONDecodeError) as e:
-            raise InvalidModel(f"{idx.name} is not a valid safetensors index ({e})") from e
-        files = sorted(set(wm.values()))
-        missing = [f for f in files if not (folder / f).is_file()]
-        if missing:
-            raise InvalidModel(f"shards named in {idx.name} are missing: {', '.join(missing)}")
-        return [folder / f for f in files]
-    shards = sorted(folder.glob("*.safetensors"))
-    if shards:
-        return shards
-    pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt"))
-    if pickles:
-        raise UnsafeFormat(f"{folder.name}: only pickle weights ({', '.join(pickles)}); safetensors required")
-    raise InvalidModel(f"no safetensors weights in {folder}")
 
 
 def _sample_hash(path: Path, size: int) -> str:
@@ -94,8 +73,8 @@ def fingerprint_base(folder: Path, *, revision: str | None = None, full_hash: bo
     params = 0
     wh = hashlib.sha256()
     dtypes: dict[str, int] = {}
-    for shard in weight_files(folder):
-        hdr = read_header(shard, max_header_bytes=max_header_bytes)
+    for hdr in read_headers(folder, max_header_bytes=max_header_bytes):
+        shard = Path(hdr.path)
         rel = shard.name
         digest = sha256_file(shard) if full_hash else None
         files[rel] = {"size": hdr.file_size, "role": "weights", **({"digest": digest} if digest else {})}

@@ -75,9 +75,10 @@ def merge(
         it exactly. DiskFull: no space left. MergeError: the merge or its validation failed.
         Nothing is left at out_dir (nor beside it) when it raises.
     """
+    from registry.adapters.checkpoint import read_checkpoint
     from registry.adapters.safetensors import read_header
     from registry.merge import checkpoint
-    from registry.merge.st import parse_size, read_checkpoint
+    from registry.merge.st import parse_size
     from registry.merge.structure import read_config
 
     t0 = time.monotonic()

@@ -14,45 +14,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.adapters.safetensors import TensorInfo, read_header
 from registry.dtypes import ITEMSIZE
-from registry.errors import CorruptFile, InvalidModel
-
-
-def checkpoint_files(model_dir: Path) -> list[Path]:
-    """The weight files of a Hugging Face model folder, in index order (sharded) or the single file."""
-    model_dir = Path(model_dir)
-    index = model_dir / "model.safetensors.index.json"
-    if index.exists():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (ValueError, KeyError) as e:
-            raise CorruptFile(f"{index}: unreadable index ({e})", path=str(index)) from e
-        names = sorted(set(weight_map.values()))
-        missing = [n for n in names if not (model_dir / n).exists()]
-        if missing:
-            raise InvalidModel(f"{model_dir}: shards listed in the index are missing: {missing}",
-                               path=str(model_dir))
-        return [model_dir / n for n in names]
-    single = model_dir / "model.safetensors"
-    if single.exists():
-        return [single]
-    if any(model_dir.glob("*.bin")):
-        raise InvalidModel(f"{model_dir}: only pickle (.bin) weights; safetensors are required",
-                           path=str(model_dir), hint="convert the base to safetensors first")
-    raise InvalidModel(f"{model_dir}: no model.safetensors or model.safetensors.index.json",
-                       path=str(model_dir))
-
-
-def read_checkpoint(model_dir: Path) -> dict[str, TensorInfo]:
-    """All tensors of a model folder, in file then offset order (each header checked by `read_header`)."""
-    out: dict[str, TensorInfo] = {}
-    for f in checkpoint_files(model_dir):
-        for name, info in sorted(read_header(f).tensors.items(), key=lambda kv: kv[1].offset):
-            if name in out:
-                raise CorruptFile(f"tensor {name} appears in two shards", path=str(f))
-            out[name] = info
-    return out
+from registry.errors import CorruptFile
 
 
 def parse_size(size: str | int) -> int:
