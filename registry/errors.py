@@ -287,6 +287,17 @@ class StopTask(BaseException):
         super().__init__(why)
 
 
+class Rollback(Exception):
+    """Raised inside a write transaction to undo it (dry runs) while keeping what it computed.
+
+    Control flow inside registry.release, never shown to a user.
+    """
+
+    def __init__(self, result: Any):
+        self.result = result
+        super().__init__("rolled back")
+
+
 def classes() -> list[type[RegistryError]]:
     """Every RegistryError class, the root first, then breadth first in definition order."""
     out: list[type[RegistryError]] = []

@@ -15,7 +15,7 @@ from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.core import Core
-from registry.errors import BaseModelNotFound
+from registry.errors import BaseModelNotFound, Rollback
 from registry.refs import check_alias
 from registry.release import aliases as A
 from registry.release import bulk as B
@@ -29,13 +29,6 @@ from registry.release.policy import PolicySpec, evaluate
 from registry.workflows.resolve import adapter_folder, base_folder
 
 V = M.AdapterVersion
-
-
-class _Rollback(Exception):
-    """Raised inside a write transaction to undo it (dry runs) while keeping what it computed."""
-
-    def __init__(self, result: Any):
-        self.result = result
 
 
 class Release:
@@ -152,9 +145,9 @@ class Release:
                 done, jobs = fn(s, items)
                 res = RT.BulkResult(operation, dict(query), len(items), tuple(done), dry_run, tuple(jobs))
                 if dry_run:
-                    raise _Rollback(res)
+                    raise Rollback(res)
                 return res
-        except _Rollback as r:
+        except Rollback as r:
             return r.result
 
     def bulk_tag(self, query: Mapping[str, Any], *, tags: Mapping[str, str] | Iterable[str] = (),
