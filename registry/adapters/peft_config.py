@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,22 @@ class PeftFields:
         return r, a
 
 
-def pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
-    """peft's get_pattern_key: the first key, in dict order, matching a dotted suffix of `module`."""
-    for key, value in patterns.items():
-        if re.match(rf"(.*\.)?({key})$", module):
-            return value
-    return default
+def pattern_key(pattern_keys: Iterable[str], name: str) -> str:
+    """peft's `utils.other.get_pattern_key`: which rank_pattern / alpha_pattern key applies to a module.
+
+    The first key, in dict order, that matches a dot-separated suffix of `name` to its end (keys
+    are regexes, tried as in the loop below), else `name` itself. The static check and
+    the merge both resolve ranks and alphas through this one function, so they cannot disagree.
+    """
+    for key in pattern_keys:
+        if re.match(rf"(.*\.)?({key})$", name):
+            return key
+    return name
+
+
+def pattern_value(patterns: Mapping[str, Any], name: str, default: Any) -> Any:
+    """The value peft's LoRA layer takes from a pattern dict: `patterns.get(pattern_key(...), default)`."""
+    return patterns.get(pattern_key(patterns.keys(), name), default)
 
 
 def init_method(conf: dict[str, Any]) -> str | None:

@@ -6,7 +6,8 @@ peft's own functions):
 
 - `lora_target`: `tuners_utils.check_target_module_exists` (target_modules, exclude_modules,
   layers_to_transform / layers_pattern, and the modules_to_save exclusion);
-- `pattern_key`: `utils.other.get_pattern_key` (rank_pattern / alpha_pattern);
+- `rank_and_alpha`: rank_pattern / alpha_pattern, through `registry.adapters.peft_config.pattern_key`
+  (`utils.other.get_pattern_key`), the resolver the static check uses too;
 - `is_module_to_save`: `utils.other._set_trainable`'s plain `endswith` test.
 """
 
@@ -17,7 +18,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from registry.adapters.peft_config import pattern_key, pattern_value
+
 ALL_LINEAR = "all-linear"
+__all__ = ["ALL_LINEAR", "expand_all_linear", "is_module_to_save", "lora_target", "pattern_key", "rank_and_alpha",
+           "scaling"]
 
 
 def lora_target(config: Mapping[str, Any], key: str) -> bool | None:
@@ -65,20 +70,10 @@ def lora_target(config: Mapping[str, Any], key: str) -> bool | None:
     return found
 
 
-def pattern_key(pattern_keys: Iterable[str], name: str) -> str:
-    """The first pattern (in dict order) that matches a dot-separated suffix of `name`, else `name`."""
-    for key in pattern_keys:
-        if re.match(rf"(.*\.)?({key})$", name):
-            return key
-    return name
-
-
 def rank_and_alpha(config: Mapping[str, Any], name: str) -> tuple[int, float]:
     """(r, lora_alpha) for module `name`, resolved from rank_pattern / alpha_pattern as peft does."""
-    rp = config.get("rank_pattern") or {}
-    ap = config.get("alpha_pattern") or {}
-    r = rp.get(pattern_key(rp.keys(), name), config.get("r", 8))
-    alpha = ap.get(pattern_key(ap.keys(), name), config.get("lora_alpha", 8))
+    r = pattern_value(config.get("rank_pattern") or {}, name, config.get("r", 8))
+    alpha = pattern_value(config.get("alpha_pattern") or {}, name, config.get("lora_alpha", 8))
     return r, alpha
 
 
