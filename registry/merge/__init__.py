@@ -19,9 +19,13 @@ from typing import Any
 
 from registry import dtypes
 from registry.errors import InvalidAdapter, InvalidInput, MergeError, UnsafeFormat, Unsupported
+from registry.versions import library_versions
 
 STREAMING_VERSION = "streaming/1"
 ENGINES = ("auto", "streaming", "peft")
+# The libraries manifest.json records, fixed on purpose: the manifest is one of the merged files,
+# which are byte-identical from run to run; another library here would change every merge's bytes.
+MANIFEST_LIBRARIES = ("torch", "transformers", "peft", "safetensors")
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ def merge(
                         "digest": (card.get("adapter") or {}).get("digest") or _adapter_digest(adapter_dir, adapter_file)},
             "engine": used, "engine_version": version, "dtype": out_dtype, "device": device,
             "max_shard_size": shard_bytes, "tokenizer_from": tok_source,
-            "libraries": _library_versions(),
+            "libraries": library_versions(libraries=MANIFEST_LIBRARIES),
         }
         files = checkpoint.write_manifest(tmp, known=known, recipe=recipe, validation=validation)
         size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
@@ -225,16 +229,6 @@ def _adapter_digest(adapter_dir: Path, adapter_file: Path) -> str:
     for p in (adapter_dir / "adapter_config.json", adapter_file):
         h.update(sha256_file(p).encode())
     return "sha256:" + h.hexdigest()
-
-
-def _library_versions() -> dict[str, str | None]:
-    out = {}
-    for lib in ("torch", "transformers", "peft", "safetensors"):
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            out[lib] = None
-    return out
 
 
 __all__ = ["MergeResult", "merge", "ENGINES"]

@@ -40,24 +40,6 @@ class Outcome:
     versions: dict[str, Any] = field(default_factory=dict)
 
 
-def library_versions(device: str = "cpu") -> dict[str, Any]:
-    """torch / transformers / peft versions, and CUDA and the GPU when on one."""
-    from importlib import metadata
-
-    out: dict[str, Any] = {}
-    for lib in ("torch", "transformers", "peft", "safetensors"):
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            out[lib] = None
-    if device.startswith("cuda"):
-        import torch
-
-        out["cuda"] = torch.version.cuda
-        out["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return out
-
-
 def device_kind(device: str) -> str:
     """"cpu", or "cuda/<GPU name>": results are comparable across machines with the same kind."""
     if not device.startswith("cuda"):
