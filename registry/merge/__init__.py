@@ -15,11 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry import dtypes
 from registry.errors import InvalidAdapter, InvalidInput, MergeError, UnsafeFormat, Unsupported
 from registry.versions import library_versions
+
+if TYPE_CHECKING:
+    from registry.adapters.safetensors import TensorInfo
+    from registry.merge.plan import Plan
 
 STREAMING_VERSION = "streaming/1"
 ENGINES = ("auto", "streaming", "peft")
@@ -79,92 +83,135 @@ def merge(
         it exactly. DiskFull: no space left. MergeError: the merge or its validation failed.
         Nothing is left at out_dir (nor beside it) when it raises.
     """
-    from registry.adapters.checkpoint import read_checkpoint
-    from registry.adapters.safetensors import read_header
     from registry.merge import checkpoint
     from registry.merge.st import parse_size
-    from registry.merge.structure import read_config
 
     t0 = time.monotonic()
     if engine not in ENGINES:
         raise InvalidInput(f"engine must be one of {ENGINES}, not {engine!r}")
-    base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(out_dir)
     card = card or {}
     shard_bytes = parse_size(max_shard_size)
+    inputs = _read_inputs(Path(base_dir), Path(adapter_dir), dtype=dtype, device=device)
+    plan, fallback_reason = _plan(inputs, engine)
 
-    # Cheap checks first, without torch: bad inputs fail in milliseconds and leave nothing behind.
+    with checkpoint.staging(Path(out_dir)) as tmp:
+        if plan is not None:
+            used, version, known, validation = _write_streamed(plan, inputs, tmp, shard_bytes, progress)
+        else:
+            used, version, known, validation = _write_with_peft(inputs, tmp, max_shard_size)
+        tok_source = checkpoint.copy_tokenizer(inputs.adapter_dir, inputs.base_dir, tmp)
+        checkpoint.write_card(tmp, card, engine=used, dtype=inputs.dtype)
+        if validate:
+            from registry.merge.validate import check_logits
+
+            validation["logits"] = check_logits(tmp, inputs.base_dir, inputs.adapter_dir,
+                                               dtype=dtypes.TO_SAFETENSORS[inputs.dtype], device=inputs.device)
+        recipe = _recipe(card, inputs, engine=used, engine_version=version, max_shard_size=shard_bytes,
+                         tokenizer_from=tok_source)
+        files = checkpoint.write_manifest(tmp, known=known, recipe=recipe, validation=validation)
+        size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+
+    return MergeResult(out_dir=Path(out_dir), engine=used, engine_version=version, dtype=inputs.dtype,
+                       device=inputs.device, files=files, size_bytes=size, validation=validation,
+                       fallback_reason=fallback_reason, seconds=time.monotonic() - t0)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What a merge reads before it writes anything: configs, headers, the output dtype and device."""
+
+    base_dir: Path
+    adapter_dir: Path
+    adapter_cfg: dict
+    adapter_file: Path
+    adapter_hdr: dict[str, TensorInfo]
+    base_cfg: dict
+    base_hdr: dict[str, TensorInfo]
+    dtype: str  # canonical: "bfloat16", "float16", "float32"
+    device: str
+
+
+def _read_inputs(base_dir: Path, adapter_dir: Path, *, dtype: str | None, device: str) -> _Inputs:
+    """Cheap checks first, without torch: bad inputs fail in milliseconds and leave nothing behind."""
+    from registry.adapters.checkpoint import read_checkpoint
+    from registry.adapters.safetensors import read_header
+    from registry.merge import checkpoint
+    from registry.merge.structure import read_config
+
     adapter_cfg, adapter_file = _read_adapter(adapter_dir)
     adapter_hdr = read_header(adapter_file).tensors
     base_cfg = read_config(base_dir)
     base_hdr = read_checkpoint(base_dir)
     checkpoint.tokenizer_source(adapter_dir, base_dir)
     out_dtype = dtypes.or_default(dtype, _base_dtype(base_cfg, base_hdr))
-    device = _resolve_device(device)
+    return _Inputs(base_dir, adapter_dir, adapter_cfg, adapter_file, adapter_hdr, base_cfg, base_hdr, out_dtype,
+                   _resolve_device(device))
 
-    fallback_reason = None
-    plan = None
-    # The plan runs for every engine: it is what refuses adapters whose tensors peft would
-    # silently ignore or leave randomly initialised, so engine="peft" refuses them too.
+
+def _plan(inputs: _Inputs, engine: str) -> tuple[Plan | None, str | None]:
+    """(the streaming plan, or None when peft merges; why "auto" fell back to peft, or None).
+
+    The plan runs for every engine: it is what refuses adapters whose tensors peft would silently
+    ignore or leave randomly initialised, so engine="peft" refuses them too.
+    """
+    from registry.merge.plan import check_config, make_plan
+    from registry.merge.structure import load_structure
+
+    cfg, base_hdr = inputs.adapter_cfg, inputs.base_hdr
     try:
-        from registry.merge.plan import check_config, make_plan
-        from registry.merge.structure import load_structure
-
-        check_config(adapter_cfg)
-        structure = load_structure(base_dir, {k: v.shape for k, v in base_hdr.items()}, adapter_cfg)
-        plan = make_plan(adapter_cfg, {k: (v.dtype, v.shape) for k, v in adapter_hdr.items()},
+        check_config(cfg)
+        structure = load_structure(inputs.base_dir, {k: v.shape for k, v in base_hdr.items()}, cfg)
+        plan = make_plan(cfg, {k: (v.dtype, v.shape) for k, v in inputs.adapter_hdr.items()},
                          {k: (v.dtype, v.shape) for k, v in base_hdr.items()}, structure,
-                         dtypes.TO_SAFETENSORS[out_dtype])
+                         dtypes.TO_SAFETENSORS[inputs.dtype])
     except Unsupported as e:
         if engine == "streaming":
             raise
-        if engine == "auto":
-            fallback_reason = e.message
-    if engine == "peft":
-        plan = None
+        return None, e.message if engine == "auto" else None
+    return (None if engine == "peft" else plan), None
 
-    with checkpoint.staging(out_dir) as tmp:
-        if plan is not None:
-            from registry.merge.engine import stream_merge
 
-            used, version = "streaming", STREAMING_VERSION
-            weight_map, known, probes = stream_merge(plan, base_hdr, adapter_hdr, tmp, device=device,
-                                                     max_shard_size=shard_bytes, progress=progress)
-            checkpoint.write_index(tmp, weight_map)
-            config = checkpoint.write_config(base_dir, tmp, dtype=out_dtype, updates=plan.config_updates)
-            checkpoint.write_generation_config(base_dir, tmp, config)
-            validation: dict[str, Any] = {"probes": probes}
-        else:
-            from registry.merge.peft_engine import peft_merge
+def _write_streamed(plan: Plan, inputs: _Inputs, tmp: Path, shard_bytes: int,
+                    progress: Callable[[int, int, str], None] | None) -> tuple[str, str, dict[str, str], dict]:
+    """The streaming engine's shards, index, config and generation config: (engine, version, digests, validation)."""
+    from registry.merge import checkpoint
+    from registry.merge.engine import stream_merge
 
-            used, version = "peft", f"peft/{metadata.version('peft')}"
-            resize = _vocab_resize(adapter_hdr, base_cfg)
-            peft_merge(base_dir, adapter_dir, tmp, dtype=out_dtype, device=device,
-                       max_shard_size=max_shard_size, resize_vocab=resize)
-            known = {}
-            validation = {"probes": None}
-        tok_source = checkpoint.copy_tokenizer(adapter_dir, base_dir, tmp)
-        checkpoint.write_card(tmp, card, engine=used, dtype=out_dtype)
-        if validate:
-            from registry.merge.validate import check_logits
+    weight_map, known, probes = stream_merge(plan, inputs.base_hdr, inputs.adapter_hdr, tmp, device=inputs.device,
+                                             max_shard_size=shard_bytes, progress=progress)
+    checkpoint.write_index(tmp, weight_map)
+    config = checkpoint.write_config(inputs.base_dir, tmp, dtype=inputs.dtype, updates=plan.config_updates)
+    checkpoint.write_generation_config(inputs.base_dir, tmp, config)
+    validation: dict[str, Any] = {"probes": probes}
+    return "streaming", STREAMING_VERSION, known, validation
 
-            validation["logits"] = check_logits(tmp, base_dir, adapter_dir, dtype=dtypes.TO_SAFETENSORS[out_dtype],
-                                               device=device)
-        recipe = {
-            "base": {"name": (card.get("base") or {}).get("name"),
-                     "fingerprint": (card.get("base") or {}).get("fingerprint") or _base_fingerprint(base_dir, base_hdr)},
-            "adapter": {"name": (card.get("adapter") or {}).get("name"),
-                        "version": (card.get("adapter") or {}).get("version"),
-                        "digest": (card.get("adapter") or {}).get("digest") or _adapter_digest(adapter_dir, adapter_file)},
-            "engine": used, "engine_version": version, "dtype": out_dtype, "device": device,
-            "max_shard_size": shard_bytes, "tokenizer_from": tok_source,
-            "libraries": library_versions(libraries=MANIFEST_LIBRARIES),
-        }
-        files = checkpoint.write_manifest(tmp, known=known, recipe=recipe, validation=validation)
-        size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
 
-    return MergeResult(out_dir=out_dir, engine=used, engine_version=version, dtype=out_dtype, device=device,
-                       files=files, size_bytes=size, validation=validation, fallback_reason=fallback_reason,
-                       seconds=time.monotonic() - t0)
+def _write_with_peft(inputs: _Inputs, tmp: Path, max_shard_size: str | int) -> tuple[str, str, dict[str, str], dict]:
+    """peft's own merge into `tmp`: (engine, version, digests known so far (none), validation)."""
+    from registry.merge.peft_engine import peft_merge
+
+    peft_merge(inputs.base_dir, inputs.adapter_dir, tmp, dtype=inputs.dtype, device=inputs.device,
+               max_shard_size=max_shard_size, resize_vocab=_vocab_resize(inputs.adapter_hdr, inputs.base_cfg))
+    validation: dict[str, Any] = {"probes": None}
+    return "peft", f"peft/{metadata.version('peft')}", {}, validation
+
+
+def _recipe(card: dict, inputs: _Inputs, *, engine: str, engine_version: str, max_shard_size: int,
+            tokenizer_from: str) -> dict[str, Any]:
+    """manifest.json's recipe: what was merged into what, how, and with which libraries.
+
+    The card's names and digests win; what it leaves out is computed from the inputs.
+    """
+    base, adapter = card.get("base") or {}, card.get("adapter") or {}
+    return {
+        "base": {"name": base.get("name"),
+                 "fingerprint": base.get("fingerprint") or _base_fingerprint(inputs.base_dir, inputs.base_hdr)},
+        "adapter": {"name": adapter.get("name"), "version": adapter.get("version"),
+                    "digest": adapter.get("digest") or _adapter_digest(inputs.adapter_dir, inputs.adapter_file)},
+        "engine": engine, "engine_version": engine_version, "dtype": inputs.dtype, "device": inputs.device,
+        "max_shard_size": max_shard_size, "tokenizer_from": tokenizer_from,
+        "libraries": library_versions(libraries=MANIFEST_LIBRARIES),
+    }
 
 
 def _read_adapter(adapter_dir: Path) -> tuple[dict, Path]:
