@@ -18,10 +18,11 @@ from sqlalchemy import select
 from registry.catalog import commands as C
 from registry.catalog import models as M
 from registry.core import Core
+from registry.enums import Scope
 from registry.errors import AlreadyExists, Forbidden, InvalidInput, TokenNotFound, Unauthorized
 from registry.types import _Result
 
-SCOPES = ("read", "write", "admin")
+SCOPES = tuple(Scope)  # read < write < admin (registry/enums.py says what each allows)
 PREFIX = "arg_"
 NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$")
@@ -47,7 +48,7 @@ class TokenInfo(_Result):
 
     def allows(self, scope: str) -> bool:
         """True when this token's scope includes `scope` (admin > write > read)."""
-        return SCOPES.index(self.scope) >= SCOPES.index(scope)
+        return Scope(self.scope).includes(scope)
 
     def owns(self, name: str) -> bool:
         """True when `name` (an adapter or base model name) is inside this token's namespace."""

@@ -118,7 +118,7 @@ def test_cli_works_through_remote_with_a_token(server, tokens, tmp_path, api_reg
 
 def test_client_jobs_and_aliases_go_through_the_server(server, tokens, tmp_path, api_registry):
     from registry import Client
-    from registry.client import RemoteUnsupported
+    from registry.errors import RemoteUnsupported
 
     with Client(server.url, token=tokens.admin, cache_dir=tmp_path / "c") as c:
         job = c.jobs.verify("team-a/bot@1")
@@ -126,10 +126,9 @@ def test_client_jobs_and_aliases_go_through_the_server(server, tokens, tmp_path,
         assert c.jobs.cancel(job.id).state == "cancelled"
         assert [j.id for j in c.jobs.list(state="cancelled")] == [job.id]
         assert c.jobs.workers() == []
-        if hasattr(api_registry, "set_alias"):
-            assert c.release.set_alias("team-a/bot", "production", 2, reason="r").to_version == 2
-            assert [(m.alias, m.to_version) for m in c.release.alias_history("team-a/bot")] == [("production", 2)]
-            assert c.show("team-a/bot@production").version == 2
+        assert c.release.set_alias("team-a/bot", "production", 2, reason="r").to_version == 2
+        assert [(m.alias, m.to_version) for m in c.release.alias_history("team-a/bot")] == [("production", 2)]
+        assert c.show("team-a/bot@production").version == 2
         with pytest.raises(RemoteUnsupported):
             c.release.gc()
         assert not hasattr(c, "merge")  # local-only methods are absent, so hasattr() answers honestly

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from registry import types as T
+from registry.enums import Scope
 from registry.api.deps import Admin
 from registry.api.errors import responses
 from registry.api.render import json
@@ -25,7 +26,7 @@ def list_tokens(caller: Admin, revoked: Annotated[bool, Query(description="Inclu
 
 class TokenIn(BaseModel):
     name: str = Field(max_length=200)
-    scope: Literal["read", "write", "admin"]
+    scope: Scope
     namespace: str | None = Field(default=None, max_length=100, description="Limit to names NAMESPACE/*")
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, Field
 
 from registry import types as T
+from registry.enums import Engine, JobState
 from registry.api.deps import Reader, Writer
 from registry.api.errors import responses
 from registry.api.render import json
@@ -19,7 +20,7 @@ Dtype = Literal["bfloat16", "bf16", "float16", "fp16", "float32", "fp32"]
 
 
 @router.get("/jobs", response_model=list[T.Job], responses=responses(400, 401, 403, 422))
-def list_jobs(caller: Reader, state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+def list_jobs(caller: Reader, state: JobState | None = None,
               kind: Annotated[str | None, Query(max_length=50)] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 50):
     """Jobs, newest first."""
@@ -66,7 +67,7 @@ class VerifyIn(BaseModel):
 
 class MergeIn(BaseModel):
     dtype: Dtype | None = None
-    engine: Literal["auto", "streaming", "peft"] = "auto"
+    engine: Engine = Engine.AUTO
     validate_logits: bool = Field(default=False, alias="validate", description="Also compare logits")
     device: str | None = Field(default=None, max_length=20, pattern=r"^(cpu|cuda(:\d+)?)$",
                                description="Merge on this device (default: the device of the worker that takes it)")
@@ -75,7 +76,7 @@ class MergeIn(BaseModel):
 class PublishIn(BaseModel):
     to: str = Field(max_length=2000, description="dir:///path, s3://bucket/prefix or hf://org/repo[@revision]")
     dtype: Dtype | None = None
-    engine: Literal["auto", "streaming", "peft"] = "auto"
+    engine: Engine = Engine.AUTO
     force: bool = Field(default=False, description="Publish without a passing verification (admin scope)")
 
 
