@@ -18,7 +18,7 @@ from typing import Any
 from registry.dtypes import FLOAT_CODES
 from registry.errors import Incompatible, InvalidAdapter, Unsupported
 from registry.merge import targets
-from registry.merge.structure import CONV1D, EMBEDDING, LINEAR, Structure
+from registry.merge.structure import CONV1D, EMBEDDING, LINEAR, Module, Structure
 
 PREFIX = "base_model.model."
 
@@ -100,20 +100,52 @@ def make_plan(
 ) -> Plan:
     """Map every adapter tensor onto the base checkpoint, or refuse.
 
+    The phases follow peft's own: which modules it wraps, what `load_state_dict` copies over base
+    parameters, the merges in `named_modules()` order; then the refusals (tensors peft would
+    ignore or leave random) and the untying of tied parameters that modules_to_save copied.
+
     Raises:
         Incompatible: the adapter does not fit this base (shapes, names, missing tensors).
         Unsupported: peft would do something this engine does not reproduce exactly.
     """
     check_config(cfg)
-    mods = {m.name: m for m in structure.modules}
     if structure.keep_in_fp32 and out_dtype != "F32":
         raise Unsupported(f"{structure.model_type} keeps {structure.keep_in_fp32} in fp32")
     bad_files = [k for k in adapter if not k.startswith(PREFIX)]
     if bad_files:
         raise Incompatible(f"adapter keys without the {PREFIX!r} prefix: {sorted(bad_files)[:20]}",
                            names=sorted(bad_files))
+    wrapped = _wrapped_modules(cfg, structure)
+    t = _Tensors(adapter, base, structure)
+    _load_modules_to_save(t, wrapped.saved)
+    _load_replaced_parameters(t, wrapped, structure)
+    _merge_in_module_order(t, wrapped, structure)
+    t.refuse_missing_and_ignored()
+    extra, config_updates = _untie(t, out_dtype)
+    vocab = _vocab_update(t.new_shape, structure, t.ties)
+    if vocab is not None:
+        config_updates["vocab_size"] = vocab
+    out = [OutTensorPlan(k, k, _dtype(base[k][0], out_dtype), t.new_shape.get(k, base[k][1]), tuple(t.ops[k]))
+           for k in t.order]
+    return Plan(tuple(out + extra), config_updates, tuple(m.name for m in wrapped.lora))
 
-    # -- which modules peft wraps, and with what ------------------------------------------------
+
+@dataclass(frozen=True)
+class _Wrapped:
+    """The modules peft wraps, and with what: LoRA layers, modules_to_save copies, trainable tokens."""
+
+    conf: dict[str, Any]  # the adapter config, "all-linear" expanded to module names
+    lora: list[Module]
+    saved: list[Module]
+    tokens: dict[str, list[int]]  # embedding module -> trainable token ids
+
+    @property
+    def lora_names(self) -> set[str]:
+        return {m.name for m in self.lora}
+
+
+def _wrapped_modules(cfg: Mapping[str, Any], structure: Structure) -> _Wrapped:
+    """peft's target matching (targets.py) over the base's module names, with what it refuses."""
     conf = dict(cfg)
     if isinstance(conf.get("target_modules"), str) and conf["target_modules"].lower() == targets.ALL_LINEAR:
         conf["target_modules"] = targets.expand_all_linear(
@@ -131,134 +163,168 @@ def make_plan(
     saved_mods = [m for m in structure.modules if m.name and targets.is_module_to_save(mts, m.name)]
     if any(m.kind == "other" and not m.params for m in saved_mods):
         raise Unsupported("modules_to_save on a container module")
-    tokens = _token_targets(conf, structure)
+    return _Wrapped(conf, lora_mods, saved_mods, _token_targets(conf, structure))
 
-    # -- storage: stored key of each parameter (ties resolved) ------------------------------------
-    ties = {k: v for k, v in structure.ties.items() if v in base}
-    order = [k for k in base if k not in ties]  # transformers drops tied duplicates on save
 
-    def storage(key: str) -> str:
-        return ties.get(key, key)
+class _Tensors:
+    """The plan under construction: the ops on each stored tensor, and what each adapter tensor did.
 
-    ops: dict[str, list[Op]] = {k: [] for k in order}
-    new_shape: dict[str, tuple[int, ...]] = {}
-    extra: list[OutTensorPlan] = []  # tensors that become separate (untied)
-    used: set[str] = set()
-    missing: list[str] = []
-    untied: set[str] = set()
+    A tied parameter (lm_head.weight tied to the embedding) has no tensor of its own in the
+    checkpoint (transformers drops tied duplicates on save), so every op lands on its storage key.
+    """
 
-    def shape_of(key: str) -> tuple[int, ...]:
-        st = storage(key)
-        return new_shape.get(st, base[st][1])
+    def __init__(self, adapter: Mapping[str, tuple[str, tuple[int, ...]]],
+                 base: Mapping[str, tuple[str, tuple[int, ...]]], structure: Structure):
+        self.adapter = adapter
+        self.base = base
+        self.ties = {k: v for k, v in structure.ties.items() if v in base}
+        self.order = [k for k in base if k not in self.ties]
+        self.ops: dict[str, list[Op]] = {k: [] for k in self.order}
+        self.new_shape: dict[str, tuple[int, ...]] = {}  # stored key -> resized shape (vocabulary)
+        self.used: set[str] = set()  # adapter keys some op reads
+        self.missing: list[str] = []  # adapter keys peft expects and the file lacks
+        self.untied: set[str] = set()  # tied parameters a modules_to_save copy replaces
 
-    # -- load phase: file values that load_state_dict copies over base parameters -------------------
-    lora_names = {m.name for m in lora_mods}
-    wrapped = lora_names | {m.name for m in saved_mods} | set(tokens)
-    for m in saved_mods:
+    def storage(self, key: str) -> str:
+        return self.ties.get(key, key)
+
+    def shape_of(self, key: str) -> tuple[int, ...]:
+        st = self.storage(key)
+        return self.new_shape.get(st, self.base[st][1])
+
+    def add(self, key: str, op: Op) -> None:
+        self.ops[self.storage(key)].append(op)
+
+    def refuse_missing_and_ignored(self) -> None:
+        """peft would merge random values for missing tensors and silently drop ignored ones."""
+        if self.missing:
+            raise Incompatible(
+                f"the adapter lacks {len(self.missing)} tensors for modules its config targets (peft would merge "
+                f"their random initialisation): {sorted(self.missing)[:20]}", names=sorted(self.missing),
+                hint="the adapter file and adapter_config.json do not belong together")
+        ignored = sorted(set(self.adapter) - self.used)
+        if ignored:
+            raise Incompatible(
+                f"the adapter has {len(ignored)} tensors that peft would silently ignore with this config and "
+                f"base: {ignored[:20]}", names=ignored,
+                hint="the adapter is for another base model, or its target_modules do not match its weights")
+
+
+def _load_modules_to_save(t: _Tensors, saved: list[Module]) -> None:
+    """Load phase, modules_to_save: the file's copy replaces each parameter of the module."""
+    for m in saved:
         for p in m.params:
             src = f"{PREFIX}{m.name}.{p}"
-            if src not in adapter:
+            if src not in t.adapter:
                 continue
-            used.add(src)
+            t.used.add(src)
             key = f"{m.name}.{p}"
-            if key in ties or any(v == key for v in ties.values()):
-                untied.add(key)
-            _check_shape(adapter[src][1], shape_of(key), src)
-            ops[storage(key)].append(Op("replace", m.name, src=src))
-        for k in adapter:  # peft also saves the wrapper's internals in some versions
+            if key in t.ties or any(v == key for v in t.ties.values()):
+                t.untied.add(key)
+            _check_shape(t.adapter[src][1], t.shape_of(key), src)
+            t.add(key, Op("replace", m.name, src=src))
+        for k in t.adapter:  # peft also saves the wrapper's internals in some versions
             if k.startswith(f"{PREFIX}{m.name}.original_module.") or k.startswith(f"{PREFIX}{m.name}.modules_to_save."):
                 raise Unsupported(f"adapter carries wrapper internals ({k})")
-    for k in adapter:
-        if k in used or not k.endswith((".weight", ".bias")):
+
+
+def _load_replaced_parameters(t: _Tensors, wrapped: _Wrapped, structure: Structure) -> None:
+    """Load phase, plain parameters (bias="all", save_embedding_layers): `load_state_dict` copies them.
+
+    A LoRA-wrapped module's own weight is found under `.base_layer.`; a resized embedding changes
+    the stored shape (the vocabulary check comes later, in `_vocab_update`).
+    """
+    mods = {m.name: m for m in structure.modules}
+    lora_names = wrapped.lora_names
+    wrapped_names = lora_names | {m.name for m in wrapped.saved} | set(wrapped.tokens)
+    for k in t.adapter:
+        if k in t.used or not k.endswith((".weight", ".bias")):
             continue
         name = k[len(PREFIX):]
         mod, _, p = name.rpartition(".")
         if mod.endswith(".base_layer") and mod[: -len(".base_layer")] in lora_names:
             mod = mod[: -len(".base_layer")]
-        elif mod in wrapped or mod not in mods:
+        elif mod in wrapped_names or mod not in mods:
             continue  # peft would not find a parameter with this name: left for the "ignored" report
         if p not in mods[mod].params:
             continue
         key = f"{mod}.{p}"
-        st = storage(key)
-        if adapter[k][1] != shape_of(key):
-            new_shape[st] = _resized(adapter[k][1], shape_of(key), key, structure)
-        used.add(k)
-        ops[st].append(Op("replace", mod, src=k))
+        if t.adapter[k][1] != t.shape_of(key):
+            t.new_shape[t.storage(key)] = _resized(t.adapter[k][1], t.shape_of(key), key, structure)
+        t.used.add(k)
+        t.add(key, Op("replace", mod, src=k))
 
-    # -- merge phase, in named_modules() order -------------------------------------------------
+
+def _merge_in_module_order(t: _Tensors, wrapped: _Wrapped, structure: Structure) -> None:
+    """Merge phase: LoRA deltas and trainable-token rows, in `named_modules()` order as peft merges."""
+    lora_names = wrapped.lora_names
     for m in structure.modules:
-        if m.name in lora_names:
-            r, alpha = targets.rank_and_alpha(conf, m.name)
-            s = targets.scaling(conf, r, alpha)
-            p = f"{PREFIX}{m.name}."
-            emb = m.kind == EMBEDDING
-            a, b = (p + "lora_embedding_A", p + "lora_embedding_B") if emb else (p + "lora_A.weight", p + "lora_B.weight")
-            mag = p + "lora_magnitude_vector" if conf.get("use_dora") else None
-            lbias = p + "lora_B.bias" if conf.get("lora_bias") and not emb else None
-            need = [x for x in (a, b, mag, lbias) if x]
-            miss = [x for x in need if x not in adapter]
-            if miss:
-                missing += miss
-                continue
-            used.update(need)
-            w = f"{m.name}.weight"
-            _check_lora_shapes(m.kind, shape_of(w), r, adapter, a, b, mag, m.name)
-            ops[storage(w)].append(Op("lora_embedding" if emb else "lora", m.name, a=a, b=b, magnitude=mag,
-                                      scaling=s, fan_in_fan_out=m.kind == CONV1D))
-            if lbias:
-                if "bias" not in m.params:
-                    raise Incompatible(f"lora_bias=True but {m.name} has no bias")
-                _check_shape(adapter[lbias][1], shape_of(f"{m.name}.bias"), lbias)
-                ops[storage(f"{m.name}.bias")].append(Op("lora_bias", m.name, src=lbias, scaling=s))
-        if m.name in tokens:
-            src = f"{PREFIX}{m.name}.token_adapter.trainable_tokens_delta"
-            if src not in adapter:
-                missing.append(src)
-                continue
-            used.add(src)
-            idx = tokens[m.name]
-            w = f"{m.name}.weight"
-            _check_shape(adapter[src][1], (len(idx), shape_of(w)[1]), src)
-            if max(idx) >= shape_of(w)[0]:
-                raise Incompatible(f"trainable token index {max(idx)} is outside {m.name} ({shape_of(w)[0]} rows)")
-            ops[storage(w)].append(Op("tokens", m.name, src=src, indices=tuple(idx)))
+        if m.name in lora_names and not _add_lora(t, wrapped.conf, m):
+            continue  # its tensors are missing: refused later, with every other missing one
+        if m.name in wrapped.tokens:
+            _add_tokens(t, m, wrapped.tokens[m.name])
 
-    if missing:
-        raise Incompatible(
-            f"the adapter lacks {len(missing)} tensors for modules its config targets (peft would merge "
-            f"their random initialisation): {sorted(missing)[:20]}", names=sorted(missing),
-            hint="the adapter file and adapter_config.json do not belong together")
-    ignored = sorted(set(adapter) - used)
-    if ignored:
-        raise Incompatible(
-            f"the adapter has {len(ignored)} tensors that peft would silently ignore with this config and "
-            f"base: {ignored[:20]}", names=ignored,
-            hint="the adapter is for another base model, or its target_modules do not match its weights")
 
-    # -- untying: a module_to_save copy of a tied parameter becomes a tensor of its own --------------
-    config_updates: dict[str, Any] = {}
-    if untied:
-        for key in untied:
-            st = storage(key)
-            if len(ops[st]) != 1:
-                raise Unsupported(f"modules_to_save on tied {key} combined with other changes to it")
-        for tied_key, src_key in ties.items():
-            if tied_key in untied:  # e.g. lm_head copy: new tensor, the embedding is kept
-                op = ops[src_key].pop()
-                extra.append(OutTensorPlan(tied_key, None, _dtype(base[src_key][0], out_dtype),
-                                           adapter[op.src][1], (op,)))
-            elif src_key in untied:  # embedding copy: the head keeps the original values
-                extra.append(OutTensorPlan(tied_key, src_key, _dtype(base[src_key][0], out_dtype),
-                                           base[src_key][1]))
-        config_updates["tie_word_embeddings"] = False
+def _add_lora(t: _Tensors, conf: Mapping[str, Any], m: Module) -> bool:
+    """The LoRA op (and lora_bias op) of module `m`; False when the file lacks some of its tensors."""
+    r, alpha = targets.rank_and_alpha(conf, m.name)
+    s = targets.scaling(conf, r, alpha)
+    p = f"{PREFIX}{m.name}."
+    emb = m.kind == EMBEDDING
+    a, b = (p + "lora_embedding_A", p + "lora_embedding_B") if emb else (p + "lora_A.weight", p + "lora_B.weight")
+    mag = p + "lora_magnitude_vector" if conf.get("use_dora") else None
+    lbias = p + "lora_B.bias" if conf.get("lora_bias") and not emb else None
+    need = [x for x in (a, b, mag, lbias) if x]
+    miss = [x for x in need if x not in t.adapter]
+    if miss:
+        t.missing += miss
+        return False
+    t.used.update(need)
+    w = f"{m.name}.weight"
+    _check_lora_shapes(m.kind, t.shape_of(w), r, t.adapter, a, b, mag, m.name)
+    t.add(w, Op("lora_embedding" if emb else "lora", m.name, a=a, b=b, magnitude=mag, scaling=s,
+                fan_in_fan_out=m.kind == CONV1D))
+    if lbias:
+        if "bias" not in m.params:
+            raise Incompatible(f"lora_bias=True but {m.name} has no bias")
+        _check_shape(t.adapter[lbias][1], t.shape_of(f"{m.name}.bias"), lbias)
+        t.add(f"{m.name}.bias", Op("lora_bias", m.name, src=lbias, scaling=s))
+    return True
 
-    vocab = _vocab_update(new_shape, structure, ties)
-    if vocab is not None:
-        config_updates["vocab_size"] = vocab
-    out = [OutTensorPlan(k, k, _dtype(base[k][0], out_dtype), new_shape.get(k, base[k][1]), tuple(ops[k]))
-           for k in order]
-    return Plan(tuple(out + extra), config_updates, tuple(m.name for m in lora_mods))
+
+def _add_tokens(t: _Tensors, m: Module, idx: list[int]) -> None:
+    """The trainable-tokens op of embedding `m`: its rows `idx` become the file's rows."""
+    src = f"{PREFIX}{m.name}.token_adapter.trainable_tokens_delta"
+    if src not in t.adapter:
+        t.missing.append(src)
+        return
+    t.used.add(src)
+    w = f"{m.name}.weight"
+    _check_shape(t.adapter[src][1], (len(idx), t.shape_of(w)[1]), src)
+    if max(idx) >= t.shape_of(w)[0]:
+        raise Incompatible(f"trainable token index {max(idx)} is outside {m.name} ({t.shape_of(w)[0]} rows)")
+    t.add(w, Op("tokens", m.name, src=src, indices=tuple(idx)))
+
+
+def _untie(t: _Tensors, out_dtype: str) -> tuple[list[OutTensorPlan], dict[str, Any]]:
+    """A modules_to_save copy of a tied parameter becomes a tensor of its own, as peft's merge leaves it.
+
+    Returns the extra output tensors and the config edit (tie_word_embeddings=False) that goes with them.
+    """
+    extra: list[OutTensorPlan] = []
+    if not t.untied:
+        return extra, {}
+    for key in t.untied:
+        if len(t.ops[t.storage(key)]) != 1:
+            raise Unsupported(f"modules_to_save on tied {key} combined with other changes to it")
+    for tied_key, src_key in t.ties.items():
+        dtype = _dtype(t.base[src_key][0], out_dtype)
+        if tied_key in t.untied:  # e.g. lm_head copy: new tensor, the embedding is kept
+            op = t.ops[src_key].pop()
+            extra.append(OutTensorPlan(tied_key, None, dtype, t.adapter[op.src][1], (op,)))
+        elif src_key in t.untied:  # embedding copy: the head keeps the original values
+            extra.append(OutTensorPlan(tied_key, src_key, dtype, t.base[src_key][1]))
+    return extra, {"tie_word_embeddings": False}
 
 
 def _dtype(src: str, out: str) -> str:
