@@ -149,30 +149,18 @@ def stream_merge(
     """
     import torch
 
-    files = _Files()
-    adapter_cache: dict[str, torch.Tensor] = {}
-
-    def adapter_tensor(key: str) -> torch.Tensor:
-        if key not in adapter_cache:
-            adapter_cache[key] = read_tensor(files, adapter[key]).to(device)
-        return adapter_cache[key]
-
-    out = [OutTensor(t.name, t.dtype, t.shape) for t in plan.tensors]
-    by_name = {t.name: t for t in plan.tensors}
-    scratch = _Scratch([t for t in plan.tensors if _fast(t, base, device)])
-    shards = plan_shards(out, max_shard_size)
+    merger = _Merger(plan, base, adapter, device)
+    shards = plan_shards([OutTensor(t.name, t.dtype, t.shape) for t in plan.tensors], max_shard_size)
     weight_map: dict[str, str] = {}
-    probes: list[dict] = []
-    total = len(out)
+    total = len(plan.tensors)
     done = 0
     writer = _Writer()
     writer.start()
     # The writer thread hashes and writes on one core while torch computes on the other. Two torch
     # threads plus the writer oversubscribe a 2-core box and OpenMP's spin-waits then make every
     # kernel ~10x slower, so torch gets the cores minus one here; ops whose result could depend on
-    # the thread count (reductions: DoRA norms) run with the caller's setting (_merged_value).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 2) - 1)))
+    # the thread count (reductions: DoRA norms) run with the caller's setting (_Merger._queue_ops).
+    torch.set_num_threads(max(1, min(merger.caller_threads, (os.cpu_count() or 2) - 1)))
     open_writers: list[ShardWriter] = []
     try:
         for i, shard in enumerate(shards):
@@ -180,31 +168,8 @@ def stream_merge(
             sw = ShardWriter(out_dir / name, shard)
             open_writers.append(sw)
             for t in shard:
-                tp = by_name[t.name]
                 weight_map[t.name] = name
-                src = base.get(tp.source) if tp.source else None
-                if not tp.ops and src is not None and src.dtype == tp.dtype and src.shape == tp.shape:
-                    fd = files.fd(src.file)
-                    writer.put(lambda sw=sw, n=t.name, fd=fd, off=src.offset: sw.copy_from(n, fd, off))
-                elif _fast(tp, base, device):
-                    buf = scratch.take()
-                    w = _read_into(files, src, buf)
-                    op = tp.ops[0]
-                    a, b = adapter_tensor(op.a), adapter_tensor(op.b)
-                    probe = validate.Probe(op, w, a, b, None)
-                    lm.merge_linear_into(w, a, b, op.scaling, op.fan_in_fan_out, scratch.delta, scratch.wide)
-                    probes.append(probe.check(w))
-                    _check_finite(tp, w)
-                    writer.put(lambda sw=sw, n=t.name, w=w: sw.write(n, tensor_bytes(w)),
-                               release=lambda buf=buf: scratch.give(buf))
-                else:
-                    fast_threads = torch.get_num_threads()
-                    torch.set_num_threads(threads)
-                    try:
-                        value = _merged_value(tp, src, files, adapter_tensor, device, probes)
-                    finally:
-                        torch.set_num_threads(fast_threads)
-                    writer.put(lambda sw=sw, n=t.name, v=value: sw.write(n, tensor_bytes(v)))
+                merger.queue(sw, merger.by_name[t.name], writer)
                 done += 1
                 if progress:
                     progress(done, total, t.name)
@@ -217,18 +182,76 @@ def stream_merge(
         writer.cancel()
         raise
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(merger.caller_threads)
         for sw in open_writers:
             sw.abort()
-        files.close()
+        merger.files.close()
     digests = {sw.path.name: sw.sha256.hexdigest() for sw in open_writers}
-    return weight_map, digests, validate.summarize_probes(probes)
+    return weight_map, digests, validate.summarize_probes(merger.probes)
+
+
+class _Merger:
+    """What one `stream_merge` works with: the open inputs, the adapter's tensors, reused buffers, probes.
+
+    `queue` decides per tensor how its bytes are made, then hands the write to the writer thread.
+    """
+
+    def __init__(self, plan: Plan, base: dict[str, TensorInfo], adapter: dict[str, TensorInfo], device: str):
+        import torch
+
+        self.base, self.adapter, self.device = base, adapter, device
+        self.files = _Files()
+        self.by_name = {t.name: t for t in plan.tensors}
+        self.scratch = _Scratch([t for t in plan.tensors if _fast(t, base, device)])
+        self.probes: list[dict] = []
+        self.caller_threads = torch.get_num_threads()
+        self._adapter_cache: dict[str, torch.Tensor] = {}
+
+    def adapter_tensor(self, key: str):
+        """An adapter tensor on the device, read once (a module's A and B serve one op, the cache all)."""
+        if key not in self._adapter_cache:
+            self._adapter_cache[key] = read_tensor(self.files, self.adapter[key]).to(self.device)
+        return self._adapter_cache[key]
+
+    def queue(self, sw: ShardWriter, tp, writer: _Writer) -> None:
+        """Queue tensor `tp` for shard `sw`: copied as is, merged on the hot path, or through every op."""
+        src = self.base.get(tp.source) if tp.source else None
+        if not tp.ops and src is not None and src.dtype == tp.dtype and src.shape == tp.shape:
+            fd = self.files.fd(src.file)
+            writer.put(lambda sw=sw, n=tp.name, fd=fd, off=src.offset: sw.copy_from(n, fd, off))
+        elif _fast(tp, self.base, self.device):
+            self._queue_fast(sw, tp, src, writer)
+        else:
+            self._queue_ops(sw, tp, src, writer)
+
+    def _queue_fast(self, sw: ShardWriter, tp, src: TensorInfo, writer: _Writer) -> None:
+        """Vanilla LoRA in place in a reused read buffer, which the writer hands back once written."""
+        buf = self.scratch.take()
+        w = _read_into(self.files, src, buf)
+        op = tp.ops[0]
+        a, b = self.adapter_tensor(op.a), self.adapter_tensor(op.b)
+        probe = validate.Probe(op, w, a, b, None)
+        lm.merge_linear_into(w, a, b, op.scaling, op.fan_in_fan_out, self.scratch.delta, self.scratch.wide)
+        self.probes.append(probe.check(w))
+        _check_finite(tp, w)
+        writer.put(lambda sw=sw, n=tp.name, w=w: sw.write(n, tensor_bytes(w)),
+                   release=lambda buf=buf: self.scratch.give(buf))
+
+    def _queue_ops(self, sw: ShardWriter, tp, src: TensorInfo | None, writer: _Writer) -> None:
+        """Every other tensor: the plan's ops in peft's order, with the caller's torch thread count."""
+        import torch
+
+        fast_threads = torch.get_num_threads()
+        torch.set_num_threads(self.caller_threads)
+        try:
+            value = _merged_value(tp, src, self.files, self.adapter_tensor, self.device, self.probes)
+        finally:
+            torch.set_num_threads(fast_threads)
+        writer.put(lambda sw=sw, n=tp.name, v=value: sw.write(n, tensor_bytes(v)))
 
 
 def _merged_value(tp, src, files, adapter_tensor, device, probes):
     """Apply the plan's ops to one stored tensor, in peft's order; returns the tensor to write."""
-    import torch
-
     dtype = torch_dtype(tp.dtype)
     if src is not None:
         w = read_tensor(files, src).to(device)
