@@ -47,56 +47,93 @@ def check_compat(fields: PeftFields, tensors: dict[str, TensorInfo], layout: dic
     errors: list[str] = []
     warnings: list[str] = []
     lay = K.layout(tensors)
-    touched = 0
     ranks: dict[str, int] = {}
-    for module, mt in sorted(lay.modules.items()):
-        wkey = resolve_weight(module, layout, tied)
-        if wkey is None:
-            errors.append(f"{module}: no such module in the base model")
-            continue
-        W = _shape(layout, wkey)
-        p = mt.parts
-        if "A" in p and "B" in p:
-            A, B = p["A"].shape, p["B"].shape
-            if len(W) != 2 and len(W) < 3:
-                errors.append(f"{module}: base tensor {wkey} has shape {list(W)}, not a matrix")
-                continue
-            r = A[0]
-            if B[1] != r:
-                errors.append(f"{module}: rank mismatch, lora_A has r={r} but lora_B has r={B[1]}")
-            if len(W) == 2:
-                linear_ok = (B[0], A[1]) == W
-                conv1d_ok = (A[1], B[0]) == W
-                if fields.fan_in_fan_out and not conv1d_ok and linear_ok:
-                    warnings.append(f"{module}: fan_in_fan_out is set but the shapes fit a Linear layer")
-                if not (linear_ok or conv1d_ok):
-                    errors.append(f"{module}: shape mismatch, lora_B{list(B)} @ lora_A{list(A)} does not fit "
-                                  f"{wkey}{list(W)}")
-            elif len(W) >= 3 and (A[1] != W[1] or B[0] != W[0]):
-                errors.append(f"{module}: conv shape mismatch, A{list(A)} B{list(B)} vs {wkey}{list(W)}")
-            ranks[module] = r
-        elif "emb_A" in p and "emb_B" in p:
-            A, B = p["emb_A"].shape, p["emb_B"].shape  # (r, num_embeddings), (dim, r)
-            r = A[0]
-            if B[1] != r:
-                errors.append(f"{module}: rank mismatch, lora_embedding_A r={r}, lora_embedding_B r={B[1]}")
-            if (A[1], B[0]) != W:
-                errors.append(f"{module}: embedding shape mismatch, ({A[1]}, {B[0]}) vs {wkey}{list(W)}")
-            ranks[module] = r
-        elif p:
-            errors.append(f"{module}: incomplete LoRA pair (has {', '.join(sorted(p))})")
-            continue
-        if "magnitude" in p:
-            out_dim = W[0] if not fields.fan_in_fan_out else W[-1]
-            if p["magnitude"].shape[0] not in (W[0], W[-1]):
-                errors.append(f"{module}: DoRA magnitude has {p['magnitude'].shape[0]} entries, expected {out_dim}")
-        if "B_bias" in p and f"{module}.bias" not in layout:
-            errors.append(f"{module}: lora_bias set but the base layer has no bias")
-        if fields.is_lora and module in ranks:
-            want, _alpha = fields.scaling_for(module)
-            if want is not None and want != ranks[module]:
-                errors.append(f"{module}: rank {ranks[module]} in the file but the config resolves r={want}")
-        touched += 1
+    touched = sum(_check_module(module, mt, fields, layout, tied, ranks, errors, warnings)
+                  for module, mt in sorted(lay.modules.items()))
+    _check_replaced(lay, layout, tied, errors, warnings)
+    _check_tokens(lay, layout, tied, errors)
+    _check_whole(fields, lay, touched, tied=tied, zero_b=zero_b, base_vocab=(base_config or {}).get("vocab_size"),
+                 adapter_vocab=adapter_vocab, errors=errors, warnings=warnings)
+    status = "fail" if errors else ("warn" if warnings else "ok")
+    return {
+        "status": status, "errors": errors, "warnings": warnings, "modules_touched": touched,
+        "ranks": sorted(set(ranks.values())), "replaced_tensors": sorted(lay.replaced),
+        "trainable_token_modules": sorted(lay.tokens),
+    }
+
+
+def _check_module(module: str, mt: K.ModuleTensors, fields: PeftFields, layout: dict[str, list], tied: bool,
+                  ranks: dict[str, int], errors: list[str], warnings: list[str]) -> bool:
+    """One LoRA module's tensors against the base weight it updates; True when it counts as touched.
+
+    Its rank goes into `ranks`. A module the base lacks, a base tensor that is no matrix and an
+    incomplete pair are not counted: nothing of them could be merged.
+    """
+    wkey = resolve_weight(module, layout, tied)
+    if wkey is None:
+        errors.append(f"{module}: no such module in the base model")
+        return False
+    W = _shape(layout, wkey)
+    p = mt.parts
+    if "A" in p and "B" in p:
+        r = _pair_rank(module, p["A"].shape, p["B"].shape, W, wkey, fields.fan_in_fan_out, errors, warnings)
+        if r is None:
+            return False
+        ranks[module] = r
+    elif "emb_A" in p and "emb_B" in p:
+        ranks[module] = _embedding_pair_rank(module, p["emb_A"].shape, p["emb_B"].shape, W, wkey, errors)
+    elif p:
+        errors.append(f"{module}: incomplete LoRA pair (has {', '.join(sorted(p))})")
+        return False
+    if "magnitude" in p:
+        out_dim = W[0] if not fields.fan_in_fan_out else W[-1]
+        if p["magnitude"].shape[0] not in (W[0], W[-1]):
+            errors.append(f"{module}: DoRA magnitude has {p['magnitude'].shape[0]} entries, expected {out_dim}")
+    if "B_bias" in p and f"{module}.bias" not in layout:
+        errors.append(f"{module}: lora_bias set but the base layer has no bias")
+    if fields.is_lora and module in ranks:
+        want, _alpha = fields.scaling_for(module)
+        if want is not None and want != ranks[module]:
+            errors.append(f"{module}: rank {ranks[module]} in the file but the config resolves r={want}")
+    return True
+
+
+def _pair_rank(module: str, A: tuple[int, ...], B: tuple[int, ...], W: tuple[int, ...], wkey: str,
+               fan_in_fan_out: bool, errors: list[str], warnings: list[str]) -> int | None:
+    """lora_A / lora_B against a Linear, Conv1D (transposed) or conv weight: the rank, None if W is no matrix."""
+    if len(W) != 2 and len(W) < 3:
+        errors.append(f"{module}: base tensor {wkey} has shape {list(W)}, not a matrix")
+        return None
+    r = A[0]
+    if B[1] != r:
+        errors.append(f"{module}: rank mismatch, lora_A has r={r} but lora_B has r={B[1]}")
+    if len(W) == 2:
+        linear_ok = (B[0], A[1]) == W
+        conv1d_ok = (A[1], B[0]) == W
+        if fan_in_fan_out and not conv1d_ok and linear_ok:
+            warnings.append(f"{module}: fan_in_fan_out is set but the shapes fit a Linear layer")
+        if not (linear_ok or conv1d_ok):
+            errors.append(f"{module}: shape mismatch, lora_B{list(B)} @ lora_A{list(A)} does not fit "
+                          f"{wkey}{list(W)}")
+    elif len(W) >= 3 and (A[1] != W[1] or B[0] != W[0]):
+        errors.append(f"{module}: conv shape mismatch, A{list(A)} B{list(B)} vs {wkey}{list(W)}")
+    return r
+
+
+def _embedding_pair_rank(module: str, A: tuple[int, ...], B: tuple[int, ...], W: tuple[int, ...], wkey: str,
+                         errors: list[str]) -> int:
+    """lora_embedding_A (r, num_embeddings) / lora_embedding_B (dim, r) against the embedding: the rank."""
+    r = A[0]
+    if B[1] != r:
+        errors.append(f"{module}: rank mismatch, lora_embedding_A r={r}, lora_embedding_B r={B[1]}")
+    if (A[1], B[0]) != W:
+        errors.append(f"{module}: embedding shape mismatch, ({A[1]}, {B[0]}) vs {wkey}{list(W)}")
+    return r
+
+
+def _check_replaced(lay: K.AdapterLayout, layout: dict[str, list], tied: bool, errors: list[str],
+                    warnings: list[str]) -> None:
+    """Whole tensors that replace the base's (modules_to_save, biases): same shape, or a resized vocabulary."""
     for key, info in sorted(lay.replaced.items()):
         if key not in layout:
             tied_head = tied and key.split(".")[-2:-1] == ["lm_head"]
@@ -110,12 +147,22 @@ def check_compat(fields: PeftFields, tensors: dict[str, TensorInfo], layout: dic
                                 "merge into a base resized to match")
             else:
                 errors.append(f"{key}: shape {list(info.shape)} does not match the base's {list(W)}")
+
+
+def _check_tokens(lay: K.AdapterLayout, layout: dict[str, list], tied: bool, errors: list[str]) -> None:
+    """Trainable token rows: their module exists and the rows are as wide as its weight."""
     for module, info in sorted(lay.tokens.items()):
         wkey = resolve_weight(module, layout, tied)
         if wkey is None:
             errors.append(f"{module}: trainable tokens for a module the base does not have")
         elif info.shape[-1] != _shape(layout, wkey)[-1]:
-            errors.append(f"{module}: trainable token rows have width {info.shape[-1]}, base {_shape(layout, wkey)[-1]}")
+            errors.append(f"{module}: trainable token rows have width {info.shape[-1]}, "
+                          f"base {_shape(layout, wkey)[-1]}")
+
+
+def _check_whole(fields: PeftFields, lay: K.AdapterLayout, touched: int, *, tied: bool, zero_b: list[str] | None,
+                 base_vocab: int | None, adapter_vocab: int | None, errors: list[str], warnings: list[str]) -> None:
+    """What only the adapter as a whole shows: it does nothing, needs a modified base, or cannot merge."""
     if lay.unknown:
         warnings.append(f"{len(lay.unknown)} tensors of unknown role: {', '.join(lay.unknown[:MAX_LISTED])}")
     if fields.is_lora and touched == 0 and not lay.replaced and not lay.tokens:
@@ -131,17 +178,10 @@ def check_compat(fields: PeftFields, tensors: dict[str, TensorInfo], layout: dic
     if tied and any(m.split(".")[-1] in ("lm_head", "embed_tokens", "wte") for m in lay.modules):
         warnings.append("LoRA on a tied embedding: merging changes input and output embeddings together, "
                         "so the merged model differs from the unmerged adapter")
-    base_vocab = (base_config or {}).get("vocab_size")
     if adapter_vocab and base_vocab and adapter_vocab > base_vocab:
         warnings.append(f"the adapter's tokenizer has {adapter_vocab} tokens but the base vocabulary is {base_vocab}")
     if fields.layer_replication:
         warnings.append("layer_replication is set: peft cannot merge this adapter")
-    status = "fail" if errors else ("warn" if warnings else "ok")
-    return {
-        "status": status, "errors": errors, "warnings": warnings, "modules_touched": touched,
-        "ranks": sorted(set(ranks.values())), "replaced_tensors": sorted(lay.replaced),
-        "trainable_token_modules": sorted(lay.tokens),
-    }
 
 
 def _check_other_type(fields: PeftFields, tensors: dict[str, TensorInfo], layout: dict[str, list]) -> dict[str, Any]:
