@@ -11,6 +11,8 @@ push reads (registry.adapters.inspect.push_files).
 
 from __future__ import annotations
 
+import builtins
+
 import dataclasses
 import datetime as dt
 import types as pytypes
@@ -242,7 +244,7 @@ class _RemoteJobs:
     def _job(self, method: str, path: str, **kw: Any) -> T.Job:
         return from_dict(T.Job, self.c._call(method, path, **kw))
 
-    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50) -> list[T.Job]:
+    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50) -> builtins.list[T.Job]:
         params = {k: v for k, v in (("state", state), ("kind", kind), ("limit", limit)) if v is not None}
         return [from_dict(T.Job, d) for d in self.c._call("GET", "/jobs", params=params)]
 
@@ -255,7 +257,7 @@ class _RemoteJobs:
     def retry(self, job_id: int) -> T.Job:
         return self._job("POST", f"/jobs/{int(job_id)}/retry")
 
-    def workers(self, *, include_stopped: bool = False) -> list[T.WorkerInfo]:
+    def workers(self, *, include_stopped: bool = False) -> builtins.list[T.WorkerInfo]:
         return [from_dict(T.WorkerInfo, d)
                 for d in self.c._call("GET", "/workers", params={"stopped": include_stopped})]
 
@@ -339,8 +341,9 @@ def from_response(r: httpx.Response) -> E.RegistryError:
     code = body.get("error")
     cls = E.by_code().get(code) if isinstance(code, str) else None
     cls = cls or E.for_status(r.status_code)
-    ctx = body.get("context") if isinstance(body.get("context"), dict) else {}
-    ctx = {k: v for k, v in ctx.items() if k.isidentifier() and k not in ("message", "hint", "status", "code", "exit_code")}
+    raw = body.get("context")
+    ctx = {k: v for k, v in (raw if isinstance(raw, dict) else {}).items()
+           if k.isidentifier() and k not in ("message", "hint", "status", "code", "exit_code")}
     err = cls(body.get("message") or f"HTTP {r.status_code} from {r.request.url}", hint=body.get("hint"), **ctx)
     if err.status != r.status_code:
         err.status = r.status_code
@@ -362,8 +365,8 @@ def _convert(tp: Any, v: Any) -> Any:
         return None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, pytypes.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _convert(args[0], v) if len(args) == 1 else v
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(members[0], v) if len(members) == 1 else v
     if origin is tuple:
         args = typing.get_args(tp)
         return tuple(_convert(args[0], x) for x in v) if args else tuple(v)
@@ -372,7 +375,7 @@ def _convert(tp: Any, v: Any) -> Any:
         return [_convert(arg, x) for x in v]
     if origin is dict or tp is Any:
         return v
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = _HINTS.get(tp)
         if hints is None:
             hints = _HINTS[tp] = typing.get_type_hints(tp)

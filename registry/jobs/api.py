@@ -7,14 +7,17 @@
 
 from __future__ import annotations
 
+import builtins
+
 import datetime as dt
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from registry import dtypes
 from registry import types as T
 from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
+from registry.catalog.rows import row
 from registry.core import Core
 from registry.errors import BaseModelNotFound
 from registry.jobs import queue
@@ -46,7 +49,7 @@ class JobsAPI:
         """Raises JobNotFound."""
         return queue.get(self.db, job_id)
 
-    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50) -> list[T.Job]:
+    def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50) -> builtins.list[T.Job]:
         """Newest first."""
         return queue.list_jobs(self.db, state=state, kind=kind, limit=limit)
 
@@ -58,7 +61,7 @@ class JobsAPI:
         """Queue a failed or cancelled job again (with one more attempt if it had used them all)."""
         return queue.retry(self.db, job_id)
 
-    def workers(self, *, include_stopped: bool = False) -> list[T.WorkerInfo]:
+    def workers(self, *, include_stopped: bool = False) -> builtins.list[T.WorkerInfo]:
         """Registered workers, most recently seen first."""
         return queue.list_workers(self.db, include_stopped=include_stopped)
 
@@ -81,7 +84,8 @@ class JobsAPI:
             queue.touch_worker(self.db, w.id, state="stopped")
         return self.get(job_id)
 
-    def work(self, *, device: str = "cpu", kinds=None, once: bool = True, max_jobs: int | None = None,
+    def work(self, *, device: str = "cpu", kinds: Iterable[str] | None = None, once: bool = True,
+             max_jobs: int | None = None,
              **worker_options: Any) -> int:
         """Be a worker in this process (by default until nothing is ready); returns jobs run."""
         from registry.jobs.worker import Worker
@@ -119,7 +123,7 @@ class JobsAPI:
             hit = find_cached(self.core, v["ref"], dtype=dt_, engine=engine, device=dev, validated=validate)
             if hit is not None:
                 with self.db.read() as s:
-                    art = convert.merged(hit, v["ref"], s.get(M.BaseModelRow, hit.base_model_id))
+                    art = convert.merged(hit, v["ref"], row(s, M.BaseModelRow, hit.base_model_id))
                 return queue.enqueue(self.db, JobKind.MERGE, {**payload, "cached": True}, state=JobState.SUCCEEDED,
                                      result=merged_result(art), actor=self.core.actor)
         job = self.enqueue(JobKind.MERGE, {**payload, "validate": validate},

@@ -85,9 +85,11 @@ class TaskContext:
     def stop_reason(self) -> str | None:
         return self._stop
 
-    def take_progress(self, since: int) -> tuple[int, dict | None]:
+    def take_progress(self, since: int) -> tuple[int, dict[str, Any] | None]:
         with self._lock:
-            return self._progress_seq, (dict(self._progress) if self._progress_seq != since else None)
+            if self._progress is None or self._progress_seq == since:
+                return self._progress_seq, None
+            return self._progress_seq, dict(self._progress)
 
 
-Task = Callable[[TaskContext, dict], "dict | None"]
+Task = Callable[[TaskContext, dict[str, Any]], "dict[str, Any] | None"]

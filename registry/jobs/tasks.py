@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from registry import types as T
 from registry.enums import JobKind
 from registry.jobs.context import Task, TaskContext
@@ -20,12 +22,12 @@ from registry.workflows import publish as publish_wf
 from registry.workflows import verify as verify_wf
 
 
-def noop(ctx: TaskContext, payload: dict) -> dict:
+def noop(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Does nothing (queue benchmarks, smoke tests)."""
     return {"ok": True}
 
 
-def sleep(ctx: TaskContext, payload: dict) -> dict:
+def sleep(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Sleeps `seconds`, checking for cancellation every 50 ms (tests, demos)."""
     seconds = float(payload.get("seconds", 1.0))
     end = time.monotonic() + seconds
@@ -35,7 +37,7 @@ def sleep(ctx: TaskContext, payload: dict) -> dict:
     return {"slept": seconds}
 
 
-def merge(ctx: TaskContext, payload: dict) -> dict:
+def merge(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Merge an adapter version into its base (workflows.merge: cached, content-addressed)."""
     m = merge_wf.merge(ctx.core, payload["ref"], dtype=payload.get("dtype"), engine=payload.get("engine", "auto"),
                        device=payload.get("device") or ctx.device, validate=bool(payload.get("validate")),
@@ -45,7 +47,11 @@ def merge(ctx: TaskContext, payload: dict) -> dict:
 
 def _merge_progress(ctx: TaskContext) -> merge_wf.MergeProgress:
     """The merge reports (done, total, what) per tensor; each report is also a cancellation point."""
-    return lambda done, total, what=None: ctx.progress("merge", done, total)
+
+    def report(done: int, total: int, what: str | None = None) -> None:
+        ctx.progress("merge", done, total)
+
+    return report
 
 
 def merged_result(m: T.MergedArtifact) -> dict[str, Any]:
@@ -54,15 +60,19 @@ def merged_result(m: T.MergedArtifact) -> dict[str, Any]:
             "path": str(m.path) if m.path else None, "created": m.created}
 
 
-def verify(ctx: TaskContext, payload: dict) -> dict:
+def verify(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Static check, then the dynamic checks on this worker's device; records a Verification."""
     res = verify_wf.run(ctx.core, payload["ref"], base=payload.get("base"), dtype=payload.get("dtype"),
                         device=ctx.device, models=ctx.models, check_stop=ctx.check, stage=ctx.progress)
-    ctx.on_finish(lambda s: res.record(s, job_id=ctx.job.id))
+
+    def record(s: Session) -> None:
+        res.record(s, job_id=ctx.job.id)
+
+    ctx.on_finish(record)
     return res.to_dict()
 
 
-def publish(ctx: TaskContext, payload: dict) -> dict:
+def publish(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Merge if needed, then publish to the target; records a Publication (as the job's creator)."""
     core = ctx.core.as_actor(ctx.job.created_by) if ctx.job.created_by else ctx.core
     out = publish_wf.run(core, payload["ref"], to=payload["to"], dtype=payload.get("dtype"),

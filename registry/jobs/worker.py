@@ -22,6 +22,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Iterable
 
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from registry import types as T
 from registry.core import Core
@@ -62,7 +63,8 @@ class Worker:
         self.grace_s = grace_s
         self.throttle_s = throttle_s
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._cache_bytes, self._cache_enabled, self._models = cache_bytes, cache_enabled, None
+        self._cache_bytes, self._cache_enabled = cache_bytes, cache_enabled
+        self._models: ModelCache | None = None
         self._stop_at: float | None = None  # monotonic deadline after which the running job is stopped
         self._wake = threading.Event()
         self._last_rescue = 0.0
@@ -101,7 +103,7 @@ class Worker:
     def install_signal_handlers(self) -> None:
         """SIGTERM / SIGINT: graceful stop; the second one: stop the current job at once."""
 
-        def handler(signum, _frame):
+        def handler(signum: int, _frame: object) -> None:
             log.warning("signal %s: stopping%s", signum, " now" if self._stop_at is not None else "")
             self.request_stop(now=self._stop_at is not None)
 
@@ -117,7 +119,7 @@ class Worker:
             log.warning("job %s: lease expired, now %s", job_id, state)
 
     @property
-    def models(self):
+    def models(self) -> ModelCache:
         if self._models is None:
             from registry.verify.cache import ModelCache
 
@@ -138,7 +140,7 @@ class Worker:
             result = self.tasks[job.kind](ctx, dict(job.payload)) or {}
             effects = ctx.effects
 
-            def apply(s) -> None:
+            def apply(s: Session) -> None:
                 for e in effects:
                     e(s)
 

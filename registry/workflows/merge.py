@@ -25,6 +25,7 @@ from registry.catalog import commands as C
 from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
+from registry.catalog.rows import row as need
 from registry.core import Core
 from registry.errors import AlreadyExists, BaseModelNotFound, InvalidInput
 from registry.refs import parse_ref
@@ -130,6 +131,8 @@ class _Job:
         with core.db.read() as s:
             _a, row = Q.get_version(s, r)
             base = row.base_model
+            if base is None:  # _lookup checked; a concurrent set-base cannot remove it, but say so if it did
+                raise BaseModelNotFound(f"{r.name}@{row.version} has no base model recorded")
             return cls(f"{r.name}@{row.version}", r.name, row.version, row.id, row.content_digest,
                        f"{base.name}@{base.fingerprint[:16]}",
                        {"name": base.name, "fingerprint": base.fingerprint, "revision": base.revision},
@@ -154,14 +157,14 @@ def _record(core: Core, job: _Job, key: str, res: Any, files: dict[str, dict[str
         validation["fallback_reason"] = res.fallback_reason
     validation["seconds"] = round(res.seconds, 3)
     with core.db.write() as s:
-        base_id = s.get(M.AdapterVersion, job.version_id).base_model_id
+        base_id = need(s, M.AdapterVersion, job.version_id).base_model_id
         C.insert_ignore(s, M.MergedArtifact, {
             "cache_key": key, "version_id": job.version_id, "base_model_id": base_id,
             "dtype": res.dtype, "engine": res.engine, "engine_version": res.engine_version,
             "device": res.device, "manifest_digest": res.files["manifest.json"], "files": files,
             "size_bytes": res.size_bytes, "validation": validation, "created_by": core.actor,
             "created_at": M.utcnow()}, ["cache_key"])
-        mrow = s.scalar(select(M.MergedArtifact).where(M.MergedArtifact.cache_key == key))
+        mrow = s.scalars(select(M.MergedArtifact).where(M.MergedArtifact.cache_key == key)).one()
         if validate and "logits" not in (mrow.validation or {}):
             mrow.validation = validation
         logits = validation.get("logits")
@@ -201,10 +204,10 @@ def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool)
     from registry.storage import materialize
 
     with core.db.read() as s:
-        m = s.get(M.MergedArtifact, merged_id)
-        v = s.get(M.AdapterVersion, m.version_id)
-        name = s.get(M.Adapter, v.adapter_id).name
-        base = s.get(M.BaseModelRow, m.base_model_id)
+        m = need(s, M.MergedArtifact, merged_id)
+        v = need(s, M.AdapterVersion, m.version_id)
+        name = need(s, M.Adapter, v.adapter_id).name
+        base = need(s, M.BaseModelRow, m.base_model_id)
         files = {k: f["digest"] for k, f in m.files.items()}
         art = convert.merged(m, f"{name}@{v.version}", base, created=created)
     target = out or merged_dir(core, m.cache_key)
@@ -214,4 +217,6 @@ def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool)
 
 def folder_of(core: Core, art: T.MergedArtifact) -> Path:
     """A local folder of a merged artifact (its cache folder, rebuilt from blobs when missing)."""
-    return art.path or _with_folder(core, art.id, None, created=False).path
+    path = art.path or _with_folder(core, art.id, None, created=False).path
+    assert path is not None  # _with_folder always sets it
+    return path

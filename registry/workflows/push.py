@@ -64,7 +64,7 @@ def push(core: Core, path: Path, *, name: str, base: str | None, tags: Mapping[s
         with core.db.read() as s:
             base_row = Q.get_base(s, base) if base else guess_base(s, manifest)
             compat = compat_report(manifest, base_row) if base_row is not None else None
-        if compat and compat["status"] == "fail":
+        if base_row is not None and compat and compat["status"] == "fail":
             more = f" (and {len(compat['errors']) - 1} more)" if len(compat["errors"]) > 1 else ""
             raise Incompatible(f"{name}: does not fit base {base_row.name}: {compat['errors'][0]}{more}",
                                errors=compat["errors"])

@@ -18,6 +18,7 @@ from registry import types as T
 from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
+from registry.catalog.rows import row as need
 from registry.core import Core
 from registry.errors import BaseModelNotFound
 from registry.refs import parse_ref
@@ -104,4 +105,4 @@ def verify(core: Core, ref: str, *, base: str | None, dtype: str | None, device:
     with core.db.write() as s:
         row = res.record(s)
         s.flush()
-        return convert.verification(row, res.ref, s.get(M.BaseModelRow, res.base_id))
+        return convert.verification(row, res.ref, need(s, M.BaseModelRow, res.base_id))
