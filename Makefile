@@ -24,6 +24,12 @@ test: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m registry demo
 
+# The checks to run before committing (CI runs them before the tests); mypy's files and per-module
+# strictness are configured in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check registry cli tests bench migrations
+	$(BIN)/mypy
+
 bench: $(STAMP)
 	$(BIN)/pip install -q ".[bench]"
 	$(BIN)/python bench/lookup.py --versions 100000 --evals 500000
