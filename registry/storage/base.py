@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import BinaryIO, ContextManager, Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from registry.errors import InvalidInput
@@ -70,7 +71,7 @@ class BlobStore(Protocol):
 
     def fetch(self, digest: str, dest: Path, *, progress: Callable[[int], None] | None = None) -> None: ...
 
-    def open(self, digest: str, *, start: int = 0, end: int | None = None) -> ContextManager[BinaryIO]: ...
+    def open(self, digest: str, *, start: int = 0, end: int | None = None) -> AbstractContextManager[BinaryIO]: ...
 
     def delete(self, digest: str) -> None: ...
 
@@ -79,7 +80,7 @@ class BlobStore(Protocol):
     def verify(self, digest: str) -> bool: ...
 
 
-def store_class(scheme: str) -> type:
+def store_class(scheme: str) -> type[BlobStore]:
     """The backend class for a URL scheme: an installed entry point first, then the built-ins.
 
     Raises:
@@ -87,7 +88,8 @@ def store_class(scheme: str) -> type:
     """
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == scheme:
-            return ep.load()
+            loaded: type[BlobStore] = ep.load()
+            return loaded
     target = BUILTIN_STORES.get(scheme)
     if target is None:
         known = sorted({*BUILTIN_STORES, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
@@ -97,7 +99,8 @@ def store_class(scheme: str) -> type:
             scheme=scheme,
         )
     module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+    builtin: type[BlobStore] = getattr(importlib.import_module(module), name)
+    return builtin
 
 
 def open_store(url: str, *, s3_endpoint: str | None = None) -> BlobStore:

@@ -12,7 +12,7 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from registry.errors import IntegrityFailure, InvalidInput
 
@@ -20,6 +20,22 @@ CHUNK = 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 Progress = Callable[[int], None]
+
+
+class Readable(Protocol):
+    """What the hashing helpers read from: a binary file, an HTTP body, anything with read(n) -> bytes."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class Closable(Readable, Protocol):
+    def close(self) -> None: ...
+
+
+class Writable(Protocol):
+    """Where hash_stream copies to: a binary file, or a sink that only hashes."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 def check_digest(digest: str) -> str:
@@ -41,7 +57,7 @@ def sha256_b64(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
 
 
-def iter_chunks(stream: BinaryIO, chunk_size: int = CHUNK) -> Iterator[bytes]:
+def iter_chunks(stream: Readable, chunk_size: int = CHUNK) -> Iterator[bytes]:
     """Yield the stream's bytes in chunks of at most `chunk_size` until EOF."""
     while True:
         chunk = stream.read(chunk_size)
@@ -50,7 +66,7 @@ def iter_chunks(stream: BinaryIO, chunk_size: int = CHUNK) -> Iterator[bytes]:
         yield chunk
 
 
-def read_up_to(stream: BinaryIO, n: int) -> bytes:
+def read_up_to(stream: Readable, n: int) -> bytes:
     """Read exactly `n` bytes, or fewer only at EOF (`read` may return short on pipes and sockets)."""
     parts: list[bytes] = []
     missing = n
@@ -64,9 +80,9 @@ def read_up_to(stream: BinaryIO, n: int) -> bytes:
 
 
 def hash_stream(
-    stream: BinaryIO,
+    stream: Readable,
     *,
-    sink: BinaryIO | None = None,
+    sink: Writable | None = None,
     progress: Progress | None = None,
     chunk_size: int = CHUNK,
 ) -> tuple[str, int]:
@@ -112,7 +128,7 @@ class VerifyingReader(io.RawIOBase):
 
     def __init__(
         self,
-        source: BinaryIO,
+        source: Closable,
         *,
         expected: str | None,
         where: str,
@@ -131,7 +147,7 @@ class VerifyingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         want = len(buffer)
         if self._remaining is not None:
             want = min(want, self._remaining)
@@ -149,7 +165,7 @@ class VerifyingReader(io.RawIOBase):
         return n
 
     def _check(self) -> None:
-        if self._hash is None or self._checked:
+        if self._hash is None or self._expected is None or self._checked:  # both set, or neither
             return
         self._checked = True
         actual = self._hash.hexdigest()

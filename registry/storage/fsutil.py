@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from registry.errors import InvalidInput, RegistryError, translate_os_error
 from registry.storage.digest import Progress, mismatch
@@ -86,7 +87,7 @@ def land_verified(
     return size
 
 
-def open_source(path: Path):
+def open_source(path: Path) -> BinaryIO:
     """Open a file to store; a missing path or a folder is the caller's mistake, not ours."""
     try:
         return open(path, "rb")

@@ -261,4 +261,4 @@ def _check_range(start: int, end: int | None) -> None:
 def _buffered(raw: VerifyingReader) -> BinaryIO:
     import io
 
-    return io.BufferedReader(raw, buffer_size=CHUNK)  # type: ignore[return-value]
+    return io.BufferedReader(raw, buffer_size=CHUNK)

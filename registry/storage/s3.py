@@ -95,9 +95,10 @@ class _Body(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, n: int = -1) -> bytes:
         try:
-            return self._body.read(None if n is None or n < 0 else n)
+            data: bytes = self._body.read(None if n is None or n < 0 else n)
+            return data
         except (BotoCoreError, OSError) as e:
             raise translate(e, op="read", key=self._key) from e
 
@@ -255,7 +256,7 @@ class S3BlobStore:
                 spool.seek(0)
             except OSError as e:
                 raise translate_os_error(e, path=str(self.spool_dir or tempfile.gettempdir())) from e
-            return self._put(spool, h.hexdigest(), progress, size_hint=size)  # type: ignore[arg-type]
+            return self._put(spool, h.hexdigest(), progress, size_hint=size)
 
     def _put_multipart(
         self,
@@ -418,12 +419,12 @@ class S3BlobStore:
                 else:
                     raise
             raw = VerifyingReader(body, expected=digest if full else None, where=f"{self.url} {self.key(digest)}")
-        return io.BufferedReader(raw, buffer_size=CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(raw, buffer_size=CHUNK)
 
     def verify(self, digest: str) -> bool:
         """Re-hash the stored bytes. Raises BlobNotFound."""
         with self._get(digest) as body:
-            return hash_stream(body)[0] == digest  # type: ignore[arg-type]
+            return hash_stream(body)[0] == digest
 
     def delete(self, digest: str) -> None:
         """Remove a blob; removing an absent blob is not an error."""
