@@ -8,20 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Result, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from registry.adapters.basemodel import BaseFingerprint
 from registry.adapters.inspect import AdapterManifest
 from registry.catalog import models as M
+from registry.db import Base
 
 V = M.AdapterVersion
 
 
-def insert_ignore(s: Session, table, values: dict[str, Any] | list[dict[str, Any]], index_elements: list[str]):
+def insert_ignore(s: Session, table: type[Base], values: dict[str, Any] | list[dict[str, Any]],
+                  index_elements: list[str]) -> Result[Any]:
     """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
-    ins = (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)(table)
+    ins = (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
     return s.execute(ins.values(values).on_conflict_do_nothing(index_elements=index_elements))
 
 
@@ -85,7 +87,9 @@ def lock_adapter(s: Session, name: str, *, actor: str, description: str = "") ->
     insert_ignore(s, M.Adapter, {"name": name, "namespace": name.split("/")[0] if "/" in name else "",
                                   "description": description, "latest_version": 0, "created_by": actor,
                                   "created_at": M.utcnow()}, ["name"])
-    return s.scalar(select(M.Adapter).where(M.Adapter.name == name).with_for_update())
+    row = s.scalar(select(M.Adapter).where(M.Adapter.name == name).with_for_update())
+    assert row is not None  # inserted just above, by us or by a concurrent creator, and never deleted
+    return row
 
 
 def create_version(s: Session, manifest: AdapterManifest, *, name: str, base: M.BaseModelRow | None,

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any, overload
+
 from registry import types as T
 from registry.catalog import models as M
 
 
+@overload
+def base_ref(row: M.BaseModelRow) -> T.BaseRef: ...
+@overload
+def base_ref(row: M.BaseModelRow | None) -> T.BaseRef | None: ...
 def base_ref(row: M.BaseModelRow | None) -> T.BaseRef | None:
     return None if row is None else T.BaseRef(row.name, row.revision, row.fingerprint)
 
@@ -23,7 +29,7 @@ def base_model(row: M.BaseModelRow, *, created: bool = False) -> T.BaseModel:
 
 def version(row: M.AdapterVersion, *, name: str, base: M.BaseModelRow | None, tags: dict[str, str],
             aliases: tuple[str, ...], metrics: dict[str, float], successor: str | None = None,
-            created: bool = False, **detail) -> T.AdapterVersion:
+            created: bool = False, **detail: Any) -> T.AdapterVersion:
     return T.AdapterVersion(
         name=name, version=row.version, content_digest=row.content_digest, base=base_ref(base),
         base_model_hint=row.base_model_hint, peft_type=row.peft_type, task_type=row.task_type, rank=row.rank,
@@ -52,7 +58,7 @@ def verification(row: M.Verification, ref: str, base: M.BaseModelRow) -> T.Verif
                           dict(row.versions or {}), row.duration_s, row.created_at)
 
 
-def merged(row: M.MergedArtifact, ref: str, base: M.BaseModelRow, **extra) -> T.MergedArtifact:
+def merged(row: M.MergedArtifact, ref: str, base: M.BaseModelRow, **extra: Any) -> T.MergedArtifact:
     return T.MergedArtifact(row.id, ref, base_ref(base), row.dtype, row.engine, row.engine_version, row.device,
                             row.manifest_digest, row.size_bytes, dict(row.files or {}), dict(row.validation or {}),
                             row.created_at, **extra)

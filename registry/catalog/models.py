@@ -8,12 +8,24 @@ indexed column, sometimes denormalised on purpose (see MetricValue).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-    TypeDecorator, UniqueConstraint, text,
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from registry.db import Base
@@ -23,13 +35,13 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[dt.datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite hands back naive ones otherwise)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=dt.timezone.utc)
         return value
@@ -47,17 +59,17 @@ class BaseModelRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
-    revision: Mapped[Optional[str]] = mapped_column(String(200))
+    revision: Mapped[str | None] = mapped_column(String(200))
     fingerprint: Mapped[str] = mapped_column(String(64), index=True)
     architecture: Mapped[str] = mapped_column(String(200))
-    model_type: Mapped[Optional[str]] = mapped_column(String(100))
+    model_type: Mapped[str | None] = mapped_column(String(100))
     config_hash: Mapped[str] = mapped_column(String(64))
     layout_hash: Mapped[str] = mapped_column(String(64), index=True)
-    tokenizer_hash: Mapped[Optional[str]] = mapped_column(String(64))
-    vocab_size: Mapped[Optional[int]] = mapped_column(Integer)
-    hidden_size: Mapped[Optional[int]] = mapped_column(Integer)
-    num_layers: Mapped[Optional[int]] = mapped_column(Integer)
-    dtype: Mapped[Optional[str]] = mapped_column(String(20))
+    tokenizer_hash: Mapped[str | None] = mapped_column(String(64))
+    vocab_size: Mapped[int | None] = mapped_column(Integer)
+    hidden_size: Mapped[int | None] = mapped_column(Integer)
+    num_layers: Mapped[int | None] = mapped_column(Integer)
+    dtype: Mapped[str | None] = mapped_column(String(20))
     tie_word_embeddings: Mapped[bool] = mapped_column(Boolean, default=False)
     param_count: Mapped[int] = mapped_column(BigInteger, default=0)
     total_size: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -91,7 +103,7 @@ class Adapter(Base):
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200), default="")
 
-    versions: Mapped[list["AdapterVersion"]] = relationship(back_populates="adapter")
+    versions: Mapped[list[AdapterVersion]] = relationship(back_populates="adapter")
 
 
 class AdapterVersion(Base):
@@ -111,37 +123,37 @@ class AdapterVersion(Base):
     adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
     content_digest: Mapped[str] = mapped_column(String(64), index=True)
-    base_model_id: Mapped[Optional[int]] = mapped_column(ForeignKey("base_models.id"))
-    base_model_hint: Mapped[Optional[str]] = mapped_column(Text)  # base_model_name_or_path of the config
+    base_model_id: Mapped[int | None] = mapped_column(ForeignKey("base_models.id"))
+    base_model_hint: Mapped[str | None] = mapped_column(Text)  # base_model_name_or_path of the config
     peft_type: Mapped[str] = mapped_column(String(50), index=True)
-    task_type: Mapped[Optional[str]] = mapped_column(String(50))
-    rank: Mapped[Optional[int]] = mapped_column(Integer, index=True)
-    alpha: Mapped[Optional[float]] = mapped_column(Float)
+    task_type: Mapped[str | None] = mapped_column(String(50))
+    rank: Mapped[int | None] = mapped_column(Integer, index=True)
+    alpha: Mapped[float | None] = mapped_column(Float)
     rank_pattern: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     alpha_pattern: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     target_modules: Mapped[list[str]] = mapped_column(Json, default=list)
     use_dora: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     use_rslora: Mapped[bool] = mapped_column(Boolean, default=False)
     modules_to_save: Mapped[list[str]] = mapped_column(Json, default=list)
-    bias: Mapped[Optional[str]] = mapped_column(String(20))
-    init_method: Mapped[Optional[str]] = mapped_column(String(50))
-    adapter_dtype: Mapped[Optional[str]] = mapped_column(String(20), index=True)
+    bias: Mapped[str | None] = mapped_column(String(20))
+    init_method: Mapped[str | None] = mapped_column(String(50))
+    adapter_dtype: Mapped[str | None] = mapped_column(String(20), index=True)
     param_count: Mapped[int] = mapped_column(BigInteger, default=0)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     description: Mapped[str] = mapped_column(Text, default="")
     config: Mapped[dict[str, Any]] = mapped_column(Json)
-    training: Mapped[Optional[dict[str, Any]]] = mapped_column(Json)
-    compat: Mapped[Optional[dict[str, Any]]] = mapped_column(Json)
-    compat_status: Mapped[Optional[str]] = mapped_column(String(20))  # ok | warn | fail | unknown
+    training: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    compat: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    compat_status: Mapped[str | None] = mapped_column(String(20))  # ok | warn | fail | unknown
     deprecated: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
-    deprecation_reason: Mapped[Optional[str]] = mapped_column(Text)
-    successor_id: Mapped[Optional[int]] = mapped_column(ForeignKey("adapter_versions.id"))
+    deprecation_reason: Mapped[str | None] = mapped_column(Text)
+    successor_id: Mapped[int | None] = mapped_column(ForeignKey("adapter_versions.id"))
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200), default="")
 
     adapter: Mapped[Adapter] = relationship(back_populates="versions")
-    files: Mapped[list["VersionFile"]] = relationship(cascade="all, delete-orphan", order_by="VersionFile.path")
-    base_model: Mapped[Optional[BaseModelRow]] = relationship()
+    files: Mapped[list[VersionFile]] = relationship(cascade="all, delete-orphan", order_by="VersionFile.path")
+    base_model: Mapped[BaseModelRow | None] = relationship()
 
 
 class VersionFile(Base):
@@ -183,10 +195,10 @@ class EvalResult(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("adapter_versions.id", ondelete="CASCADE"))
     metric: Mapped[str] = mapped_column(String(200))
     value: Mapped[float] = mapped_column(Float)
-    dataset: Mapped[Optional[str]] = mapped_column(String(200))
-    split: Mapped[Optional[str]] = mapped_column(String(100))
+    dataset: Mapped[str | None] = mapped_column(String(200))
+    split: Mapped[str | None] = mapped_column(String(100))
     source: Mapped[str] = mapped_column(String(50), default="manual")
-    details: Mapped[Optional[dict[str, Any]]] = mapped_column(Json)
+    details: Mapped[dict[str, Any] | None] = mapped_column(Json)
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200), default="")
 
@@ -205,8 +217,8 @@ class MetricValue(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("adapter_versions.id", ondelete="CASCADE"), primary_key=True)
     metric: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
-    base_model_id: Mapped[Optional[int]] = mapped_column(Integer)
-    rank: Mapped[Optional[int]] = mapped_column(Integer)
+    base_model_id: Mapped[int | None] = mapped_column(Integer)
+    rank: Mapped[int | None] = mapped_column(Integer)
     deprecated: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -227,10 +239,10 @@ class AliasHistory(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id", ondelete="CASCADE"))
     alias: Mapped[str] = mapped_column(String(100))
-    from_version: Mapped[Optional[int]] = mapped_column(Integer)
-    to_version: Mapped[Optional[int]] = mapped_column(Integer)  # None: removed
+    from_version: Mapped[int | None] = mapped_column(Integer)
+    to_version: Mapped[int | None] = mapped_column(Integer)  # None: removed
     actor: Mapped[str] = mapped_column(String(200), default="")
-    reason: Mapped[Optional[str]] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
     overridden: Mapped[bool] = mapped_column(Boolean, default=False)
     violations: Mapped[list[str]] = mapped_column(Json, default=list)  # the gates a forced move broke
     at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
@@ -257,7 +269,7 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(100), index=True)
     target: Mapped[str] = mapped_column(String(500))
-    details: Mapped[Optional[dict[str, Any]]] = mapped_column(Json)
+    details: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
 
 class Event(Base):
@@ -282,8 +294,8 @@ class Webhook(Base):
     last_event_id: Mapped[int] = mapped_column(Integer, default=0)  # delivered up to here (at least once)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed deliveries
-    last_error: Mapped[Optional[str]] = mapped_column(Text)
-    last_attempt_at: Mapped[Optional[dt.datetime]] = mapped_column(TS)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(TS)
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200), default="")
 
@@ -317,18 +329,18 @@ class Job(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     run_after: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
-    lease_expires_at: Mapped[Optional[dt.datetime]] = mapped_column(TS)
-    heartbeat_at: Mapped[Optional[dt.datetime]] = mapped_column(TS)
-    worker_id: Mapped[Optional[str]] = mapped_column(String(200))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    worker_id: Mapped[str | None] = mapped_column(String(200))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    progress: Mapped[Optional[dict[str, Any]]] = mapped_column(Json)
-    error: Mapped[Optional[str]] = mapped_column(Text)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    error: Mapped[str | None] = mapped_column(Text)
     errors: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
-    result: Mapped[Optional[dict[str, Any]]] = mapped_column(Json)
-    unique_key: Mapped[Optional[str]] = mapped_column(String(500))
+    result: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    unique_key: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
-    started_at: Mapped[Optional[dt.datetime]] = mapped_column(TS)
-    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(TS)
+    started_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(TS)
     created_by: Mapped[str] = mapped_column(String(200), default="")
 
 
@@ -339,12 +351,12 @@ class Worker(Base):
     host: Mapped[str] = mapped_column(String(200))
     pid: Mapped[int] = mapped_column(Integer)
     device: Mapped[str] = mapped_column(String(50))
-    gpu_name: Mapped[Optional[str]] = mapped_column(String(200))
-    gpu_memory: Mapped[Optional[int]] = mapped_column(BigInteger)
+    gpu_name: Mapped[str | None] = mapped_column(String(200))
+    gpu_memory: Mapped[int | None] = mapped_column(BigInteger)
     kinds: Mapped[list[str]] = mapped_column(Json, default=list)
     versions: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     state: Mapped[str] = mapped_column(String(20), default="idle")
-    current_job_id: Mapped[Optional[int]] = mapped_column(Integer)
+    current_job_id: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
     last_seen: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
 
@@ -362,7 +374,7 @@ class Verification(Base):
     passed: Mapped[bool] = mapped_column(Boolean)
     figures: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
-    job_id: Mapped[Optional[int]] = mapped_column(Integer)
+    job_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
 
 
@@ -395,7 +407,7 @@ class Publication(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("adapter_versions.id", ondelete="CASCADE"), index=True)
     target: Mapped[str] = mapped_column(String(20))  # dir | s3 | hf
     uri: Mapped[str] = mapped_column(Text)
-    revision: Mapped[Optional[str]] = mapped_column(String(200))
+    revision: Mapped[str | None] = mapped_column(String(200))
     manifest_digest: Mapped[str] = mapped_column(String(64))
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     actor: Mapped[str] = mapped_column(String(200), default="")
@@ -409,8 +421,8 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scope: Mapped[str] = mapped_column(String(20))  # read | write | admin
-    namespace: Mapped[Optional[str]] = mapped_column(String(100))
+    namespace: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200), default="")
-    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(TS)
-    last_used_at: Mapped[Optional[dt.datetime]] = mapped_column(TS)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(TS)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import (BigInteger, Float, String, and_, bindparam, cast, exists, func, literal, null, select,
-                        union_all)
+from sqlalchemy import BigInteger, Float, String, and_, bindparam, cast, exists, func, literal, null, select, union_all
 from sqlalchemy.orm import Session, aliased, contains_eager
 
 from registry import types as T
@@ -17,7 +17,11 @@ from registry.catalog import models as M
 from registry.errors import AdapterNotFound, BaseModelNotFound, InvalidInput, VersionNotFound
 from registry.refs import MetricFilter, Ref, check_metric_name
 
+if TYPE_CHECKING:  # annotations only
+    from sqlalchemy import BindParameter, Select, SQLColumnExpression
+
 V = M.AdapterVersion
+_T = TypeVar("_T")
 HEX = re.compile(r"^[0-9a-f]{8,64}$")
 
 
@@ -29,7 +33,7 @@ def get_adapter(s: Session, name: str) -> M.Adapter:
     return row
 
 
-def _version_stmt(kind: str):
+def _version_stmt(kind: str) -> Select[M.Adapter, M.AdapterVersion]:
     # Built once: constructing SQLAlchemy expressions costs more Python than running these
     # statements does. The base rides along (contains_eager) so hydrate needs no query for it.
     q = (select(M.Adapter, V).join(V, V.adapter_id == M.Adapter.id)
@@ -136,78 +140,121 @@ def search(s: Session, q: SearchQuery) -> T.SearchPage:
     sm = _sort_metric(q.sort)
     bases = {b.id: b for b in base_rows(s, q.base)} if q.base else {}
     ids = list(bases) if q.base else None
-    conds = []
+    plan = _plan(q, sm)
+    conds = [*plan.conds, *_filters(q, plan)]
+    total = None
+    if q.count:
+        counted = plan.src.add_columns(plan.vid).where(*conds, *_base_filter(plan, ids))
+        total = s.scalar(select(func.count()).select_from(counted.subquery()))
+    page_ids = list(s.scalars(_page(q, plan, conds, ids).limit(q.limit).offset(q.offset)))
+    found, adapters = _page_rows(s, page_ids)
+    return T.SearchPage(tuple(hydrate(s, found, adapters=adapters, bases=bases)), total, q.limit, q.offset)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where a search reads from and in which order (the columns are those of `src`'s table)."""
+
+    src: Select[Any]  # FROM and JOINs only; each statement adds its own columns
+    vid: SQLColumnExpression[int]
+    base: SQLColumnExpression[int | None]
+    rank: SQLColumnExpression[int | None]
+    deprecated: SQLColumnExpression[bool]
+    keys: list[tuple[SQLColumnExpression[Any], bool]]  # (column, descending), most significant first
+    conds: list[SQLColumnExpression[bool]]  # what choosing this source already requires
+    metric: str | None = None  # the sort metric, whose value column a filter on it reuses
+    metric_value: SQLColumnExpression[float] | None = None
+
+
+def _plan(q: SearchQuery, sm: tuple[str, bool] | None) -> _Plan:
+    """metric_values for a metric sort (`sm`: metric, ascending), else adapter_versions."""
     if sm:
         # Driven from metric_values: (metric, base_model_id, value, version_id) walks in sort order
         # and the denormalised base/rank/deprecated columns filter without touching adapter_versions.
         mv = aliased(M.MetricValue)
         src = select().select_from(mv).join(V, V.id == mv.version_id)
-        vid, basecol, rankcol, depcol = mv.version_id, mv.base_model_id, mv.rank, mv.deprecated
-        conds.append(mv.metric == sm[0])
-        keys = [(mv.value, not sm[1]), (mv.version_id, True)]
-    else:
-        src = select().select_from(V)
-        vid, basecol, rankcol, depcol = V.id, V.base_model_id, V.rank, V.deprecated
-        keys = {"rank": [(V.rank, True), (V.id, True)], "version": [(V.version, True), (V.id, True)]}.get(
-            q.sort or "", [(V.id, True)])
+        keys: list[tuple[SQLColumnExpression[Any], bool]] = [(mv.value, not sm[1]), (mv.version_id, True)]
+        return _Plan(src, mv.version_id, mv.base_model_id, mv.rank, mv.deprecated, keys, [mv.metric == sm[0]],
+                     sm[0], mv.value)
+    src = select().select_from(V)
     if q.sort == "name":
         src = src.join(M.Adapter, M.Adapter.id == V.adapter_id)
         keys = [(M.Adapter.name, False), (V.version, True)]
+    else:
+        by_sort: dict[str, list[tuple[SQLColumnExpression[Any], bool]]] = {
+            "rank": [(V.rank, True), (V.id, True)], "version": [(V.version, True), (V.id, True)]}
+        keys = by_sort.get(q.sort or "", [(V.id, True)])
+    return _Plan(src, V.id, V.base_model_id, V.rank, V.deprecated, keys, [])
+
+
+def _filters(q: SearchQuery, p: _Plan) -> list[SQLColumnExpression[bool]]:
+    """The query's filters other than the base, in terms of the plan's columns where it has them."""
+    conds: list[SQLColumnExpression[bool]] = []
     if q.max_rank is not None:
-        conds.append(rankcol <= q.max_rank)
+        conds.append(p.rank <= q.max_rank)
     if q.min_rank is not None:
-        conds.append(rankcol >= q.min_rank)
+        conds.append(p.rank >= q.min_rank)
     if not q.include_deprecated:
-        conds.append(depcol.is_(False))
+        conds.append(p.deprecated.is_(False))
     if q.peft_type:
         conds.append(V.peft_type == q.peft_type.upper())
     if q.use_dora is not None:
         conds.append(V.use_dora.is_(q.use_dora))
     if q.name:
-        sub = select(M.Adapter.id)
-        sub = sub.where(M.Adapter.name.startswith(q.name)) if q.name.endswith("/") else sub.where(M.Adapter.name == q.name)
-        conds.append(V.adapter_id.in_(sub))
+        by_name = M.Adapter.name.startswith(q.name) if q.name.endswith("/") else M.Adapter.name == q.name
+        conds.append(V.adapter_id.in_(select(M.Adapter.id).where(by_name)))
     for mod in q.target_modules:
         tm = M.VersionTargetModule
         conds.append(exists().where(and_(tm.version_id == V.id, tm.module == mod)))
     for k, v in q.tags.items():
         conds.append(exists().where(and_(M.Tag.version_id == V.id, M.Tag.key == k, M.Tag.value == v)))
     for f in q.metrics:
-        if sm and f.metric == sm[0]:
-            conds.append(_cmp(mv.value, f))
+        if p.metric_value is not None and f.metric == p.metric:
+            conds.append(_cmp(p.metric_value, f))
         else:
             m2 = M.MetricValue
             conds.append(exists().where(and_(m2.version_id == V.id, m2.metric == f.metric, _cmp(m2.value, f))))
+    return conds
 
-    def ordered(stmt, cols):
-        return stmt.order_by(*[c.desc() if desc else c.asc() for c, (_k, desc) in zip(cols, keys)])
 
-    cols = [vid.label("vid")] + [c.label(f"k{i}") for i, (c, _d) in enumerate(keys)]
+def _base_filter(p: _Plan, ids: list[int] | None) -> list[SQLColumnExpression[bool]]:
+    """The base condition of a single statement (the per-revision union puts it in each part instead)."""
+    if ids is None:
+        return []
+    return [p.base.in_(ids) if len(ids) > 1 else p.base == ids[0]]
+
+
+def _ordered(stmt: Select[Any], cols: Sequence[SQLColumnExpression[Any]], p: _Plan) -> Select[Any]:
+    """`stmt` ordered by `cols`, which stand for the plan's sort keys (the same or their subquery copies)."""
+    return stmt.order_by(*[c.desc() if desc else c.asc() for c, (_k, desc) in zip(cols, p.keys)])
+
+
+def _page(q: SearchQuery, p: _Plan, conds: list[SQLColumnExpression[bool]], ids: list[int] | None) -> Select[Any]:
+    """The ids of the matching versions, in order (the caller applies limit and offset)."""
+    key_cols = [c for c, _ in p.keys]
     if ids is not None and len(ids) > 1 and q.sort != "name":
         n = q.limit + q.offset
-        parts = [ordered(src.add_columns(*cols).where(*conds, basecol == b), [c for c, _ in keys]).limit(n).subquery()
+        cols: list[SQLColumnExpression[Any]] = [p.vid.label("vid")]
+        cols += [c.label(f"k{i}") for i, c in enumerate(key_cols)]
+        parts = [_ordered(p.src.add_columns(*cols).where(*conds, p.base == b), key_cols, p).limit(n).subquery()
                  for b in ids]
-        u = union_all(*[select(p) for p in parts]).subquery()
-        page = ordered(select(u.c.vid), [u.c[f"k{i}"] for i in range(len(keys))])
-    else:
-        if ids is not None:
-            conds.append(basecol.in_(ids) if len(ids) > 1 else basecol == ids[0])
-        page = ordered(src.add_columns(vid).where(*conds), [c for c, _ in keys])
-    total = None
-    if q.count:
-        counted = src.add_columns(vid).where(*conds, *([basecol.in_(ids)] if ids and len(ids) > 1 else []))
-        total = s.scalar(select(func.count()).select_from(counted.subquery()))
-    page_ids = list(s.scalars(page.limit(q.limit).offset(q.offset)))
-    rows, adapters = {}, {}
+        u = union_all(*[select(part) for part in parts]).subquery()
+        return _ordered(select(u.c.vid), [u.c[f"k{i}"] for i in range(len(key_cols))], p)
+    return _ordered(p.src.add_columns(p.vid).where(*conds, *_base_filter(p, ids)), key_cols, p)
+
+
+def _page_rows(s: Session, page_ids: list[int]) -> tuple[list[M.AdapterVersion], dict[int, M.Adapter]]:
+    """The page's version rows in page order, and their adapters by id."""
+    rows: dict[int, M.AdapterVersion] = {}
+    adapters: dict[int, M.Adapter] = {}
     if page_ids:
         for a, v in s.execute(select(M.Adapter, V).join(V, V.adapter_id == M.Adapter.id).where(V.id.in_(page_ids))):
             rows[v.id], adapters[a.id] = v, a
     # A version deleted between the two statements (lookups run without a snapshot) is skipped.
-    found = [rows[i] for i in page_ids if i in rows]
-    return T.SearchPage(tuple(hydrate(s, found, adapters=adapters, bases=bases)), total, q.limit, q.offset)
+    return [rows[i] for i in page_ids if i in rows], adapters
 
 
-def _cmp(col, f: MetricFilter):
+def _cmp(col: SQLColumnExpression[float], f: MetricFilter) -> SQLColumnExpression[bool]:
     return {">=": col >= f.value, "<=": col <= f.value, ">": col > f.value, "<": col < f.value,
             "==": col == f.value}[f.op]
 
@@ -241,15 +288,21 @@ def hydrate(s: Session, rows: Sequence[M.AdapterVersion], *, adapters: dict[int,
     if missing:
         bases.update((b.id, b) for b in s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.id.in_(missing))))
     succ = _successor_refs(s, [r.successor_id for r in rows if r.successor_id])
-    return [convert.version(r, name=names[r.adapter_id], base=bases.get(r.base_model_id), tags=dict(tags[r.id]),
+    return [convert.version(r, name=names[r.adapter_id], base=_get(bases, r.base_model_id), tags=dict(tags[r.id]),
                             aliases=tuple(sorted(aliases[r.id])), metrics=dict(sorted(metrics[r.id].items())),
-                            successor=succ.get(r.successor_id)) for r in rows]
+                            successor=_get(succ, r.successor_id)) for r in rows]
 
 
-_VIDS = bindparam("vids", expanding=True)
+def _get(d: dict[int, _T], key: int | None) -> _T | None:
+    """d.get() for a nullable id column."""
+    return None if key is None else d.get(key)
+
+
+_VIDS: BindParameter[list[int]] = bindparam("vids", expanding=True)
 # (kind, version_id, key, text, number): 0 tags, 1 aliases, 2 current metric values; one round trip.
 _DETAILS = union_all(
-    select(literal(0), M.Tag.version_id, M.Tag.key, M.Tag.value, cast(null(), Float)).where(M.Tag.version_id.in_(_VIDS)),
+    select(literal(0), M.Tag.version_id, M.Tag.key, M.Tag.value, cast(null(), Float))
+    .where(M.Tag.version_id.in_(_VIDS)),
     select(literal(1), M.Alias.version_id, M.Alias.alias, cast(null(), String), cast(null(), Float))
     .where(M.Alias.version_id.in_(_VIDS)),
     select(literal(2), M.MetricValue.version_id, M.MetricValue.metric, cast(null(), String), M.MetricValue.value)
@@ -265,7 +318,7 @@ def _successor_refs(s: Session, ids: Iterable[int]) -> dict[int, str]:
     return {i: f"{n}@{v}" for i, n, v in s.execute(q)}
 
 
-_VID = bindparam("vid")
+_VID: BindParameter[int] = bindparam("vid")
 _NOTHING = (cast(null(), String), cast(null(), String), cast(null(), BigInteger), cast(null(), String))
 # The version's files, plus one row per non-empty relation: show skips the queries that would
 # return nothing (most versions have no verifications, merges or publications).
@@ -291,7 +344,7 @@ def detail(s: Session, adapter: M.Adapter, row: M.AdapterVersion) -> T.AdapterVe
         else:
             present.add(kind)
     files.sort()
-    extra: dict = {}
+    extra: dict[str, Any] = {}
     if "evals" in present:
         evals = s.scalars(select(M.EvalResult).where(M.EvalResult.version_id == row.id).order_by(M.EvalResult.id))
         extra["evals"] = tuple(convert.eval_result(e, ref) for e in evals)
@@ -313,8 +366,8 @@ def detail(s: Session, adapter: M.Adapter, row: M.AdapterVersion) -> T.AdapterVe
 
 
 def adapter_summary(s: Session, adapter: M.Adapter) -> T.Adapter:
-    aliases = {a: v for a, v in s.execute(select(M.Alias.alias, V.version).join(V, V.id == M.Alias.version_id)
-                                            .where(M.Alias.adapter_id == adapter.id))}
+    aliases = dict(s.execute(select(M.Alias.alias, V.version).join(V, V.id == M.Alias.version_id)
+                             .where(M.Alias.adapter_id == adapter.id)).tuples())
     rows = list(s.scalars(select(V).where(V.adapter_id == adapter.id).order_by(V.version.desc())))
     return T.Adapter(adapter.name, adapter.description, adapter.latest_version, aliases, adapter.created_at,
                      adapter.created_by, tuple(hydrate(s, rows)))
