@@ -27,128 +27,173 @@ class _Obj(dict):
 
 def read_pickle_state(path: Path) -> dict[str, Any] | None:
     """The attribute dict of the top object of a pickle, or None if it cannot be read safely."""
-    data = Path(path).read_bytes()[:MAX_PICKLE_BYTES]
-    if data[:2] == b"PK":  # torch.save zip container: the pickle is data.pkl inside
-        import io
-        import zipfile
-
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as z:
-                name = next(n for n in z.namelist() if n.endswith("data.pkl"))
-                data = z.read(name)
-        except Exception:
-            return None
-    stack: list[Any] = []
-    marks: list[int] = []
-    memo: dict[int, Any] = {}
+    data = _pickle_bytes(Path(path).read_bytes()[:MAX_PICKLE_BYTES])
+    if data is None:
+        return None
     try:
+        top = _Machine().run(data)
+    except Exception:  # any malformed or unexpected pickle: no metadata rather than a failed push
+        return None
+    return dict(top) if isinstance(top, dict) else None
+
+
+def _pickle_bytes(data: bytes) -> bytes | None:
+    """The pickle itself: `torch.save` writes a zip whose data.pkl holds it; None if that is unreadable."""
+    if data[:2] != b"PK":
+        return data
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            name = next(n for n in z.namelist() if n.endswith("data.pkl"))
+            return z.read(name)
+    except Exception:
+        return None
+
+
+class _Machine:
+    """The pickle stack machine, reduced to what builds plain values.
+
+    Containers are built as lists, dicts and tuples; an object becomes an `_Obj` dict naming its
+    class; class references stay ("global", "module.Name") tuples and are never imported.
+    """
+
+    def __init__(self) -> None:
+        self.stack: list[Any] = []
+        self.marks: list[int] = []
+        self.memo: dict[int, Any] = {}
+
+    def run(self, data: bytes) -> Any:
+        """Execute the opcodes up to STOP; returns the top of the stack (None if empty)."""
         for op, arg, _pos in pickletools.genops(data):
             name = op.name
             if name in ("PROTO", "FRAME"):
                 continue
             if name == "STOP":
                 break
-            if name == "MARK":
-                marks.append(len(stack))
-            elif name in ("GLOBAL", "STACK_GLOBAL"):
-                if name == "STACK_GLOBAL":
-                    attr, mod = stack.pop(), stack.pop()
-                    arg = f"{mod}.{attr}"
-                stack.append(("global", str(arg).replace(" ", ".")))
-            elif name in ("EMPTY_DICT", "DICT"):
-                if name == "DICT":
-                    items = stack[marks[-1]:]
-                    del stack[marks.pop():]
-                    stack.append(dict(zip(items[::2], items[1::2])))
-                else:
-                    stack.append({})
-            elif name in ("EMPTY_LIST", "LIST"):
-                if name == "LIST":
-                    items = stack[marks[-1]:]
-                    del stack[marks.pop():]
-                    stack.append(list(items))
-                else:
-                    stack.append([])
-            elif name == "EMPTY_TUPLE":
-                stack.append(())
-            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-                n = int(name[-1])
-                items = tuple(stack[-n:])
-                del stack[-n:]
-                stack.append(items)
-            elif name == "TUPLE":
-                items = tuple(stack[marks[-1]:])
-                del stack[marks.pop():]
-                stack.append(items)
-            elif name in ("EMPTY_SET", "FROZENSET"):
-                stack.append([])
-            elif name == "SETITEM":
-                v, k = stack.pop(), stack.pop()
-                if isinstance(stack[-1], dict):
-                    stack[-1][_key(k)] = v
-            elif name == "SETITEMS":
-                items = stack[marks[-1]:]
-                del stack[marks.pop():]
-                if isinstance(stack[-1], dict):
-                    for k, v in zip(items[::2], items[1::2]):
-                        stack[-1][_key(k)] = v
-            elif name in ("APPEND", "APPENDS", "ADDITEMS"):
-                if name == "APPEND":
-                    items = [stack.pop()]
-                else:
-                    items = stack[marks[-1]:]
-                    del stack[marks.pop():]
-                if isinstance(stack[-1], list):
-                    stack[-1].extend(items)
-            elif name in ("REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ", "INST"):
-                if name == "NEWOBJ_EX":
-                    stack.pop()
-                if name in ("OBJ", "INST"):
-                    items = stack[marks[-1]:]
-                    del stack[marks.pop():]
-                    cls = items[0] if items else None
-                else:
-                    args = stack.pop()
-                    cls = stack.pop()
-                obj = _Obj(__class__=cls[1] if isinstance(cls, tuple) and cls[:1] == ("global",) else "?")
-                if name == "REDUCE" and isinstance(args, tuple) and len(args) == 1 and \
-                        isinstance(args[0], (str, int, float)):
-                    obj["value"] = args[0]  # enums: SchedulerType("linear")
-                stack.append(obj)
-            elif name == "BUILD":
-                state = stack.pop()
-                if isinstance(state, tuple) and state and isinstance(state[0], dict):
-                    state = state[0]
-                if isinstance(stack[-1], dict) and isinstance(state, dict):
-                    stack[-1].update(state)
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[arg] = stack[-1]
-            elif name == "MEMOIZE":
-                memo[len(memo)] = stack[-1]
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                stack.append(memo.get(arg))
-            elif name == "POP":
-                stack.pop()
-            elif name == "POP_MARK":
-                del stack[marks.pop():]
-            elif name == "DUP":
-                stack.append(stack[-1])
-            elif name in ("NONE",):
-                stack.append(None)
-            elif name in ("NEWTRUE", "NEWFALSE"):
-                stack.append(name == "NEWTRUE")
-            elif name in ("PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4"):
-                if name == "BINPERSID":
-                    stack.pop()
-                stack.append(None)
-            elif op.stack_after and arg is not None or name in ("BININT", "BININT1", "BININT2", "LONG1"):
-                stack.append(arg)  # every plain value opcode: strings, ints, floats, bytes
-            else:
-                stack.append(arg)
-    except Exception:
-        return None
-    top = stack[-1] if stack else None
-    return dict(top) if isinstance(top, dict) else None
+            _OPS.get(name, _push_arg)(self, name, arg)
+        return self.stack[-1] if self.stack else None
+
+    def pop_mark(self) -> list[Any]:
+        """Everything above the last MARK, removed from the stack."""
+        mark = self.marks.pop()
+        items = self.stack[mark:]
+        del self.stack[mark:]
+        return items
+
+
+def _push_arg(m: _Machine, name: str, arg: Any) -> None:
+    """Every plain value opcode (strings, ints, floats, bytes) pushes its argument."""
+    m.stack.append(arg)
+
+
+def _stack_op(m: _Machine, name: str, arg: Any) -> None:
+    if name == "MARK":
+        m.marks.append(len(m.stack))
+    elif name == "POP":
+        m.stack.pop()
+    elif name == "POP_MARK":
+        m.pop_mark()
+    elif name == "DUP":
+        m.stack.append(m.stack[-1])
+
+
+def _constant(m: _Machine, name: str, arg: Any) -> None:
+    """None, booleans, and persistent ids / extension codes (unknowable here: None)."""
+    if name == "BINPERSID":
+        m.stack.pop()
+    m.stack.append(name == "NEWTRUE" if name in ("NEWTRUE", "NEWFALSE") else None)
+
+
+def _memo(m: _Machine, name: str, arg: Any) -> None:
+    if name in ("PUT", "BINPUT", "LONG_BINPUT"):
+        m.memo[arg] = m.stack[-1]
+    elif name == "MEMOIZE":
+        m.memo[len(m.memo)] = m.stack[-1]
+    else:  # GET, BINGET, LONG_BINGET
+        m.stack.append(m.memo.get(arg))
+
+
+def _global(m: _Machine, name: str, arg: Any) -> None:
+    """A class or function reference, kept by name: ("global", "module.Name")."""
+    if name == "STACK_GLOBAL":
+        attr, mod = m.stack.pop(), m.stack.pop()
+        arg = f"{mod}.{attr}"
+    m.stack.append(("global", str(arg).replace(" ", ".")))
+
+
+def _container(m: _Machine, name: str, arg: Any) -> None:
+    """Empty and built dicts, lists, tuples; sets become lists."""
+    if name == "DICT":
+        items = m.pop_mark()
+        m.stack.append(dict(zip(items[::2], items[1::2])))
+    elif name == "LIST":
+        m.stack.append(list(m.pop_mark()))
+    elif name == "TUPLE":
+        m.stack.append(tuple(m.pop_mark()))
+    elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+        n = int(name[-1])
+        items = tuple(m.stack[-n:])
+        del m.stack[-n:]
+        m.stack.append(items)
+    else:  # EMPTY_DICT, EMPTY_LIST, EMPTY_TUPLE, EMPTY_SET, FROZENSET
+        m.stack.append({"EMPTY_DICT": {}, "EMPTY_TUPLE": ()}.get(name, []))
+
+
+def _fill(m: _Machine, name: str, arg: Any) -> None:
+    """SETITEM(S) into the dict below, APPEND(S) / ADDITEMS onto the list below (else dropped)."""
+    if name == "SETITEM":
+        v, k = m.stack.pop(), m.stack.pop()
+        if isinstance(m.stack[-1], dict):
+            m.stack[-1][_key(k)] = v
+    elif name == "SETITEMS":
+        items = m.pop_mark()
+        if isinstance(m.stack[-1], dict):
+            for k, v in zip(items[::2], items[1::2]):
+                m.stack[-1][_key(k)] = v
+    else:
+        items = [m.stack.pop()] if name == "APPEND" else m.pop_mark()
+        if isinstance(m.stack[-1], list):
+            m.stack[-1].extend(items)
+
+
+def _construct(m: _Machine, name: str, arg: Any) -> None:
+    """An object, never built: an `_Obj` naming its class (and an enum's value, as in SchedulerType("linear"))."""
+    if name == "NEWOBJ_EX":
+        m.stack.pop()
+    if name in ("OBJ", "INST"):
+        items = m.pop_mark()
+        cls, args = (items[0] if items else None), None
+    else:
+        args = m.stack.pop()
+        cls = m.stack.pop()
+    obj = _Obj(__class__=cls[1] if isinstance(cls, tuple) and cls[:1] == ("global",) else "?")
+    if name == "REDUCE" and isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], (str, int, float)):
+        obj["value"] = args[0]
+    m.stack.append(obj)
+
+
+def _build(m: _Machine, name: str, arg: Any) -> None:
+    """BUILD: the state dict becomes the object's attributes (a (dict, slots) pair gives its dict)."""
+    state = m.stack.pop()
+    if isinstance(state, tuple) and state and isinstance(state[0], dict):
+        state = state[0]
+    if isinstance(m.stack[-1], dict) and isinstance(state, dict):
+        m.stack[-1].update(state)
+
+
+_OPS = {name: fn for fn, names in (
+    (_stack_op, ("MARK", "POP", "POP_MARK", "DUP")),
+    (_constant, ("NONE", "NEWTRUE", "NEWFALSE", "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4")),
+    (_memo, ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET")),
+    (_global, ("GLOBAL", "STACK_GLOBAL")),
+    (_container, ("EMPTY_DICT", "DICT", "EMPTY_LIST", "LIST", "EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "TUPLE",
+                  "EMPTY_SET", "FROZENSET")),
+    (_fill, ("SETITEM", "SETITEMS", "APPEND", "APPENDS", "ADDITEMS")),
+    (_construct, ("REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ", "INST")),
+    (_build, ("BUILD",)),
+) for name in names}
 
 
 def _key(k: Any) -> Any:
