@@ -20,7 +20,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import select, text, update
+from sqlalchemy import ColumnElement, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from registry import types as T
 from registry.catalog import convert
 from registry.catalog import models as M
+from registry.catalog.rows import row as need
 from registry.db import Database
 from registry.enums import ACTIVE_STATES, JobState
 from registry.errors import Conflict, InvalidInput, JobNotFound
@@ -72,7 +73,7 @@ class Beat:
 # -- enqueue -----------------------------------------------------------------------------------
 def enqueue(db: Database, kind: str, payload: dict[str, Any], *, unique_key: str | None = None, priority: int = 0,
             max_attempts: int = 3, run_after: dt.datetime | None = None, actor: str = "",
-            state: str = JobState.QUEUED, result: dict | None = None) -> T.Job:
+            state: str = JobState.QUEUED, result: dict[str, Any] | None = None) -> T.Job:
     """Insert a job; with `unique_key`, return the queued or running job holding that key instead.
 
     The partial unique index ix_jobs_unique_active makes the check race-free: two enqueues of
@@ -93,14 +94,14 @@ def enqueue(db: Database, kind: str, payload: dict[str, Any], *, unique_key: str
                 s.add(row)
                 s.flush()
                 return convert.job(row, created=True)
-            ins = (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)(J)
+            ins = (sqlite.insert if db.sqlite else postgresql.insert)(J)
             new_id = s.scalar(ins.values(values).on_conflict_do_nothing(
                 index_elements=["unique_key"], index_where=text(ACTIVE_PREDICATE)).returning(J.id))
             if new_id is not None:
-                return convert.job(s.get(J, new_id), created=True)
-            row = s.scalar(select(J).where(J.unique_key == unique_key, J.state.in_(ACTIVE)))
-            if row is not None:
-                return convert.job(row, created=False)
+                return convert.job(need(s, J, new_id), created=True)
+            held = s.scalar(select(J).where(J.unique_key == unique_key, J.state.in_(ACTIVE)))
+            if held is not None:
+                return convert.job(held, created=False)
         # The holder finished between our insert and our read: the key is free again; try again.
     raise Conflict(f"could not enqueue {kind} job {unique_key!r}: the key keeps changing hands")
 
@@ -149,12 +150,12 @@ def _set_worker(s: Session, worker_id: str | None, state: str, job_id: int | Non
 
 
 # -- while running -----------------------------------------------------------------------------
-def _guard(lease: Lease):
+def _guard(lease: Lease) -> tuple[ColumnElement[bool], ...]:
     return (J.id == lease.job_id, J.attempt == lease.attempt, J.worker_id == lease.worker_id,
             J.state == JobState.RUNNING)
 
 
-def heartbeat(db: Database, lease: Lease, *, lease_s: float, progress: dict | None = None,
+def heartbeat(db: Database, lease: Lease, *, lease_s: float, progress: dict[str, Any] | None = None,
               now: dt.datetime | None = None) -> Beat:
     """Extend the lease (and store progress); tells whether the job is still ours and if cancel was asked."""
     now = now or utcnow()
@@ -175,7 +176,7 @@ def _locked_row(s: Session, db: Database, lease: Lease) -> M.Job | None:
     return s.scalar(q if db.sqlite else q.with_for_update())
 
 
-def finish(db: Database, lease: Lease, result: dict | None, *, effects: Effects | None = None,
+def finish(db: Database, lease: Lease, result: dict[str, Any] | None, *, effects: Effects | None = None,
            now: dt.datetime | None = None) -> bool:
     """Mark the job succeeded, and apply `effects` (catalog writes) in the same transaction.
 
@@ -209,7 +210,7 @@ def fail(db: Database, lease: Lease, error: str, *, retryable: bool, policy: Ret
         d = decide(row.attempt, row.max_attempts, retryable=retryable, now=now, policy=policy)
         _record_error(row, error, now, d.reason)
         if d.retry:
-            row.state, row.run_after = JobState.QUEUED, d.run_after
+            row.state, row.run_after = JobState.QUEUED, d.run_after or now
         else:
             row.state, row.finished_at = JobState.FAILED, now
         row.worker_id, row.lease_expires_at = None, None
@@ -261,7 +262,7 @@ def rescue(db: Database, *, policy: RetryPolicy = RetryPolicy(), now: dt.datetim
     """
     now = now or utcnow()
     q = select(J).where(J.state == JobState.RUNNING, J.lease_expires_at < now).order_by(J.id).limit(limit)
-    out = []
+    out: list[tuple[int, str]] = []
     with db.write() as s:
         for row in s.scalars(q if db.sqlite else q.with_for_update(skip_locked=True)):
             msg = f"lease expired: worker {row.worker_id} stopped heartbeating"
@@ -272,7 +273,7 @@ def rescue(db: Database, *, policy: RetryPolicy = RetryPolicy(), now: dt.datetim
                 d = decide(row.attempt, row.max_attempts, retryable=True, now=now, policy=policy)
                 _record_error(row, msg, now, d.reason)
                 if d.retry:
-                    row.state, row.run_after = JobState.QUEUED, d.run_after
+                    row.state, row.run_after = JobState.QUEUED, d.run_after or now
                 else:
                     row.state, row.finished_at = JobState.FAILED, now
             row.worker_id, row.lease_expires_at = None, None
