@@ -10,26 +10,25 @@ everything else keyword-only, and return frozen dataclasses from registry.types.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
-from registry import dtypes
+# Only what a lookup needs is imported here: `adapter-registry ls / show / resolve` import this
+# module, so the queue, release management, tokens and the push / merge / verify workflows (and
+# what they import) are imported by the methods and sub-objects that use them.
 from registry import types as T
-from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.core import Core
 from registry.errors import InvalidInput
-from registry.jobs.api import JobsAPI
 from registry.refs import check_metric_name, parse_metric_filter, parse_metric_value, parse_ref, parse_tag
-from registry.release.api import Release
 from registry.settings import Settings
-from registry.tokens import Tokens
-from registry.workflows import merge as merge_wf
-from registry.workflows import push as push_wf
-from registry.workflows import resolve as resolve_wf
-from registry.workflows import verify as verify_wf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from registry.jobs.api import JobsAPI
+    from registry.release.api import Release
+    from registry.tokens import Tokens
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 MergeProgress = Callable[[int, int, str], None]  # (done, total, tensor)
@@ -40,9 +39,28 @@ class Registry:
 
     def __init__(self, settings: Settings | None = None, *, upgrade: bool | None = None, core: Core | None = None):
         self.core = core or Core.open(settings or Settings.from_env(), upgrade=upgrade)
-        self.jobs = JobsAPI(self.core)
-        self.release = Release(self.core)
-        self.tokens = Tokens(self.core)
+
+    # The sub-objects are built once, on first use: a lookup needs none of them.
+    @cached_property
+    def jobs(self) -> JobsAPI:
+        """The job queue: verify / merge / publish jobs and workers."""
+        from registry.jobs.api import JobsAPI
+
+        return JobsAPI(self.core)
+
+    @cached_property
+    def release(self) -> Release:
+        """Release management: aliases, gates, deprecation, gc, events."""
+        from registry.release.api import Release
+
+        return Release(self.core)
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        """API tokens."""
+        from registry.tokens import Tokens
+
+        return Tokens(self.core)
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -82,6 +100,8 @@ class Registry:
         Raises:
             InvalidName, InvalidModel: bad name; not a model folder (no config.json, no safetensors, corrupt headers)
         """
+        from registry.workflows import push as push_wf
+
         return push_wf.add_base(self.core, Path(path), name=name, revision=revision, store_weights=store_weights,
                                 full_hash=full_hash, progress=progress)
 
@@ -97,6 +117,8 @@ class Registry:
 
     def base_folder(self, ref: str) -> Path:
         """A local folder holding the base model (its registered location, or the stored copy)."""
+        from registry.workflows import resolve as resolve_wf
+
         return resolve_wf.base_folder(self.core, ref)
 
     # -- adapters ----------------------------------------------------------------------------
@@ -111,6 +133,8 @@ class Registry:
             Incompatible: the static check against the base failed (nothing stored)
             BaseModelNotFound: `base` is not registered
         """
+        from registry.workflows import push as push_wf
+
         return push_wf.push(self.core, Path(path), name=name, base=base, tags=_tags(tags), description=description,
                             progress=progress)
 
@@ -148,10 +172,14 @@ class Registry:
 
     def resolve(self, ref: str) -> Path:
         """A local folder with the adapter's files, digests verified, for PeftModel.from_pretrained."""
+        from registry.workflows import resolve as resolve_wf
+
         return resolve_wf.adapter_folder(self.core, ref)
 
     def check(self, ref: str, *, base: str | None = None) -> T.CompatReport:
         """Static compatibility of a version with its base (or another one); stored when it is its own base."""
+        from registry.workflows import push as push_wf
+
         return push_wf.check(self.core, ref, base=base)
 
     # -- verification and merged models ----------------------------------------------------
@@ -162,6 +190,9 @@ class Registry:
         `reg.jobs.verify` does the same through the queue. registry/gates.py says what a
         recorded verification counts for.
         """
+        from registry import dtypes
+        from registry.workflows import verify as verify_wf
+
         return verify_wf.verify(self.core, ref, base=base, dtype=dtypes.optional(dtype), device=device)
 
     def merge(self, ref: str, *, dtype: str | None = None, engine: str = "auto", device: str = "cpu",
@@ -178,6 +209,9 @@ class Registry:
             Incompatible / InvalidAdapter / Unsupported / DiskFull / MergeError; nothing is recorded
             or left half-written when it raises.
         """
+        from registry import dtypes
+        from registry.workflows import merge as merge_wf
+
         return merge_wf.merge(self.core, ref, dtype=dtypes.optional(dtype), engine=engine, device=device,
                               validate=validate, out=Path(out) if out else None, max_shard_size=max_shard_size,
                               progress=progress)
@@ -214,6 +248,10 @@ class Registry:
 
     # -- audit -------------------------------------------------------------------------------
     def audit(self, *, limit: int = 100, target: str | None = None) -> list[T.AuditEntry]:
+        from sqlalchemy import select
+
+        from registry.catalog import models as M
+
         with self.db.read() as s:
             q = select(M.AuditEntry).order_by(M.AuditEntry.id.desc()).limit(limit)
             if target:
