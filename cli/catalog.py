@@ -7,11 +7,6 @@ import click
 from .common import human, json_option, kv, pass_ctx, print_json, progress_bar, short, table
 
 
-def register(cli: click.Group) -> None:
-    for c in (base, push, ls, show, resolve, check, eval_, audit):
-        cli.add_command(c)
-
-
 @click.group()
 def base() -> None:
     """Register and list base models (identified by fingerprint)."""
@@ -243,4 +238,9 @@ def audit(ctx, limit, target, as_json) -> None:
     rows = ctx.registry.audit(limit=limit, target=target)
     if as_json:
         return print_json(rows)
-    table(["AT", "ACTOR", "ACTION", "TARGET"], [(f"{a.at:%Y-%m-%d %H:%M:%S}", a.actor, a.action, a.target) for a in rows])
+    table(["AT", "ACTOR", "ACTION", "TARGET"],
+          [(f"{a.at:%Y-%m-%d %H:%M:%S}", a.actor, a.action, a.target) for a in rows])
+
+
+# The top-level commands of this module; cli/__init__.py's COMMANDS table names each one.
+COMMANDS = (base, push, ls, show, resolve, check, eval_, audit)

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
-EXIT_CODES = {400: 2, 401: 5, 403: 5, 404: 3, 409: 4, 413: 2, 422: 2, 507: 6, 503: 7}
+if TYPE_CHECKING:  # pragma: no cover
+    from registry.app import Registry
+    from registry.client import Client
+
+# Every command module imports this one, so it imports only click: the registry (SQLAlchemy),
+# rich and the HTTP client are imported when a command first needs them.
 
 
 class Ctx:
     def __init__(self, overrides: dict[str, Any], *, debug: bool = False):
         self.overrides = overrides
         self.debug = debug
-        self._registry = None
+        self._registry: Registry | Client | None = None
 
     @property
     def settings(self):
@@ -56,6 +61,8 @@ def emit_error(e) -> None:
 
 
 def print_json(obj: Any) -> None:
+    import json
+
     if hasattr(obj, "to_dict"):
         obj = obj.to_dict()
     elif isinstance(obj, (list, tuple)):

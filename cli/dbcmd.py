@@ -7,10 +7,6 @@ import click
 from .common import pass_ctx, print_json
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(db)
-
-
 @click.group()
 def db() -> None:
     """Manage the catalog database schema (Alembic)."""
@@ -47,7 +43,8 @@ def current(ctx, as_json: bool) -> None:
     if as_json:
         print_json({"current": cur, "head": head, "up_to_date": cur == head})
     else:
-        click.echo(f"current: {cur or 'empty'}\nhead:    {head}" + ("" if cur == head else "\n(run: adapter-registry db upgrade)"))
+        click.echo(f"current: {cur or 'empty'}\nhead:    {head}"
+                   + ("" if cur == head else "\n(run: adapter-registry db upgrade)"))
 
 
 @db.command()
@@ -65,3 +62,7 @@ def check(ctx) -> None:
     if diff:
         raise Conflict(f"schema drift: {len(diff)} differences, first: {diff[0]}")
     click.echo("catalog schema is up to date, no drift")
+
+
+# The top-level commands of this module; cli/__init__.py's COMMANDS table names each one.
+COMMANDS = (db,)

@@ -13,14 +13,6 @@ from .common import json_option, kv, pass_ctx, print_json, short, table
 JOB_COLUMNS = ("id", "kind", "state", "attempt", "priority", "subject", "worker", "created", "error")
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(worker_cmd)
-    cli.add_command(jobs)
-    cli.add_command(workers)
-    cli.add_command(verify_cmd)
-    cli.add_command(publish_cmd)
-
-
 # -- worker ---------------------------------------------------------------------------------------
 @click.command("worker")
 @click.option("--device", default="cpu", show_default=True, help="Device the tasks run on (cpu, cuda, cuda:1).")
@@ -52,7 +44,8 @@ def worker_cmd(c, device, kinds, once, max_jobs, lease_s, heartbeat_s, poll_s, r
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("registry.jobs").setLevel(logging.INFO if verbose else logging.WARNING)
-    w = Worker(c.registry.core, device=device, kinds=[k.strip() for k in kinds.split(",") if k.strip()] if kinds else None,
+    w = Worker(c.registry.core, device=device,
+               kinds=[k.strip() for k in kinds.split(",") if k.strip()] if kinds else None,
                lease_s=lease_s, heartbeat_s=heartbeat_s, poll_s=poll_s, rescue_every_s=rescue_every_s,
                retry=RetryPolicy(base_s=retry_base_s), grace_s=grace_s,
                cache_bytes=int(cache_gb * 1024**3) if cache_gb else None, cache_enabled=not no_cache)
@@ -264,3 +257,7 @@ def _follow():
             p.update(task, description=desc, completed=prog.get("done") or 0, total=prog.get("total") or None)
 
         yield update
+
+
+# The top-level commands of this module; cli/__init__.py's COMMANDS table names each one.
+COMMANDS = (worker_cmd, jobs, workers, verify_cmd, publish_cmd)

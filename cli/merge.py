@@ -7,16 +7,13 @@ import click
 from .common import human, json_option, pass_ctx, print_json, short
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(merge)
-
-
 @click.command()
 @click.argument("ref")
 @click.option("--dtype", help="Output dtype: bf16, fp16 or fp32 (default: the base's).")
 @click.option("--engine", type=click.Choice(["auto", "streaming", "peft"]), default="auto", show_default=True,
               help="streaming: shard by shard, bit-identical to peft; peft: merge_and_unload (reference).")
-@click.option("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cpu here; the worker's own device with --async).")
+@click.option("--device", default=None,
+              help="cpu, cuda, cuda:N or auto (default: cpu here; the worker's own device with --async).")
 @click.option("--out", type=click.Path(file_okay=False), help="Also write the merged folder here (must not exist).")
 @click.option("--max-shard-size", default="5GB", show_default=True)
 @click.option("--validate", is_flag=True, help="Also compare logits with base + unmerged adapter (loads both).")
@@ -45,3 +42,7 @@ def merge(ctx, ref, dtype, engine, device, out, max_shard_size, validate, run_as
                f"manifest {short(art.manifest_digest)}" + (f", {v['seconds']:.1f} s" if "seconds" in v else ""))
     if v.get("fallback_reason"):
         click.echo(f"  fell back to peft: {v['fallback_reason']}")
+
+
+# The top-level commands of this module; cli/__init__.py's COMMANDS table names each one.
+COMMANDS = (merge,)

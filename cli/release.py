@@ -9,11 +9,6 @@ import click
 from .common import human, json_option, kv, pass_ctx, print_json, short, table
 
 
-def register(cli: click.Group) -> None:
-    for c in (alias, deprecate, undeprecate, delete, impact, bulk, serving_profile, gc, events, webhook):
-        cli.add_command(c)
-
-
 def _rel(ctx):
     """Release management of the Registry (or of the HTTP Client with --remote)."""
     return ctx.registry.release
@@ -422,3 +417,7 @@ def webhook_deliver(ctx, max_attempts, timeout, as_json) -> None:
 
         raise RegistryError(f"delivery to {len(failed)} webhook(s) failed: {failed[0].error}",
                             hint="it resumes from the failed event on the next run")
+
+
+# The top-level commands of this module; cli/__init__.py's COMMANDS table names each one.
+COMMANDS = (alias, deprecate, undeprecate, delete, impact, bulk, serving_profile, gc, events, webhook)

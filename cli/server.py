@@ -7,11 +7,6 @@ import click
 from .common import json_option, pass_ctx, print_json, table
 
 
-def register(cli: click.Group) -> None:
-    for c in (serve, token, demo):
-        cli.add_command(c)
-
-
 def _local(ctx):
     """These commands act on the catalog itself, never through --remote."""
     import dataclasses
@@ -102,3 +97,7 @@ def demo(ctx, host, port, seed_only) -> None:
             click.echo(f"  {line}", err=True)
     if not seed_only:
         D.serve(reg, host=host, port=port, worker=True)
+
+
+# The top-level commands of this module; cli/__init__.py's COMMANDS table names each one.
+COMMANDS = (serve, token, demo)
