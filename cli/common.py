@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
@@ -16,6 +17,30 @@ if TYPE_CHECKING:  # pragma: no cover
 # Every command module imports this one, so it imports only click: the registry (SQLAlchemy),
 # rich and the HTTP client are imported when a command first needs them.
 
+# -- start-up --------------------------------------------------------------------------------------
+# A lookup imports a few hundred modules (SQLAlchemy, the catalog's models) and exits milliseconds
+# after. The cyclic GC walks everything those imports build several times while they run and again
+# at exit: a quarter of `adapter-registry ls` (bench/startup.py). So the process entry point
+# (registry/__main__.py; never an in-process caller such as CliRunner) pauses the GC until the
+# command has its settings or registry, then freezes what start-up built (modules, classes, the
+# engine: they live until exit anyway) out of later collections and lets the GC run again.
+_gc_paused = False
+
+
+def pause_gc_for_startup() -> None:
+    global _gc_paused
+    if gc.isenabled():
+        gc.disable()
+        _gc_paused = True
+
+
+def startup_done() -> None:
+    global _gc_paused
+    if _gc_paused:
+        _gc_paused = False
+        gc.freeze()
+        gc.enable()
+
 
 class Ctx:
     def __init__(self, overrides: dict[str, Any], *, debug: bool = False):
@@ -23,17 +48,22 @@ class Ctx:
         self.debug = debug
         self._registry: Registry | Client | None = None
 
-    @property
-    def settings(self):
+    def _settings(self):
         from registry.settings import Settings
 
         return Settings.from_env(**self.overrides)
 
     @property
+    def settings(self):
+        s = self._settings()
+        startup_done()
+        return s
+
+    @property
     def registry(self):
         """The local Registry, or an HTTP client when --remote is set (same read methods)."""
         if self._registry is None:
-            s = self.settings
+            s = self._settings()
             if s.remote:
                 from registry.client import Client
 
@@ -42,6 +72,7 @@ class Ctx:
                 from registry.app import Registry
 
                 self._registry = Registry(s)
+        startup_done()
         return self._registry
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import json_option, pass_ctx, print_json, table
+from .common import json_option, pass_ctx, print_json, startup_done, table
 
 
 def _local(ctx):
@@ -16,7 +16,8 @@ def _local(ctx):
     if ctx._registry is None or not isinstance(ctx._registry, Registry):
         if ctx._registry is not None:
             ctx._registry.close()
-        ctx._registry = Registry(dataclasses.replace(ctx.settings, remote=None))
+        ctx._registry = Registry(dataclasses.replace(ctx._settings(), remote=None))
+    startup_done()
     return ctx._registry
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import gc
+import importlib
+from types import ModuleType
 
-def _load_cli():
-    try:  # installed wheel: cli/ is packaged as registry.cli
-        from registry.cli import main
+
+def _load_cli() -> ModuleType:
+    """The cli package: registry.cli in an installed wheel, cli/ beside registry/ in a checkout."""
+    try:
+        return importlib.import_module("registry.cli")
     except ModuleNotFoundError as e:
-        if e.name not in ("registry.cli",):
+        if e.name != "registry.cli":
             raise
         # source checkout: cli/ sits beside registry/
         import sys
@@ -16,12 +21,19 @@ def _load_cli():
         root = str(Path(__file__).resolve().parent.parent)
         if root not in sys.path:
             sys.path.insert(0, root)
-        from cli import main
-    return main
+        return importlib.import_module("cli")
 
 
 def main() -> None:
-    _load_cli()()
+    """Run the command in this process, which ends when it does (see cli.common on the GC)."""
+    cli = _load_cli()
+    cli.common.pause_gc_for_startup()
+    try:
+        cli.main()
+    finally:
+        # Exit without a last collection over every object start-up built: the process is ending
+        # and the OS takes the memory back (atexit handlers and stream flushes still run).
+        gc.freeze()
 
 
 if __name__ == "__main__":
