@@ -71,7 +71,7 @@ def head_fast() -> str | None:
     """
     revs: dict[str, str | None] = {}
     for f in (migrations_dir() / "versions").glob("*.py"):
-        found = dict((bool(m.group(1)), m.group(2)) for m in _REVISION.finditer(f.read_text()))
+        found = {bool(m.group(1)): m.group(2) for m in _REVISION.finditer(f.read_text())}
         if False in found:
             revs[found[False]] = None if found.get(True) in (None, "None") else found.get(True)
     heads = set(revs) - {d for d in revs.values() if d}

@@ -1,16 +1,18 @@
 """Settings: built once at the entry point (CLI, server, worker, tests) and passed down.
 
-Every setting has a name, a default, a help line and an environment variable; docs/CONFIGURATION.md
-lists them all and a test fails when one is missing there. Nothing here runs at import time.
+Every setting has a name, a default, a help line and an environment variable; the README's
+"Configuration" table lists them all and tests/test_docs.py fails when one is missing there.
+Nothing here runs at import time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 ENV_PREFIX = "ADAPTER_REGISTRY_"
 
@@ -63,7 +65,7 @@ class Settings:
                                      "HF_ENDPOINT"))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ADAPTER_REGISTRY_* variables, then explicit overrides (None = not given)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
