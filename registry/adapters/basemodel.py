@@ -103,7 +103,7 @@ def fingerprint_base(folder: Path, *, revision: str | None = None, full_hash: bo
                                         weights_hash])).hexdigest()
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
     archs = config.get("architectures") or [config.get("model_type") or "unknown"]
-    main_dtype = TORCH_NAMES.get(max(dtypes, key=dtypes.get)) if dtypes else None
+    main_dtype = TORCH_NAMES.get(max(dtypes, key=lambda d: dtypes[d])) if dtypes else None
     return BaseFingerprint(
         folder=folder.resolve(), revision=revision, fingerprint=fp, architecture=archs[0],
         model_type=config.get("model_type"), config=config, config_hash=config_hash, layout=layout,

@@ -128,7 +128,7 @@ def push_files(path: Path) -> list[tuple[str, Path]]:
     for p in sorted(folder.iterdir()):
         if p.is_file() and (_role(p.name) or (p.suffix in PICKLE_SUFFIXES and p.name not in TRAINING_STATE)):
             out[p.relative_to(root).as_posix()] = p
-    for d in {folder, trainer_root} - {None}:
+    for d in {p for p in (folder, trainer_root) if p is not None}:
         for name in ("trainer_state.json", "training_args.bin"):
             if (d / name).is_file():
                 out[(d / name).relative_to(root).as_posix()] = d / name

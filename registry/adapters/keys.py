@@ -31,10 +31,10 @@ class ModuleTensors:
 
 @dataclass
 class AdapterLayout:
-    modules: dict[str, ModuleTensors]       # LoRA modules
-    replaced: dict[str, TensorInfo]          # full tensors that replace base ones (modules_to_save, biases, resized embeddings)
-    tokens: dict[str, TensorInfo]            # trainable_token_indices rows per embedding module
-    unknown: list[str]                       # keys without a recognised shape
+    modules: dict[str, ModuleTensors]  # LoRA modules
+    replaced: dict[str, TensorInfo]  # whole tensors replacing the base's (modules_to_save, biases, resized embeddings)
+    tokens: dict[str, TensorInfo]  # trainable_token_indices rows per embedding module
+    unknown: list[str]  # keys without a recognised shape
 
 
 def split_key(key: str) -> tuple[str, str] | None:

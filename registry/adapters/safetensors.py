@@ -13,9 +13,10 @@ import json
 import math
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,7 +108,7 @@ def read_header(path: Path, *, max_header_bytes: int = DEFAULT_MAX_HEADER) -> He
         tensors[tname] = TensorInfo(tname, dtype, shape, data_start + lo, data_start + hi, path)
         spans.append((lo, hi))
     spans.sort()
-    for (a0, a1), (b0, _b1) in zip(spans, spans[1:]):
+    for (_a0, a1), (b0, _b1) in zip(spans, spans[1:]):
         if b0 < a1:
             raise CorruptFile(f"{name}: tensors overlap in the data section", path=str(path))
     return Header(str(path), tensors, {str(k): str(v) for k, v in meta.items()}, data_start, size)

@@ -134,9 +134,9 @@ def _container(m: _Machine, name: str, arg: Any) -> None:
         m.stack.append(tuple(m.pop_mark()))
     elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
         n = int(name[-1])
-        items = tuple(m.stack[-n:])
+        row = tuple(m.stack[-n:])
         del m.stack[-n:]
-        m.stack.append(items)
+        m.stack.append(row)
     else:  # EMPTY_DICT, EMPTY_LIST, EMPTY_TUPLE, EMPTY_SET, FROZENSET
         m.stack.append({"EMPTY_DICT": {}, "EMPTY_TUPLE": ()}.get(name, []))
 

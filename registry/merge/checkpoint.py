@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from registry.adapters.inspect import CHAT_TEMPLATE_FILES, PROCESSOR_FILES, TOKENIZER_ONLY_FILES
-from registry.storage.digest import sha256_file
 from registry.errors import AlreadyExists, InvalidModel, RegistryError, translate_os_error
+from registry.storage.digest import sha256_file
 
 # copied byte for byte: re-serializing a tokenizer through transformers changes it (reference §3.7)
 TOKENIZER_FILES = TOKENIZER_ONLY_FILES

@@ -8,13 +8,14 @@ merged tensor in fp32 a few times over, plus the adapter, whatever the size of t
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from registry.adapters.safetensors import TensorInfo
-from registry.dtypes import ITEMSIZE, TORCH_NAMES
+from registry.dtypes import FROM_SAFETENSORS, ITEMSIZE, TORCH_NAMES
 from registry.errors import MergeError, translate_os_error
 from registry.merge import math as lm
 from registry.merge import validate
@@ -57,7 +58,7 @@ def read_tensor(files: _Files, info: TensorInfo):
     import torch
 
     buf = torch.empty(info.nbytes, dtype=torch.uint8)
-    view = memoryview(buf.numpy())
+    view = buf.numpy().data  # a memoryview of the tensor's own memory
     fd, off, got = files.fd(info.file), info.offset, 0
     while got < info.nbytes:
         n = os.preadv(fd, [view[got:]], off + got)
@@ -69,6 +70,11 @@ def read_tensor(files: _Files, info: TensorInfo):
     if info.nbytes == 0:
         return torch.empty(info.shape, dtype=torch_dtype(info.dtype))
     return buf.view(torch_dtype(info.dtype)).view(info.shape)
+
+
+def _write_tensor(sw: ShardWriter, name: str, t) -> None:
+    """Run by the writer thread: the tensor's bytes are taken there, off the merging thread."""
+    sw.write(name, tensor_bytes(t))
 
 
 def tensor_bytes(t):
@@ -218,8 +224,8 @@ class _Merger:
         src = self.base.get(tp.source) if tp.source else None
         if not tp.ops and src is not None and src.dtype == tp.dtype and src.shape == tp.shape:
             fd = self.files.fd(src.file)
-            writer.put(lambda sw=sw, n=tp.name, fd=fd, off=src.offset: sw.copy_from(n, fd, off))
-        elif _fast(tp, self.base, self.device):
+            writer.put(functools.partial(sw.copy_from, tp.name, fd, src.offset))
+        elif src is not None and _fast(tp, self.base, self.device):
             self._queue_fast(sw, tp, src, writer)
         else:
             self._queue_ops(sw, tp, src, writer)
@@ -234,8 +240,7 @@ class _Merger:
         lm.merge_linear_into(w, a, b, op.scaling, op.fan_in_fan_out, self.scratch.delta, self.scratch.wide)
         self.probes.append(probe.check(w))
         _check_finite(tp, w)
-        writer.put(lambda sw=sw, n=tp.name, w=w: sw.write(n, tensor_bytes(w)),
-                   release=lambda buf=buf: self.scratch.give(buf))
+        writer.put(functools.partial(_write_tensor, sw, tp.name, w), release=functools.partial(self.scratch.give, buf))
 
     def _queue_ops(self, sw: ShardWriter, tp, src: TensorInfo | None, writer: _Writer) -> None:
         """Every other tensor: the plan's ops in peft's order, with the caller's torch thread count."""
@@ -247,7 +252,7 @@ class _Merger:
             value = _merged_value(tp, src, self.files, self.adapter_tensor, self.device, self.probes)
         finally:
             torch.set_num_threads(fast_threads)
-        writer.put(lambda sw=sw, n=tp.name, v=value: sw.write(n, tensor_bytes(v)))
+        writer.put(functools.partial(_write_tensor, sw, tp.name, value))
 
 
 def _merged_value(tp, src, files, adapter_tensor, device, probes):
@@ -293,7 +298,7 @@ def _fast(tp, base, device) -> bool:
     src = base.get(tp.source) if tp.source else None
     return (device == "cpu" and src is not None and src.dtype == tp.dtype and src.shape == tp.shape
             and len(tp.ops) == 1 and tp.ops[0].kind == "lora" and tp.ops[0].magnitude is None
-            and tp.dtype in ("F32", "F16", "BF16"))
+            and tp.dtype in FROM_SAFETENSORS)
 
 
 class _Scratch:

@@ -83,7 +83,7 @@ def _normalize_layout(out: Path) -> dict:
 
         name = shard_name(0, 1)
         os.rename(single, out / name)
-        weight_map = {k: name for k in read_header(out / name).tensors}
+        weight_map = dict.fromkeys(read_header(out / name).tensors, name)
         write_index(out, weight_map)
     else:
         weight_map = json.loads((out / INDEX).read_text())["weight_map"]

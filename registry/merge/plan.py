@@ -321,6 +321,7 @@ def _untie(t: _Tensors, out_dtype: str) -> tuple[list[OutTensorPlan], dict[str, 
         dtype = _dtype(t.base[src_key][0], out_dtype)
         if tied_key in t.untied:  # e.g. lm_head copy: new tensor, the embedding is kept
             op = t.ops[src_key].pop()
+            assert op.src is not None  # the copy is a "replace" op, which names its adapter tensor
             extra.append(OutTensorPlan(tied_key, None, dtype, t.adapter[op.src][1], (op,)))
         elif src_key in t.untied:  # embedding copy: the head keeps the original values
             extra.append(OutTensorPlan(tied_key, src_key, dtype, t.base[src_key][1]))

@@ -62,7 +62,7 @@ def read_config(base_dir: Path) -> dict:
 # tests/merge/test_structure.py checks fast_structure against the meta model for each of them.
 _LLAMA_LIKE = {"llama", "mistral", "qwen2", "qwen3"}
 _FAMILIES = {
-    **{t: ("model.embed_tokens", "lm_head", ("model.", "lm_head.")) for t in _LLAMA_LIKE},
+    **dict.fromkeys(_LLAMA_LIKE, ("model.embed_tokens", "lm_head", ("model.", "lm_head."))),
     "gpt2": ("transformer.wte", "lm_head", ("transformer.", "lm_head.")),
 }
 _GPT2_CONV1D = ("c_attn", "c_proj", "c_fc", "q_attn")

@@ -48,7 +48,7 @@ def lora_target(config: Mapping[str, Any], key: str) -> bool | None:
         return True
     found = any(key.endswith(f".{t}") for t in targets)
 
-    layer_indexes = config.get("layers_to_transform")
+    layer_indexes: Any = config.get("layers_to_transform")
     layers_pattern = config.get("layers_pattern")
     using_indexes = layer_indexes is not None and (
         len(layer_indexes) != 0 if isinstance(layer_indexes, list) else True
@@ -86,7 +86,9 @@ def scaling(config: Mapping[str, Any], r: int, alpha: float) -> float:
 
 def is_module_to_save(modules_to_save: Sequence[str] | None, key: str) -> bool:
     """peft's `_set_trainable` test: a bare `endswith`, no dot boundary."""
-    return bool(modules_to_save) and any(key.endswith(t) for t in modules_to_save)
+    if not modules_to_save:
+        return False
+    return any(key.endswith(t) for t in modules_to_save)
 
 
 def expand_all_linear(linear_names: Iterable[str], output_embedding: str | None) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from registry.dtypes import FROM_SAFETENSORS
+from registry.dtypes import FROM_SAFETENSORS, TO_SAFETENSORS
 from registry.errors import MergeError
 
 # unit roundoff of each stored dtype; a merge may round twice (Embedding), and the check allows 4
@@ -79,7 +79,7 @@ class Probe:
             got = wc[self.idx].double()
             err = (torch.linalg.norm(got - self.expected, dim=1)
                    / torch.linalg.norm(self.expected, dim=1).clamp_min(1e-300)).max().item()
-        dtype = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}.get(w_new.dtype, "F64")
+        dtype = TO_SAFETENSORS.get(str(w_new.dtype).removeprefix("torch."), "F64")
         return {"module": self.op.module, "dtype": dtype, "error": err}
 
 

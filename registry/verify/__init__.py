@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 PROBE_PROMPTS = (
     "the adapter registry keeps every lora adapter",
@@ -105,7 +106,7 @@ def _merged_logits(pm, batch) -> list:
                                                            for a in module.adapter_layer_names)
         if holds:
             base_layer = module.get_base_layer()
-            for pname, p in base_layer.named_parameters(recurse=False):
+            for _pname, p in base_layer.named_parameters(recurse=False):
                 saved.append((p, p.detach().clone()))
     pm.merge_adapter([name])
     try:

@@ -16,9 +16,10 @@ import gc
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from registry import dtypes
 from registry.errors import InvalidInput
@@ -117,7 +118,8 @@ class ModelCache:
 
         if dtype not in dtypes.CANONICAL:  # callers normalise with dtypes.canonical() first
             raise InvalidInput(f"dtype must be one of {dtypes.CANONICAL}, not {dtype!r}")
-        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, dtype)).to(self.device).eval()
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, dtype))
+        model = model.to(self.device).eval()  # type: ignore[arg-type]  # transformers types .to() as its own call
         nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
         return _Entry(model=model, tokenizer=_tokenizer(base_dir), nbytes=nbytes)
 
