@@ -298,7 +298,7 @@ class _HttpBlobs:
     def __init__(self, client: Client):
         self.client = client
 
-    def fetch(self, digest: str, dest: Path, *, progress=None) -> None:
+    def fetch(self, digest: str, dest: Path, *, progress: Callable[[int], None] | None = None) -> None:
         from registry.storage.fsutil import land_verified
 
         try:

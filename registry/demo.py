@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-ADAPTERS = [
+ADAPTERS: list[tuple[str, str, dict[str, str], list[tuple[int, list[str] | None, int, dict[str, float], bool]]]] = [
     # name, versions: (rank, targets, seed, metrics, trainer folder?)
     ("team-a/support-bot", "Answers support tickets.", {"task": "support"}, [
         (4, ["q_proj", "v_proj"], 1, {"acc": 0.58, "f1": 0.52}, False),

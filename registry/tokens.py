@@ -158,8 +158,8 @@ def _naive(t: dt.datetime) -> dt.datetime:
     return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t
 
 
-def require(token: TokenInfo | None, scope: str, *, name: str | None = None) -> None:
-    """Check that `token` may act with `scope` (on `name`, when given).
+def require(token: TokenInfo | None, scope: str, *, name: str | None = None) -> TokenInfo:
+    """Check that `token` may act with `scope` (on `name`, when given); returns the token.
 
     Raises:
         Unauthorized: no token
@@ -172,3 +172,4 @@ def require(token: TokenInfo | None, scope: str, *, name: str | None = None) -> 
     if name is not None and not token.owns(name):
         raise Forbidden(f"token {token.name!r} is limited to {token.namespace}/*, not {name!r}",
                         namespace=token.namespace)
+    return token

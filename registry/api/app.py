@@ -36,7 +36,7 @@ def create_app(registry, settings=None) -> FastAPI:
     for mod in (jobs, release, adapters, push, bases, files, admin, pages):
         app.include_router(mod.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    app.openapi = lambda: _openapi(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented override
     return app
 
 

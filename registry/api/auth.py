@@ -9,21 +9,20 @@ namespace (search is narrowed to it).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from registry.errors import Forbidden, Unauthorized
 from registry.tokens import TokenInfo, require
 
-
-def as_actor(registry, actor: str):
-    """The registry acting as `actor` (Registry.as_actor; the Client has no actor of its own)."""
-    return registry.as_actor(actor)
+if TYPE_CHECKING:  # pragma: no cover
+    from registry.app import Registry
 
 
 @dataclass(frozen=True)
 class Caller:
     """The registry as seen by one request: its token (None when anonymous) and the actor view."""
 
-    registry: object
+    registry: Registry
     token: TokenInfo | None
     open_reads: bool
 
@@ -47,11 +46,11 @@ class Caller:
         require(self.token, scope, name=name)
 
 
-def authenticate(registry, secret: str | None) -> TokenInfo:
+def authenticate(registry: Registry, secret: str | None) -> TokenInfo:
     return registry.tokens.authenticate(secret)
 
 
-def reader(registry, token: TokenInfo | None) -> Caller:
+def reader(registry: Registry, token: TokenInfo | None) -> Caller:
     if token is None and not registry.settings.open_reads:
         raise Unauthorized("reads need a bearer token on this server", hint="pass --token or set ADAPTER_REGISTRY_TOKEN")
     if token is not None and not token.allows("read"):
@@ -59,6 +58,7 @@ def reader(registry, token: TokenInfo | None) -> Caller:
     return Caller(registry, token, registry.settings.open_reads)
 
 
-def writer(registry, token: TokenInfo | None, scope: str = "write") -> Caller:
-    require(token, scope)
-    return Caller(as_actor(registry, token.name), token, registry.settings.open_reads)
+def writer(registry: Registry, token: TokenInfo | None, scope: str = "write") -> Caller:
+    """A caller whose writes are recorded under the token's name (Registry.as_actor)."""
+    token = require(token, scope)
+    return Caller(registry.as_actor(token.name), token, registry.settings.open_reads)

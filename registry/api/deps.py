@@ -7,7 +7,7 @@ the thread pool explicitly.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -16,14 +16,18 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from registry.api import auth
 from registry.tokens import TokenInfo
 
+if TYPE_CHECKING:  # pragma: no cover
+    from registry.app import Registry
+
 bearer = HTTPBearer(auto_error=False, description="A token from `adapter-registry token create`.")
 
 
-async def get_registry(request: Request):
-    return request.app.state.registry
+async def get_registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
 
 
-RegistryDep = Annotated[object, Depends(get_registry)]
+RegistryDep = Annotated["Registry", Depends(get_registry)]
 
 
 async def get_token(registry: RegistryDep,

@@ -6,7 +6,7 @@ Pure functions: data in, markup out, so they are unit-tested without a server.
 from __future__ import annotations
 
 from html import escape
-from typing import Sequence
+from typing import Mapping, Sequence
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4d7c0f", "#be185d")
 
@@ -22,7 +22,7 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str, x_label: str = "",
+def line_chart(series: Mapping[str, Sequence[tuple[float, float]]], *, title: str, x_label: str = "",
                width: int = 640, height: int = 260, chart_id: str | None = None, integer_x: bool = False) -> str:
     """An SVG with one polyline (and dots) per series; x and y scaled to the data.
 
@@ -112,6 +112,6 @@ def loss_points(training: dict | None) -> list[tuple[float, float]]:
             step, loss = p[0], p[1]
         else:
             continue
-        if _finite(step) and _finite(loss):
+        if step is not None and loss is not None and _finite(step) and _finite(loss):
             pts.append((float(step), float(loss)))
     return pts

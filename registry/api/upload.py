@@ -139,7 +139,7 @@ async def receive(stream: AsyncIterator[bytes], content_type: str, content_lengt
     if content_length and content_length.isdigit() and int(content_length) > limit:
         raise TooLarge(f"the upload is {int(content_length)} bytes; this server accepts {limit}", limit=limit)
     sink = _Sink(folder)
-    parser = MultipartParser(opts[b"boundary"], sink.callbacks())
+    parser = MultipartParser(opts[b"boundary"], sink.callbacks())  # type: ignore[arg-type]  # a dict of the callbacks
     total = 0
     try:
         async for chunk in stream:

@@ -83,7 +83,8 @@ def publisher_class(scheme: str) -> type:
 
 def open_publisher(uri: str, *, settings: "Settings | None" = None) -> Publisher:
     scheme, _ = parse_target(uri)
-    return publisher_class(scheme).from_uri(uri, settings=settings)
+    cls: type[Publisher] = publisher_class(scheme)
+    return cls.from_uri(uri, settings=settings)
 
 
 def plan(folder: Path) -> tuple[list[str], str]:

@@ -17,6 +17,7 @@ from registry import gates
 from registry.catalog import commands as C
 from registry.catalog import models as M
 from registry.catalog import queries as Q
+from registry.catalog.rows import row as need
 from registry.errors import PolicyViolation, VersionNotFound
 from registry.refs import check_alias, parse_ref
 from registry.release import types as RT
@@ -28,7 +29,7 @@ V = M.AdapterVersion
 def lock_adapter(s: Session, name: str) -> M.Adapter:
     """The adapter row, locked until the end of the transaction (see the module docstring)."""
     Q.get_adapter(s, name)  # the friendly NotFound
-    return s.scalar(select(M.Adapter).where(M.Adapter.name == name).with_for_update())
+    return s.scalars(select(M.Adapter).where(M.Adapter.name == name).with_for_update()).one()
 
 
 def base_label(b: M.BaseModelRow) -> str:
@@ -72,7 +73,7 @@ def move(s: Session, adapter: M.Adapter, alias: str, target: V | None, *, actor:
     """
     check_alias(alias)
     cur = s.get(M.Alias, (adapter.id, alias), populate_existing=True)
-    from_version = s.get(V, cur.version_id).version if cur is not None else None
+    from_version = need(s, V, cur.version_id).version if cur is not None else None
     spec = policy_spec(s.get(M.AliasPolicy, (adapter.id, alias)))
     label = f"{adapter.name}@{alias}"
     if target is None:
@@ -140,7 +141,7 @@ def policy_info(s: Session, adapter: M.Adapter, p: M.AliasPolicy) -> RT.AliasPol
     cur = s.get(M.Alias, (adapter.id, p.alias))
     current = None
     if cur is not None:
-        current = evaluate(p.alias, policy_spec(p), facts(s, adapter.name, s.get(V, cur.version_id)))
+        current = evaluate(p.alias, policy_spec(p), facts(s, adapter.name, need(s, V, cur.version_id)))
     return RT.AliasPolicy(adapter.name, p.alias, p.require_verified, tuple(p.require_metrics or ()),
                           p.created_at, p.created_by, current)
 

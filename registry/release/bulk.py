@@ -151,7 +151,7 @@ def promote(s: Session, items: list[tuple[str, V]], *, alias: str, select_: str,
         try:
             ch = A.move(s, adapter, alias, rows[0], actor=actor, reason=reason, force=force)
         except PolicyViolation as e:
-            refusals.append(f"{name}@{rows[0].version}: " + "; ".join(e.violations))
+            refusals.append(f"{name}@{rows[0].version}: " + "; ".join(e.context.get("violations", [])))
             continue
         action = "promoted" if ch.changed else "unchanged"
         detail = f"{ch.from_version} -> {ch.to_version}" + (" (overridden)" if ch.overridden else "")

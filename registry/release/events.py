@@ -53,7 +53,7 @@ def read(s: Session, *, after_id: int = 0, limit: int = 100, kinds: Iterable[str
     """Events with id > after_id, oldest first, with no gap behind the last one (see the docstring)."""
     if limit < 1 or limit > 10000:
         raise InvalidInput("limit must be 1..10000")
-    if s.bind.dialect.name == "postgresql":
+    if s.get_bind().dialect.name == "postgresql":
         s.connection().exec_driver_sql("LOCK TABLE events IN SHARE MODE")  # held until the session ends
     kinds = list(kinds)
     q = select(M.Event).where(M.Event.id > after_id).order_by(M.Event.id).limit(limit)

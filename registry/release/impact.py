@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from registry.catalog import convert
 from registry.catalog import models as M
+from registry.enums import ACTIVE_STATES
 from registry.catalog import queries as Q
 from registry.release import types as RT
 from registry.release.aliases import base_label
@@ -40,12 +41,12 @@ def enqueue_verify(s: Session, *, ref: str, base: M.BaseModelRow, digest: str, a
     values: dict[str, Any] = dict(kind="verify", payload=payload, state="queued",
                                   priority=0, attempt=0, max_attempts=3, run_after=now, unique_key=key,
                                   created_at=now, created_by=actor, errors=[], cancel_requested=False)
-    ins = (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)(M.Job)
+    ins = (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)(M.Job)
     new_id = s.scalar(ins.values(values).on_conflict_do_nothing(
         index_elements=["unique_key"], index_where=text(_ACTIVE_PREDICATE)).returning(M.Job.id))
     if new_id is not None:
-        return new_id
-    return s.scalar(select(M.Job.id).where(M.Job.unique_key == key, M.Job.state.in_(("queued", "running"))))
+        return int(new_id)
+    return int(s.scalars(select(M.Job.id).where(M.Job.unique_key == key, M.Job.state.in_(ACTIVE_STATES))).one())
 
 
 def latest_verdicts(s: Session, version_ids: list[int]) -> dict[int, dict[int, bool]]:
@@ -91,7 +92,7 @@ def impact(s: Session, base: str, *, include_deprecated: bool = False, enqueue: 
         elif against:
             reason = f"verified against {', '.join(against)} only"
         else:
-            own = revs.get(row.base_model_id)
+            own = revs.get(row.base_model_id) if row.base_model_id is not None else None
             reason = f"registered against {base_label(own) if own else 'another base'}, never verified"
         ref = f"{name}@{row.version}"
         versions.append(RT.ImpactedVersion(ref, row.content_digest, convert.base_ref(row.base_model), against,

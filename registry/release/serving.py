@@ -65,9 +65,8 @@ def effective_rank(c: Candidate) -> int:
 def lora_dtype(dtypes: Sequence[str | None]) -> str:
     """--lora-dtype: the adapters' own half dtype when they all share one, else auto (the model's)."""
     kinds = set(dtypes)
-    if len(kinds) == 1 and next(iter(kinds)) in VLLM_LORA_DTYPES:
-        return next(iter(kinds))
-    return "auto"
+    only = next(iter(kinds)) if len(kinds) == 1 else None
+    return only if only is not None and only in VLLM_LORA_DTYPES else "auto"
 
 
 def _unservable(c: Candidate) -> str | None:

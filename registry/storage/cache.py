@@ -16,9 +16,9 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from registry.errors import InvalidInput, RegistryError, StorageError, translate_os_error
-from registry.storage.base import BlobStore
 from registry.storage.digest import check_digest
 from registry.storage.fsutil import fsync_dir, temp_name
 
@@ -31,7 +31,14 @@ def cache_path(cache_root: Path, digest: str) -> Path:
     return Path(cache_root) / "blobs" / "sha256" / digest[:2] / digest
 
 
-def cached(store: BlobStore, digest: str, cache_root: Path) -> Path:
+class Fetches(Protocol):
+    """What a folder is built from: anything that lands a blob, verified, at a path (a BlobStore,
+    or the HTTP client's blob route)."""
+
+    def fetch(self, digest: str, dest: Path) -> None: ...
+
+
+def cached(store: Fetches, digest: str, cache_root: Path) -> Path:
     """The path of a verified local copy of a blob, fetching it on first use."""
     path = cache_path(cache_root, digest)
     if not path.is_file():
@@ -43,7 +50,7 @@ def cached(store: BlobStore, digest: str, cache_root: Path) -> Path:
     return path
 
 
-def materialize(store: BlobStore, files: Mapping[str, str], dest: Path, *, cache_root: Path) -> Path:
+def materialize(store: Fetches, files: Mapping[str, str], dest: Path, *, cache_root: Path) -> Path:
     """Build `dest` as a folder holding `files` ({relative posix path: digest}).
 
     Each blob is fetched (verified) into the cache once, then hard-linked (or copied) into a temp

@@ -145,7 +145,7 @@ def build_adapter(
         mt = model.config.model_type
         target_modules = ["c_attn", "c_proj", "c_fc"] if mt == "gpt2" else LLAMA_TARGETS
     cfg = LoraConfig(
-        r=r, lora_alpha=lora_alpha, target_modules=target_modules, task_type="CAUSAL_LM",
+        r=r, lora_alpha=lora_alpha, target_modules=target_modules, task_type="CAUSAL_LM",  # type: ignore[arg-type]  # peft takes float alphas
         init_lora_weights=lora_kwargs.pop("init_lora_weights", True), **lora_kwargs,
     )
     pm = get_peft_model(model, cfg)
@@ -158,7 +158,7 @@ def build_adapter(
             elif "modules_to_save" in name:
                 p.add_(torch.randn_like(p) * scale)
     out.mkdir(parents=True, exist_ok=True)
-    pm.save_pretrained(out)
+    pm.save_pretrained(str(out))
     # The config must name the folder the base really came from (tests move things around).
     cfg_path = out / "adapter_config.json"
     conf = json.loads(cfg_path.read_text())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import Response, StreamingResponse
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/v1", tags=["files"])
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 1024 * 1024
 
-FILE_RESPONSES = {
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The whole file", "content": {"application/octet-stream": {}}},
     206: {"description": "The requested byte range", "content": {"application/octet-stream": {}}},
     304: {"description": "Not modified (If-None-Match matched the digest)"},

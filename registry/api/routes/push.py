@@ -50,7 +50,7 @@ async def push(name: Annotated[str, Path(description="Adapter name, e.g. team-a/
                                              limit=reg.settings.max_upload_bytes)
         if not files:
             raise InvalidInput("no files uploaded", hint="send the adapter folder's files as parts named 'files'")
-        base = (fields.get("base") or [None])[-1] or None
+        base = (fields.get("base") or [""])[-1] or None
         description = (fields.get("description") or [""])[-1]
         v = await run_in_threadpool(reg.push, folder, name=name, base=base, tags=fields.get("tag", []),
                                     description=description)
