@@ -17,7 +17,8 @@ once untimed (the OS file cache, .pyc files, the `resolve` cache), then all of t
 tree, --runs times round-robin, so that each sees the same load; we report the minimum and the
 median wall time. `python -c "import sqlalchemy"` (the floor every catalog command pays) and
 `python -c pass` (the interpreter's own start) are timed in the same rounds. One extra run per
-command under `python -X importtime` lists the heavy packages it imported.
+command under `python -X importtime` lists the heavy packages it imported. Results: a table on
+stdout and bench/results/startup-<timestamp>.json (git-ignored).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
 HEAVY = ("sqlalchemy", "alembic", "rich", "httpx", "fastapi", "uvicorn", "numpy", "safetensors", "boto3", "torch",
          "transformers", "peft")
 TARGETS = {"--help": 0.25, "ls --json": 0.45, "show REF --json": 0.45, "resolve REF": 0.45}
@@ -70,10 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"roots": [str(r) for r in roots], "entry": " ".join([Path(entry[0]).name, *entry[1:]]),
             "runs": args.runs, "cpus": os.cpu_count(), "python": platform.python_version(),
             "load_1min": os.getloadavg()[0], "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"startup-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     if args.json:
-        print(json.dumps({"meta": meta, "results": results}, indent=2))
+        print(out.read_text())
     else:
         _print_table(meta, results)
+        print(f"\nraw results: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0 if all(r["ok"] is not False for r in results) else 1
 
 
