@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
 from .common import json_option, kv, pass_ctx, print_json, short, table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from registry.types import WorkerInfo
 
 JOB_COLUMNS = ("id", "kind", "state", "attempt", "priority", "subject", "worker", "created", "error")
 
@@ -155,9 +159,14 @@ def workers_ls(c, include_stopped, as_json) -> None:
     from registry.jobs.queue import aware, utcnow
 
     now = utcnow()
+
+    def seen(w: WorkerInfo) -> str:
+        last = aware(w.last_seen)
+        return f"{(now - last).total_seconds():.0f}s ago" if last is not None else ""
+
     table(("id", "host", "device", "gpu", "memory", "kinds", "state", "job", "last seen", "torch"),
           [(w.id, w.host, w.device, w.gpu_name, _gib(w.gpu_memory), ",".join(w.kinds), w.state, w.current_job_id,
-            f"{(now - aware(w.last_seen)).total_seconds():.0f}s ago", w.versions.get("torch")) for w in items])
+            seen(w), w.versions.get("torch")) for w in items])
 
 
 # -- verify / publish -----------------------------------------------------------------------------

@@ -58,7 +58,10 @@ def current(engine: Engine) -> str | None:
 def head() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    rev = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    if rev is None:
+        raise RegistryError("the migrations folder has no revisions (a broken installation)")
+    return rev
 
 
 _REVISION = re.compile(r"^(down_)?revision\b[^=]*=\s*['\"]?([\w-]+|None)['\"]?", re.M)
