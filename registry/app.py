@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Only what a lookup needs is imported here: `adapter-registry ls / show / resolve` import this
 # module, so the queue, release management, tokens and the push / merge / verify workflows (and
@@ -222,7 +222,8 @@ class Registry:
 
     # -- evaluations -------------------------------------------------------------------------
     def add_eval(self, ref: str, metrics: Mapping[str, float] | Iterable[str], *, dataset: str | None = None,
-                 split: str | None = None, source: str = "manual", details: dict | None = None) -> list[T.EvalResult]:
+                 split: str | None = None, source: str = "manual",
+                 details: dict[str, Any] | None = None) -> list[T.EvalResult]:
         """Record metric values for a version (each becomes its current value of that metric)."""
         from registry.catalog import commands as C
         from registry.catalog import convert
