@@ -195,7 +195,7 @@ def generate(n_versions: int = 100_000, n_evals: int = 500_000, *, per_adapter: 
     # successors for deprecated versions: the adapter's latest version
     vi = {c: i for i, c in enumerate(vcols)}
     rows = versions.rows
-    for a, vids in ids_of.items():
+    for vids in ids_of.values():
         latest = vids[-1]
         for v in vids[:-1]:
             r = rows[v - 1]
@@ -204,7 +204,7 @@ def generate(n_versions: int = 100_000, n_evals: int = 500_000, *, per_adapter: 
 
     aliases = Table("aliases", ("adapter_id", "alias", "version_id", "updated_at", "updated_by"))
     aliased = []
-    for a, vids in ids_of.items():
+    for vids in ids_of.values():
         if a % 5 == 0:
             prod = vids[max(0, len(vids) - 3)]
             aliases.rows.append((a + 1, "production", prod, rows[prod - 1][vi["created_at"]], ACTOR))

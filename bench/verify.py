@@ -87,7 +87,7 @@ def main() -> None:
                   f"({args.adapters} in {r['seconds']:.1f}s, base loaded {r['loads']}x, {r['passed']} passed)",
                   flush=True)
     dev = args.device if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name(args.device)})"
-    print(f"\n| device | base | adapters | with cache (adapters/min) | reload each (adapters/min) | speed-up |")
+    print("\n| device | base | adapters | with cache (adapters/min) | reload each (adapters/min) | speed-up |")
     print("|---|---|---|---|---|---|")
     print(f"| {dev} | {args.base or args.size} | {args.adapters} | {rows[True]['per_min']:.1f} | "
           f"{rows[False]['per_min']:.1f} | {rows[True]['per_min'] / rows[False]['per_min']:.1f}x |")

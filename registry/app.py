@@ -122,8 +122,9 @@ class Registry:
         return resolve_wf.base_folder(self.core, ref)
 
     # -- adapters ----------------------------------------------------------------------------
-    def push(self, path: str | Path, *, name: str, base: str | None = None, tags: Mapping[str, str] | Iterable[str] = (),
-             description: str = "", progress: Progress | None = None) -> T.AdapterVersion:
+    def push(self, path: str | Path, *, name: str, base: str | None = None,
+             tags: Mapping[str, str] | Iterable[str] = (), description: str = "",
+             progress: Progress | None = None) -> T.AdapterVersion:
         """Register an adapter folder (PEFT or Trainer/TRL output) as a new immutable version.
 
         Pushing the same files again returns the existing version (`created` False).

@@ -12,13 +12,13 @@ push reads (registry.adapters.inspect.push_files).
 from __future__ import annotations
 
 import builtins
-
 import dataclasses
 import datetime as dt
 import types as pytypes
 import typing
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -48,7 +48,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -91,7 +91,8 @@ class Client:
 
     def evals(self, ref: str) -> list[T.EvalResult]:
         name, version = _split_ref(ref)
-        return [from_dict(T.EvalResult, d) for d in self._call("GET", f"/adapters/{_q(name)}/versions/{_q(version)}/evals")]
+        return [from_dict(T.EvalResult, d)
+                for d in self._call("GET", f"/adapters/{_q(name)}/versions/{_q(version)}/evals")]
 
     def list_bases(self, name: str | None = None) -> list[T.BaseModel]:
         return [from_dict(T.BaseModel, d) for d in self._call("GET", "/bases", params={"name": name} if name else {})]

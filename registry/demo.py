@@ -9,8 +9,8 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 ADAPTERS: list[tuple[str, str, dict[str, str], list[tuple[int, list[str] | None, int, dict[str, float], bool]]]] = [
     # name, versions: (rank, targets, seed, metrics, trainer folder?)
@@ -158,7 +158,7 @@ class ServerThread:
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         import time
 
         self.thread.start()

@@ -10,9 +10,9 @@ enqueueing arbitrary job kinds) is on `Registry` alone; the Client raises Remote
 from __future__ import annotations
 
 import builtins
-
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from registry import types as T
 from registry.release import types as RT

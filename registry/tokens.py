@@ -123,7 +123,8 @@ class Tokens:
             q = q.where((T.name == key) | (T.id == int(key))) if key.isdigit() else q.where(T.name == key)
             row = s.scalar(q.order_by(T.id.desc()).limit(1))
             if row is None:
-                raise TokenNotFound(f"no active token {key!r}", token=key, hint="list tokens with: adapter-registry token ls")
+                raise TokenNotFound(f"no active token {key!r}", token=key,
+                                    hint="list tokens with: adapter-registry token ls")
             row.revoked_at = M.utcnow()
             C.record(s, actor, "token.revoke", f"token:{row.name}", {"id": row.id})
             return _info(row)

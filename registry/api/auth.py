@@ -52,7 +52,8 @@ def authenticate(registry: Registry, secret: str | None) -> TokenInfo:
 
 def reader(registry: Registry, token: TokenInfo | None) -> Caller:
     if token is None and not registry.settings.open_reads:
-        raise Unauthorized("reads need a bearer token on this server", hint="pass --token or set ADAPTER_REGISTRY_TOKEN")
+        raise Unauthorized("reads need a bearer token on this server",
+                           hint="pass --token or set ADAPTER_REGISTRY_TOKEN")
     if token is not None and not token.allows("read"):
         raise Forbidden("the token cannot read")
     return Caller(registry, token, registry.settings.open_reads)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import AsyncIterator, BinaryIO, Iterator
+from typing import BinaryIO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 

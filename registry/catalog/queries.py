@@ -366,8 +366,9 @@ def detail(s: Session, adapter: M.Adapter, row: M.AdapterVersion) -> T.AdapterVe
 
 
 def adapter_summary(s: Session, adapter: M.Adapter) -> T.Adapter:
-    aliases = {alias: version for alias, version in s.execute(
-        select(M.Alias.alias, V.version).join(V, V.id == M.Alias.version_id).where(M.Alias.adapter_id == adapter.id))}
+    aliases = dict(s.execute(
+        select(M.Alias.alias, V.version).join(V, V.id == M.Alias.version_id).where(M.Alias.adapter_id == adapter.id)
+    ).all())
     rows = list(s.scalars(select(V).where(V.adapter_id == adapter.id).order_by(V.version.desc())))
     return T.Adapter(adapter.name, adapter.description, adapter.latest_version, aliases, adapter.created_at,
                      adapter.created_by, tuple(hydrate(s, rows)))

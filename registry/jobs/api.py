@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 import builtins
-
 import datetime as dt
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from registry import dtypes
 from registry import types as T
@@ -19,11 +19,11 @@ from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.catalog.rows import row
 from registry.core import Core
+from registry.enums import JobKind, JobState
 from registry.errors import BaseModelNotFound
 from registry.jobs import queue
 from registry.jobs.follow import wait_for
 from registry.refs import parse_ref
-from registry.enums import JobKind, JobState
 
 
 class JobsAPI:

@@ -1,4 +1,5 @@
-"""What a task sees while it runs: the core (database, store, settings, actor), its job, progress reporting and cooperative stops.
+"""What a task sees while it runs: the core (database, store, settings, actor), its job, progress
+reporting and cooperative stops.
 
 A task calls `ctx.progress(...)` (or `ctx.check()`) at natural points; both raise `StopTask` when
 the job was cancelled, when the worker is shutting down past its grace period, or when the lease
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from registry import types as T
 from registry.core import Core

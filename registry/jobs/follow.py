@@ -7,7 +7,7 @@ the queue (or SQLAlchemy).
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from registry import types as T
 from registry.enums import JobState

@@ -17,8 +17,9 @@ by NTP are close enough, and tests can pass `now` to step through time.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sqlalchemy import ColumnElement, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite

@@ -4,7 +4,13 @@ Nothing here imports boto3 or huggingface_hub until a publisher of that kind is 
 """
 
 from registry.publish.base import (
-    BUILTIN_PUBLISHERS, ENTRY_POINT_GROUP, Published, Publisher, open_publisher, parse_target, publisher_class,
+    BUILTIN_PUBLISHERS,
+    ENTRY_POINT_GROUP,
+    Published,
+    Publisher,
+    open_publisher,
+    parse_target,
+    publisher_class,
 )
 
 __all__ = ["BUILTIN_PUBLISHERS", "ENTRY_POINT_GROUP", "Published", "Publisher", "open_publisher", "parse_target",

@@ -10,10 +10,11 @@ is the fallback for a source checkout, so built-in and third-party publishers ar
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from registry.errors import InvalidInput
 from registry.storage.digest import sha256_file
@@ -50,7 +51,7 @@ class Publisher(Protocol):
     kind: str  # "dir" | "s3" | "hf" | a third party's name: recorded with each publication
 
     @classmethod
-    def from_uri(cls, uri: str, *, settings: "Settings | None" = None) -> "Publisher": ...
+    def from_uri(cls, uri: str, *, settings: Settings | None = None) -> Publisher: ...
 
     def publish(self, folder: Path, *, progress: Progress | None = None) -> Published: ...
 
@@ -81,7 +82,7 @@ def publisher_class(scheme: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def open_publisher(uri: str, *, settings: "Settings | None" = None) -> Publisher:
+def open_publisher(uri: str, *, settings: Settings | None = None) -> Publisher:
     scheme, _ = parse_target(uri)
     cls: type[Publisher] = publisher_class(scheme)
     return cls.from_uri(uri, settings=settings)

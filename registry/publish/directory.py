@@ -19,7 +19,7 @@ class DirectoryPublisher:
         self.dest = Path(dest)
 
     @classmethod
-    def from_uri(cls, uri: str, *, settings=None) -> "DirectoryPublisher":
+    def from_uri(cls, uri: str, *, settings=None) -> DirectoryPublisher:
         parts = urlsplit(uri)
         path = unquote(parts.netloc + parts.path)
         if not path.startswith("/"):

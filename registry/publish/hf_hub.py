@@ -23,7 +23,7 @@ class HubPublisher:
         self.endpoint, self.token, self.private = endpoint, token, private
 
     @classmethod
-    def from_uri(cls, uri: str, *, settings=None) -> "HubPublisher":
+    def from_uri(cls, uri: str, *, settings=None) -> HubPublisher:
         rest = uri.partition("://")[2].strip("/")
         repo, _, rev = rest.partition("@")
         if repo.count("/") != 1 or not all(repo.split("/")):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from registry.errors import InvalidInput, IntegrityFailure
+from registry.errors import IntegrityFailure, InvalidInput
 from registry.publish.base import MANIFEST, Progress, Published, plan
 
 MiB = 1024 * 1024
@@ -26,7 +26,7 @@ class S3Publisher:
         self._endpoint, self._client = endpoint_url, client
 
     @classmethod
-    def from_uri(cls, uri: str, *, settings=None) -> "S3Publisher":
+    def from_uri(cls, uri: str, *, settings=None) -> S3Publisher:
         parts = urlsplit(uri)
         if not parts.netloc:
             raise InvalidInput(f"{uri}: no bucket", hint="use s3://bucket/prefix")

@@ -6,7 +6,8 @@ Every write runs in one transaction and appends its events there.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from sqlalchemy import select
 

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from registry.catalog import convert
 from registry.catalog import models as M
-from registry.enums import ACTIVE_STATES
 from registry.catalog import queries as Q
+from registry.enums import ACTIVE_STATES
 from registry.release import types as RT
 from registry.release.aliases import base_label
 

@@ -7,8 +7,8 @@ pass, and the result lists every failing gate, so one refusal names all the reas
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from registry.errors import InvalidInput
 from registry.refs import MetricFilter, parse_metric_filter
@@ -23,7 +23,7 @@ class PolicySpec:
     require_metrics: tuple[MetricFilter, ...] = ()
 
     @classmethod
-    def parse(cls, *, require_verified: bool = False, require_metrics: Iterable[str] = ()) -> "PolicySpec":
+    def parse(cls, *, require_verified: bool = False, require_metrics: Iterable[str] = ()) -> PolicySpec:
         """Build from CLI-style expressions ('mmlu>=0.62'); raises InvalidInput on a bad one."""
         filters = tuple(parse_metric_filter(m) for m in require_metrics)
         seen: set[str] = set()

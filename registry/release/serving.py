@@ -13,8 +13,8 @@ Facts about vLLM used here, from vllm/config/lora.py and vllm/lora/peft_helper.p
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from registry.errors import InvalidInput
 from registry.release import types as RT

@@ -8,8 +8,8 @@ unreferenced keeps it; then each file is streamed into the store, its digest ver
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from registry.catalog import commands as C
 from registry.core import Core

@@ -7,8 +7,9 @@ registry/gates.py about the same (version, base, dtype), so they cannot disagree
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from registry import dtypes, gates
 from registry.catalog import models as M

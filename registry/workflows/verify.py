@@ -8,8 +8,9 @@ a recorded verification counts for.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy.orm import Session
 

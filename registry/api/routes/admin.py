@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from registry import types as T
-from registry.enums import Scope
 from registry.api.deps import Admin
 from registry.api.errors import responses
 from registry.api.render import json
+from registry.enums import Scope
 from registry.tokens import NewToken, TokenInfo
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])

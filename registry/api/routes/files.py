@@ -16,6 +16,7 @@ router = APIRouter(prefix="/api/v1", tags=["files"])
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 1024 * 1024
 
+Digest = Annotated[str, Path(description="sha256, 64 lowercase hex", pattern="^[0-9a-f]{64}$")]
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The whole file", "content": {"application/octet-stream": {}}},
     206: {"description": "The requested byte range", "content": {"application/octet-stream": {}}},
@@ -50,7 +51,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 @router.head("/blobs/{digest}", responses=FILE_RESPONSES, response_class=Response)
-def head_blob(digest: Annotated[str, Path(description="sha256, 64 lowercase hex", pattern="^[0-9a-f]{64}$")], request: Request,
+def head_blob(digest: Digest, request: Request,
               caller: Reader, range: Annotated[str | None, Header()] = None,
               if_none_match: Annotated[str | None, Header()] = None):
     """The headers a GET would answer with (size, ETag), without the body."""
@@ -58,7 +59,7 @@ def head_blob(digest: Annotated[str, Path(description="sha256, 64 lowercase hex"
 
 
 @router.get("/blobs/{digest}", responses=FILE_RESPONSES, response_class=Response)
-def get_blob(digest: Annotated[str, Path(description="sha256, 64 lowercase hex", pattern="^[0-9a-f]{64}$")], request: Request,
+def get_blob(digest: Digest, request: Request,
              caller: Reader, range: Annotated[str | None, Header()] = None,
              if_none_match: Annotated[str | None, Header()] = None):
     """Download a stored file by its sha256 (ETag is the digest; Range and If-None-Match work)."""

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, Field
 
 from registry import types as T
-from registry.enums import Engine, JobState
 from registry.api.deps import Reader, Writer
 from registry.api.errors import responses
 from registry.api.render import json
+from registry.enums import Engine, JobState
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
