@@ -1,7 +1,7 @@
 """Publish a version's merged model to a folder, an S3 prefix or a Hugging Face Hub repo.
 
 The same gate decides twice: `precheck` when the job is asked for (so the API refuses at once)
-and `run` inside the job, after the merge, on the artifact it is about to ship. Both ask
+and `run` inside the job, before it merges what it is about to ship. Both ask
 registry/gates.py about the same (version, base, dtype), so they cannot disagree.
 """
 
@@ -95,18 +95,22 @@ class Outcome:
 
 def run(core: Core, ref: str, *, to: str, dtype: str | None, engine: str, device: str, force: bool,
         progress: Progress | None = None, merge_progress: merge_wf.MergeProgress | None = None) -> Outcome:
-    """Merge if needed, check the gate on that artifact's version and base, then publish."""
+    """Check the gate (again: the catalog may have changed since the request), merge if needed, publish.
+
+    The gate does not depend on the merge (publish merges without validation), so a refusal
+    comes before any merging.
+    """
     from registry.publish import open_publisher
 
     say = progress or (lambda *a, **k: None)
     publisher = open_publisher(to, settings=core.settings)  # a bad target fails before the merge
     t = target(core, ref, dtype=dtype)
-    say("merge")
-    m = merge_wf.merge(core, t.ref, dtype=t.dtype, engine=engine, device=device, validate=False, out=None,
-                       max_shard_size="5GB", progress=merge_progress)
     v = gate(core, t)
     if not v.passed and not force:
         raise refusal(t, v)
+    say("merge")
+    m = merge_wf.merge(core, t.ref, dtype=t.dtype, engine=engine, device=device, validate=False, out=None,
+                       max_shard_size="5GB", progress=merge_progress)
     folder = merge_wf.folder_of(core, m)
     say("publish")
     res = publisher.publish(folder, progress=progress)

@@ -78,3 +78,14 @@ def test_verify_in_process_records_what_the_job_records(bot):
     assert job.state == "succeeded" and job.result["passed"]
     a, b = bot.show("bot@1").verifications  # newest first
     assert (a.passed, a.dtype, sorted(a.figures)) == (b.passed, b.dtype, sorted(b.figures))
+
+
+def test_the_job_asks_the_gate_again_and_refuses_before_merging(bot, tmp_path):
+    """A verification that fails after the publish was queued stops the job, and nothing is merged."""
+    record(bot, "bot@1", passed=True, dtype="float32")
+    job = bot.jobs.publish("bot@1", to=f"dir://{tmp_path / 'out'}")
+    assert job.state == "queued"
+    record(bot, "bot@1", passed=False, dtype="float32")
+    done = bot.jobs.run(job.id)
+    assert done.state == "failed" and "latest verification of bot@1" in done.error
+    assert bot.merged("bot@1") == [] and not (tmp_path / "out").exists()
