@@ -50,13 +50,11 @@ def test_unsafe_claim_without_locking_is_caught_double_claiming(registry, tmp_pa
 
 
 @pytest.fixture
-def pg_registry(module_pg_url, settings_for):
+def pg_registry(migrated_pg_url, settings_for):
     """PostgreSQL only: on SQLite the same path is covered by test_merge_rescue.py."""
     from registry.app import Registry
-    from tests.jobs.fixtures import _empty
 
-    _empty(module_pg_url)
-    reg = Registry(settings_for(module_pg_url))
+    reg = Registry(settings_for(migrated_pg_url))
     yield reg
     reg.close()
 

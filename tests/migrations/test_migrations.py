@@ -6,16 +6,16 @@ from registry import migrate
 from registry.db import make_engine
 
 
-def test_upgrade_head_has_no_drift_from_the_models(db_url):
-    eng = make_engine(db_url)
+def test_upgrade_head_has_no_drift_from_the_models(blank_db_url):
+    eng = make_engine(blank_db_url)
     migrate.upgrade(eng)
     assert migrate.current(eng) == migrate.head()
     assert migrate.check(eng) == []
     eng.dispose()
 
 
-def test_downgrade_to_base_and_upgrade_again_round_trips(db_url):
-    eng = make_engine(db_url)
+def test_downgrade_to_base_and_upgrade_again_round_trips(blank_db_url):
+    eng = make_engine(blank_db_url)
     migrate.upgrade(eng)
     tables = set(inspect(eng).get_table_names())
     migrate.downgrade(eng, "base")

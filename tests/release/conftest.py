@@ -1,6 +1,6 @@
-"""Fixtures of the release tests: a Registry on SQLite and a shared PostgreSQL database, a few
-distinct tiny adapters, and helpers that record what other subsystems would (verifications,
-merged artifacts, publications) as plain catalog rows."""
+"""Fixtures of the release tests: the top-level registries (SQLite and PostgreSQL), a few distinct
+tiny adapters, and helpers that record what other subsystems would (verifications, merged
+artifacts, publications) as plain catalog rows."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from registry.app import Registry
-from tests.conftest import empty_catalog, migrated_database
 
 
 @pytest.fixture
@@ -18,31 +17,9 @@ def new_registry():
     return Registry
 
 
-@pytest.fixture(scope="session")
-def release_pg_db(pg_server):
-    """One migrated PostgreSQL database for this directory's tests, emptied before each test."""
-    with migrated_database(pg_server, "ar_rel") as url:
-        yield url
-
-
-@pytest.fixture
-def release_pg_url(release_pg_db):
-    """The shared PostgreSQL database, emptied (every table truncated, ids restarted)."""
-    empty_catalog(release_pg_db)
-    return release_pg_db
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request, tmp_path):
-    """Overrides the top-level fixture: an SQLite file, or the shared PostgreSQL database emptied."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'catalog.db'}"
-    return request.getfixturevalue("release_pg_url")
-
-
 @pytest.fixture
 def rel(registry):
-    """The top-level `registry` (Registry mixes in release management), on this directory's db_url."""
+    """The top-level `registry` (SQLite and PostgreSQL), as the release tests call it."""
     return registry
 
 

@@ -164,7 +164,7 @@ def _chain_ok(history) -> bool:
 
 
 @pytest.mark.parametrize("locked", [True, False], ids=["with-lock", "unsafe-control"])
-def test_the_adapter_lock_is_what_keeps_concurrent_moves_a_chain_on_postgres(locked, release_pg_url, settings_for,
+def test_the_adapter_lock_is_what_keeps_concurrent_moves_a_chain_on_postgres(locked, migrated_pg_url, settings_for,
                                                                           new_registry, tiny_llama, adapters):
     """Interleave two moves deterministically: the first holds its transaction open after moving.
 
@@ -179,12 +179,12 @@ def test_the_adapter_lock_is_what_keeps_concurrent_moves_a_chain_on_postgres(loc
     from registry.catalog import models as M
     from registry.release import aliases as A
 
-    setup = new_registry(settings_for(release_pg_url))
+    setup = new_registry(settings_for(migrated_pg_url))
     setup.add_base(tiny_llama, name="llama")
     for a in adapters[:3]:
         setup.push(a, name="bot", base="llama")
     setup.release.set_alias("bot", "production", 1)
-    r1, r2 = new_registry(settings_for(release_pg_url)), new_registry(settings_for(release_pg_url))
+    r1, r2 = new_registry(settings_for(migrated_pg_url)), new_registry(settings_for(migrated_pg_url))
     moved = threading.Event()
     errors: list[BaseException] = []
 
