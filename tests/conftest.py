@@ -9,7 +9,7 @@ which is cheaper again than a clone per test. Tests that need a database with no
 
 PostgreSQL: ADAPTER_REGISTRY_TEST_PG (default postgresql+psycopg://postgres@127.0.0.1:5432/test)
 names a server. With ADAPTER_REGISTRY_REQUIRE_PG=1 (CI) an unreachable server fails the tests
-instead of skipping them.
+instead of skipping them. Helpers for building things are in tests/factories.py.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.api.conftest import bearer
+from tests.factories import bearer
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Path parameters for each write route: names in team-b/, so a team-a token is out of its namespace.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import adapter_files, bearer, make_tokens
+from tests.factories import adapter_files, bearer, make_tokens
 
 
 def test_api_round_trip_on_sqlite_and_postgres(registry, tiny_llama, tiny_adapter):

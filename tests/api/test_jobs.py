@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import bearer
+from tests.factories import bearer
 
 pytestmark = pytest.mark.usefixtures("needs_jobs")
 

@@ -81,7 +81,7 @@ def test_closed_reads_need_a_token_and_namespace_tokens_read_their_namespace_onl
     from fastapi.testclient import TestClient
 
     from registry.api import create_app
-    from tests.api.conftest import bearer
+    from tests.factories import bearer
 
     app = create_app(api_registry, dataclasses.replace(api_registry.settings, open_reads=False))
     with TestClient(app) as c:
@@ -96,7 +96,7 @@ def test_closed_reads_need_a_token_and_namespace_tokens_read_their_namespace_onl
 
 
 def test_a_bad_token_is_refused_even_where_reads_are_open(client, tokens):
-    from tests.api.conftest import bearer
+    from tests.factories import bearer
 
     assert client.get("/api/v1/adapters", headers=bearer("arg_nonsense")).status_code == 401
     assert client.get("/api/v1/adapters", headers=bearer(tokens.revoked)).status_code == 401

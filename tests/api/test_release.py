@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import bearer
+from tests.factories import bearer
 
 
 @pytest.fixture(autouse=True)

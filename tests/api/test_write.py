@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tests.api.conftest import adapter_files, bearer
+from tests.factories import adapter_files, bearer
 
 
 def test_push_uploads_the_folder_and_a_second_push_of_the_same_files_returns_the_same_version(

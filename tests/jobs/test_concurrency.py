@@ -8,8 +8,7 @@ from collections import Counter
 
 import pytest
 
-from tests.jobs.harness import drain
-from tests.jobs.helpers import start_worker, wait_for
+from tests.factories import drain, start_worker, wait_for
 
 JOBS, WORKERS = 500, 4
 

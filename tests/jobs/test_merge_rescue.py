@@ -8,7 +8,7 @@ import signal
 from sqlalchemy import func, select
 
 from registry.catalog import models as M
-from tests.jobs.helpers import push, start_worker, wait_for
+from tests.factories import push, start_worker, wait_for
 
 
 def merged_rows(reg) -> int:

@@ -10,7 +10,7 @@ import time
 from registry.errors import InvalidInput
 from registry.jobs.retry import RetryPolicy
 from registry.jobs.worker import Worker
-from tests.jobs.helpers import ROOT, cli_env
+from tests.factories import ROOT, cli_env
 
 
 def boom(ctx, payload):

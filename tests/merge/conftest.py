@@ -40,17 +40,3 @@ def adapter(tmp_path):
         return build_adapter(base, tmp_path / f"adapter-{next(_count)}", **kwargs)
 
     return make
-
-
-def load_weights(folder: Path) -> dict:
-    from safetensors.torch import load_file
-
-    out = {}
-    for f in sorted(Path(folder).glob("*.safetensors")):
-        out.update(load_file(f))
-    return out
-
-
-def leftovers(out_dir: Path) -> list[str]:
-    """Anything a failed merge left at or beside out_dir."""
-    return [p.name for p in out_dir.parent.iterdir() if p.name == out_dir.name or p.name.startswith(".tmp-")]

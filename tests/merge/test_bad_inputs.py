@@ -11,7 +11,7 @@ import pytest
 from registry.errors import CorruptFile, DiskFull, Incompatible, InvalidAdapter, InvalidModel, Unsupported
 from registry.merge import merge
 from registry.testing.tiny import build_llama
-from tests.merge.conftest import leftovers
+from tests.factories import leftovers
 
 
 @pytest.mark.parametrize("engine", ["streaming", "peft"])

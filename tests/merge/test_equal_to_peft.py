@@ -9,7 +9,7 @@ import torch
 
 from registry.merge import merge
 from registry.testing.tiny import LLAMA_TARGETS
-from tests.merge.conftest import load_weights
+from tests.factories import assert_same_checkpoint, load_weights
 
 DTYPES = ["float32", "float16", "bfloat16"]
 
@@ -39,16 +39,6 @@ CASES = {
     "all_linear": ("llama", False, {"target_modules": "all-linear"}),
     "bf16_stored_adapter": ("llama", False, {"adapter_dtype": "bfloat16"}),
 }
-
-
-def assert_same_checkpoint(a, b):
-    wa, wb = load_weights(a), load_weights(b)
-    assert sorted(wa) == sorted(wb)
-    differ = [k for k in wa if wa[k].dtype != wb[k].dtype or not torch.equal(wa[k], wb[k])]
-    assert not differ, f"tensors differ from peft: {differ}"
-    ca, cb = (json.loads((d / "config.json").read_text()) for d in (a, b))
-    for key in ("tie_word_embeddings", "vocab_size", "dtype"):
-        assert ca.get(key) == cb.get(key), key
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from registry.merge import merge
-from tests.merge.test_equal_to_peft import assert_same_checkpoint
+from tests.factories import assert_same_checkpoint
 
 pytestmark = pytest.mark.gpu
 

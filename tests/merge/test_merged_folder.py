@@ -9,7 +9,7 @@ import pytest
 from registry.errors import AlreadyExists
 from registry.merge import merge
 from registry.testing.tiny import build_tokenizer
-from tests.merge.conftest import leftovers
+from tests.factories import leftovers
 
 
 def test_merged_folder_loads_and_generates_the_same_tokens_as_base_plus_adapter(bases, adapter, tmp_path):

@@ -8,13 +8,11 @@ import pytest
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory, tiny_llama, tiny_adapter, tiny_adapter2):
     """team-a/bot@1..3 (@3 from a Trainer folder: loss curve), team-b/sql@1, evals across versions."""
-    from registry.app import Registry
-    from registry.settings import Settings
     from registry.testing.tiny import write_trainer_output
+    from tests.factories import open_registry
 
     tmp = tmp_path_factory.mktemp("pages")
-    reg = Registry(Settings.from_env(env={}, home=tmp / "home", db=f"sqlite:///{tmp / 'catalog.db'}",
-                                     store=str(tmp / "store"), actor="tester"))
+    reg = open_registry(tmp)
     reg.add_base(tiny_llama, name="tiny-llama")
     reg.push(tiny_adapter, name="team-a/bot", base="tiny-llama", tags=["task=support"])
     reg.push(tiny_adapter2, name="team-a/bot", base="tiny-llama")

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from registry.errors import PolicyViolation
-from tests.jobs.helpers import ROOT, cli_env, push
+from tests.factories import ROOT, cli_env, push
 from tests.publish.fakehub import serve
 
 

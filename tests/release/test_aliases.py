@@ -6,7 +6,9 @@ import threading
 
 import pytest
 
+from registry.app import Registry
 from registry.errors import PolicyViolation, VersionNotFound
+from tests.factories import add_verification
 
 
 @pytest.fixture
@@ -78,12 +80,12 @@ def test_refused_promotion_lists_reasons_and_leaves_nothing_changed(bot):
     assert _counts(bot) == before
 
 
-def test_protected_alias_accepts_a_verified_version_meeting_the_threshold(bot, verify):
+def test_protected_alias_accepts_a_verified_version_meeting_the_threshold(bot):
     bot.release.protect_alias("bot", "production", require_verified=True, require_metrics=["mmlu>=0.62"])
     bot.add_eval("bot@2", {"mmlu": 0.7})
-    verify(bot, "bot@2", passed=False)
+    add_verification(bot, "bot@2", passed=False)
     assert not bot.release.check_promotion("bot", "production", 2).allowed  # latest verification failed
-    verify(bot, "bot@2", passed=True)
+    add_verification(bot, "bot@2", passed=True)
     ch = bot.release.set_alias("bot", "production", 2)
     assert ch.changed and ch.policy.allowed and not ch.overridden
     info = bot.release.alias_policy("bot", "production")
@@ -126,14 +128,14 @@ def test_deprecated_version_cannot_take_a_protected_alias(bot):
         bot.release.set_alias("bot", "production", 2)
 
 
-def test_concurrent_alias_moves_last_writer_wins_and_every_move_is_in_history(bot, db_url, settings_for, new_registry):
+def test_concurrent_alias_moves_last_writer_wins_and_every_move_is_in_history(bot, db_url, settings_for):
     bot.release.set_alias("bot", "production", 1)
     n, rounds = 4, 3
     barrier = threading.Barrier(n)
     errors: list[BaseException] = []
 
     def mover(i: int) -> None:
-        reg = new_registry(settings_for(db_url))  # its own engine and connections
+        reg = Registry(settings_for(db_url))  # its own engine and connections
         try:
             barrier.wait()
             for k in range(rounds):
@@ -165,7 +167,7 @@ def _chain_ok(history) -> bool:
 
 @pytest.mark.parametrize("locked", [True, False], ids=["with-lock", "unsafe-control"])
 def test_the_adapter_lock_is_what_keeps_concurrent_moves_a_chain_on_postgres(locked, migrated_pg_url, settings_for,
-                                                                          new_registry, tiny_llama, adapters):
+                                                                          tiny_llama, adapters):
     """Interleave two moves deterministically: the first holds its transaction open after moving.
 
     With the lock the second waits and starts from the first's target. The control takes the same
@@ -179,12 +181,12 @@ def test_the_adapter_lock_is_what_keeps_concurrent_moves_a_chain_on_postgres(loc
     from registry.catalog import models as M
     from registry.release import aliases as A
 
-    setup = new_registry(settings_for(migrated_pg_url))
+    setup = Registry(settings_for(migrated_pg_url))
     setup.add_base(tiny_llama, name="llama")
     for a in adapters[:3]:
         setup.push(a, name="bot", base="llama")
     setup.release.set_alias("bot", "production", 1)
-    r1, r2 = new_registry(settings_for(migrated_pg_url)), new_registry(settings_for(migrated_pg_url))
+    r1, r2 = Registry(settings_for(migrated_pg_url)), Registry(settings_for(migrated_pg_url))
     moved = threading.Event()
     errors: list[BaseException] = []
 

@@ -7,10 +7,11 @@ from sqlalchemy import func, select
 
 from registry.catalog import models as M
 from registry.errors import InvalidInput, PolicyViolation
+from tests.factories import add_verification
 
 
 @pytest.fixture
-def fleet(rel, tiny_llama, tiny_llama_other, adapters, models_dir, verify):
+def fleet(rel, tiny_llama, tiny_llama_other, adapters, models_dir):
     """On llama: bot@1..3 (1, 2 verified), chat@1..2 (1 verified). On other: misc@1."""
     from registry.testing.tiny import build_adapter
 
@@ -22,7 +23,7 @@ def fleet(rel, tiny_llama, tiny_llama_other, adapters, models_dir, verify):
         rel.push(a, name="chat", base="llama", tags=["team=b"])
     rel.push(build_adapter(tiny_llama_other, models_dir / "rel-bulk-other", r=4, seed=3), name="misc", base="other")
     for ref in ("bot@1", "bot@2", "chat@1"):
-        verify(rel, ref)
+        add_verification(rel, ref)
     rel.release.set_alias("bot", "production", 1)
     return rel
 

@@ -7,6 +7,7 @@ import warnings
 import pytest
 
 from registry.errors import Conflict, InvalidInput, PolicyViolation, VersionNotFound
+from tests.factories import add_merged
 
 
 @pytest.fixture
@@ -56,8 +57,8 @@ def test_a_version_holding_a_protected_alias_cannot_be_deleted_even_forced(bot):
     assert bot.get("bot@2").version == 2
 
 
-def test_delete_is_refused_while_a_merged_artifact_or_publication_references_it_unless_forced(bot, merged):
-    merged(bot, "bot@1", files={"model.safetensors": "a" * 64}, publish=True)
+def test_delete_is_refused_while_a_merged_artifact_or_publication_references_it_unless_forced(bot):
+    add_merged(bot, "bot@1", files={"model.safetensors": "a" * 64}, publish=True)
     with pytest.raises(Conflict, match="1 merged artifact"):
         bot.release.delete_version("bot@1")
     res = bot.release.delete_version("bot@1", force=True)

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from registry.app import Registry
 from registry.release.events import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, backoff, verify_signature
 
 
@@ -45,11 +46,10 @@ def test_follow_yields_events_as_they_are_appended(bot):
     assert list(stream) == []  # stop() now true: the generator ends
 
 
-def test_reading_events_on_postgres_waits_for_an_open_writer_so_no_id_is_skipped(migrated_pg_url, settings_for,
-                                                                                new_registry):
+def test_reading_events_on_postgres_waits_for_an_open_writer_so_no_id_is_skipped(migrated_pg_url, settings_for):
     from registry.catalog import commands as C
 
-    a, b, reader = (new_registry(settings_for(migrated_pg_url)) for _ in range(3))
+    a, b, reader = (Registry(settings_for(migrated_pg_url)) for _ in range(3))
     inserted, release = threading.Event(), threading.Event()
 
     def slow_writer():

@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import update
 
+from registry.app import Registry
 from registry.catalog import models as M
+from tests.factories import add_merged
 
 
 def _age_all(reg, hours: float = 2) -> None:
@@ -66,11 +68,11 @@ def test_a_blob_seen_for_the_first_time_is_recorded_and_only_deleted_by_a_later_
     assert two.release.gc(grace_seconds=0).deleted == (b.digest,)
 
 
-def test_gc_keeps_blobs_of_merged_artifacts_publications_and_stored_base_weights(two, tiny_llama, merged):
+def test_gc_keeps_blobs_of_merged_artifacts_publications_and_stored_base_weights(two, tiny_llama):
     m = two.store.put_stream(io.BytesIO(b"merged shard")).digest
     man = two.store.put_stream(io.BytesIO(b"manifest")).digest
     pub = two.store.put_stream(io.BytesIO(b"published manifest")).digest
-    merged(two, "bot@1", files={"model.safetensors": m}, manifest=man)
+    add_merged(two, "bot@1", files={"model.safetensors": m}, manifest=man)
     with two.db.write() as s:
         p = M.Publication(merged_id=1, version_id=s.get(M.MergedArtifact, 1).version_id, target="dir", uri="/x",
                           manifest_digest=pub)
@@ -114,14 +116,14 @@ _example = itertools.count()
        orphans=st.lists(st.tuples(st.binary(min_size=1, max_size=32), st.booleans()), min_size=1, max_size=3),
        merge_refs=st.lists(st.integers(0, 3), max_size=2, unique=True),
        store_base=st.booleans(), age=st.booleans(), grace=st.sampled_from([0.0, 3600.0]))
-def test_gc_never_deletes_a_referenced_blob(rel, settings_for, db_url, new_registry, adapters, tiny_llama, merged,
+def test_gc_never_deletes_a_referenced_blob(rel, settings_for, db_url, adapters, tiny_llama,
                                             tmp_path, pushes, orphans, merge_refs, store_base, age, grace):
     import dataclasses
 
     from registry.catalog import commands as C
 
     n = next(_example)
-    reg = new_registry(dataclasses.replace(settings_for(db_url), store=str(tmp_path / f"store-{n}")))
+    reg = Registry(dataclasses.replace(settings_for(db_url), store=str(tmp_path / f"store-{n}")))
     try:
         reg.add_base(tiny_llama, name=f"b{n}", revision="r", store_weights=store_base)
         refs = []
@@ -144,7 +146,7 @@ def test_gc_never_deletes_a_referenced_blob(rel, settings_for, db_url, new_regis
         expected = catalog_digests(reg)
         for k in merge_refs if refs else ():
             d = orphan_digests[k % len(orphan_digests)]
-            merged(reg, refs[k % len(refs)], files={f"x{k}.safetensors": d})
+            add_merged(reg, refs[k % len(refs)], files={f"x{k}.safetensors": d})
             expected.add(d)
         if age:
             _age_all(reg)

@@ -6,21 +6,22 @@ import pytest
 from sqlalchemy import select
 
 from registry.catalog import models as M
+from tests.factories import add_merged, add_verification
 
 
 @pytest.fixture
-def two_revisions(rel, tiny_llama, adapters, verify, merged):
+def two_revisions(rel, tiny_llama, adapters):
     """bot@1 (verified on r1, production), bot@2 (never verified), chat@1 (verified on r1 and r2)."""
     rel.add_base(tiny_llama, name="llama", revision="r1")
     rel.push(adapters[0], name="bot", base="llama@r1")
     rel.push(adapters[1], name="bot", base="llama@r1")
     rel.push(adapters[2], name="chat", base="llama@r1")
-    verify(rel, "bot@1")
-    verify(rel, "chat@1")
+    add_verification(rel, "bot@1")
+    add_verification(rel, "chat@1")
     rel.release.set_alias("bot", "production", 1)
-    merged(rel, "bot@1", files={"m.safetensors": "b" * 64})
+    add_merged(rel, "bot@1", files={"m.safetensors": "b" * 64})
     rel.add_base(tiny_llama, name="llama", revision="r2")
-    verify(rel, "chat@1", base="llama@r2")
+    add_verification(rel, "chat@1", base="llama@r2")
     return rel
 
 
@@ -36,11 +37,11 @@ def test_new_revision_lists_versions_aliases_and_merges_verified_only_against_th
     assert rep.to_dict()["versions"][0]["base"]["revision"] == "r1"
 
 
-def test_a_failed_verification_against_the_new_revision_still_counts_as_impacted(two_revisions, verify):
-    verify(two_revisions, "bot@1", base="llama@r2", passed=False)
+def test_a_failed_verification_against_the_new_revision_still_counts_as_impacted(two_revisions):
+    add_verification(two_revisions, "bot@1", base="llama@r2", passed=False)
     got = {v.ref: v.reason for v in two_revisions.release.impact("llama").versions}
     assert "failed" in got["bot@1"]
-    verify(two_revisions, "bot@1", base="llama@r2", passed=True)
+    add_verification(two_revisions, "bot@1", base="llama@r2", passed=True)
     assert "bot@1" not in {v.ref for v in two_revisions.release.impact("llama@r2").versions}
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from registry.errors import BlobNotFound, IntegrityFailure, InvalidInput
 from registry.storage import BlobInfo, BlobStore
+from tests.factories import corrupt, stored_names, write_file
 
 DATA = b"adapter weights " * 1000
 DIGEST = hashlib.sha256(DATA).hexdigest()
@@ -20,14 +21,14 @@ def test_store_satisfies_the_blobstore_protocol(store):
     assert isinstance(store, BlobStore)
 
 
-def test_put_returns_the_sha256_and_size(store, tmp_path, write_file):
+def test_put_returns_the_sha256_and_size(store, tmp_path):
     info = store.put_file(write_file(tmp_path / "a.bin", DATA))
     assert info == BlobInfo(digest=DIGEST, size=len(DATA), created=True)
     assert store.exists(DIGEST)
     assert store.size(DIGEST) == len(DATA)
 
 
-def test_second_put_of_same_bytes_stores_once_and_returns_created_false(store, tmp_path, write_file, stored_names):
+def test_second_put_of_same_bytes_stores_once_and_returns_created_false(store, tmp_path):
     path = write_file(tmp_path / "a.bin", DATA)
     first = store.put_file(path)
     names = stored_names(store)
@@ -38,7 +39,7 @@ def test_second_put_of_same_bytes_stores_once_and_returns_created_false(store, t
     assert list(store.iter_digests()) == [DIGEST]
 
 
-def test_put_stream_and_put_file_of_same_bytes_share_one_blob(store, tmp_path, write_file):
+def test_put_stream_and_put_file_of_same_bytes_share_one_blob(store, tmp_path):
     assert store.put_stream(io.BytesIO(DATA)).created
     assert not store.put_file(write_file(tmp_path / "a.bin", DATA)).created
     assert list(store.iter_digests()) == [DIGEST]
@@ -48,7 +49,7 @@ def test_put_with_matching_expected_digest_stores_the_blob(store):
     assert store.put_stream(io.BytesIO(DATA), expected=DIGEST) == BlobInfo(DIGEST, len(DATA), True)
 
 
-def test_put_with_wrong_expected_digest_raises_and_leaves_nothing_visible(store, tmp_path, write_file, stored_names):
+def test_put_with_wrong_expected_digest_raises_and_leaves_nothing_visible(store, tmp_path):
     with pytest.raises(IntegrityFailure) as e:
         store.put_file(write_file(tmp_path / "a.bin", DATA), expected=OTHER)
     assert e.value.digest == OTHER and e.value.actual == DIGEST
@@ -105,7 +106,7 @@ def test_missing_blob_raises_blob_not_found_everywhere(store, tmp_path):
     assert isinstance(BlobNotFound(), FileNotFoundError)
 
 
-def test_flipped_byte_in_stored_blob_is_detected_by_verify_fetch_and_full_open(store, tmp_path, corrupt):
+def test_flipped_byte_in_stored_blob_is_detected_by_verify_fetch_and_full_open(store, tmp_path):
     store.put_stream(io.BytesIO(DATA))
     assert store.verify(DIGEST)
     corrupt(store, DIGEST, offset=1234)
@@ -130,7 +131,7 @@ def test_full_open_streams_the_whole_blob_and_verifies_at_eof(store):
     assert b"".join(chunks) == DATA
 
 
-def test_ranged_open_returns_the_slice_and_does_not_verify(store, corrupt):
+def test_ranged_open_returns_the_slice_and_does_not_verify(store):
     store.put_stream(io.BytesIO(DATA))
     corrupt(store, DIGEST, offset=0)  # outside every range below, and a ranged read must not care
     n = len(DATA)
@@ -165,7 +166,7 @@ def test_iter_digests_lists_every_blob_in_sorted_order(store):
     assert list(store.iter_digests()) == sorted(digests)
 
 
-def test_progress_reports_every_byte_once(store, tmp_path, write_file):
+def test_progress_reports_every_byte_once(store, tmp_path):
     seen: list[int] = []
     store.put_file(write_file(tmp_path / "a.bin", DATA), progress=seen.append)
     assert sum(seen) == len(DATA)

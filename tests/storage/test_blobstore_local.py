@@ -8,10 +8,12 @@ import os
 import stat
 import time
 import tracemalloc
+
 import pytest
 
 from registry.errors import DiskFull, RegistryError
 from registry.storage import LocalBlobStore, open_store
+from tests.factories import put_from_two_processes
 
 
 def test_blob_lands_at_blobs_sha256_fanout_and_tmp_is_left_empty(local_store):
@@ -116,9 +118,7 @@ def test_clean_tmp_removes_only_stale_temp_files(local_store):
     assert not stale.exists() and fresh.exists()
 
 
-def test_concurrent_puts_of_same_content_from_two_processes_both_succeed_with_one_blob(
-    tmp_path, put_from_two_processes
-):
+def test_concurrent_puts_of_same_content_from_two_processes_both_succeed_with_one_blob(tmp_path):
     data = os.urandom(16 * 1024 * 1024)
     src = tmp_path / "weights.bin"
     src.write_bytes(data)

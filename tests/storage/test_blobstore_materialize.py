@@ -10,6 +10,7 @@ import pytest
 
 from registry.errors import BlobNotFound, IntegrityFailure, InvalidInput
 from registry.storage import cache_path, materialize
+from tests.factories import corrupt
 
 FILES = {
     "adapter_config.json": b'{"r": 8}',
@@ -59,7 +60,7 @@ def test_materialize_replaces_a_folder_that_holds_other_files(store, manifest, t
     assert tree(dest) == FILES
 
 
-def test_materialize_with_a_corrupt_blob_raises_and_leaves_no_folder(store, manifest, tmp_path, corrupt):
+def test_materialize_with_a_corrupt_blob_raises_and_leaves_no_folder(store, manifest, tmp_path):
     corrupt(store, manifest["adapter_model.safetensors"], offset=10)
     with pytest.raises(IntegrityFailure):
         materialize(store, manifest, tmp_path / "out" / "v1", cache_root=tmp_path / "cache")

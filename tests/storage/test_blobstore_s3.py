@@ -13,6 +13,7 @@ from botocore.config import Config
 from registry.errors import IntegrityFailure, StorageError
 from registry.storage import open_store
 from registry.storage.s3 import S3BlobStore
+from tests.factories import put_from_two_processes, stored_names
 
 MiB = 1024 * 1024
 
@@ -35,7 +36,7 @@ def big_file(tmp_path_factory):
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_blob_key_is_prefix_blobs_sha256_hex(s3_store, stored_names):
+def test_blob_key_is_prefix_blobs_sha256_hex(s3_store):
     d = s3_store.put_stream(io.BytesIO(b"hello")).digest
     assert stored_names(s3_store) == [f"team/registry/blobs/sha256/{d}"]
     assert s3_store.url.endswith("/team/registry")
@@ -55,7 +56,7 @@ def test_multipart_round_trip_of_21_mb_keeps_our_own_sha256(s3_store, big_file, 
     assert open_uploads(s3_store) == []
 
 
-def test_multipart_with_wrong_expected_digest_is_aborted_and_leaves_nothing(s3_store, big_file, stored_names):
+def test_multipart_with_wrong_expected_digest_is_aborted_and_leaves_nothing(s3_store, big_file):
     path, digest = big_file
     wrong = hashlib.sha256(b"not these bytes").hexdigest()
     aborts = count_calls(s3_store, "AbortMultipartUpload")
@@ -67,7 +68,7 @@ def test_multipart_with_wrong_expected_digest_is_aborted_and_leaves_nothing(s3_s
     assert stored_names(s3_store) == []
 
 
-def test_source_that_fails_mid_upload_aborts_the_multipart_upload(s3_store, stored_names):
+def test_source_that_fails_mid_upload_aborts_the_multipart_upload(s3_store):
     class Failing(io.RawIOBase):
         sent = 0
 
@@ -132,9 +133,7 @@ def test_unreachable_endpoint_raises_storage_error(aws_env):
         store.exists(hashlib.sha256(b"").hexdigest())
 
 
-def test_concurrent_multipart_puts_from_two_processes_store_one_blob(
-    s3_store, s3_endpoint, tmp_path, put_from_two_processes
-):
+def test_concurrent_multipart_puts_from_two_processes_store_one_blob(s3_store, s3_endpoint, tmp_path):
     data = os.urandom(10 * MiB)
     src = tmp_path / "weights.bin"
     src.write_bytes(data)

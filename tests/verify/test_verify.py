@@ -7,7 +7,7 @@ import torch
 
 from registry.verify import verify
 from registry.verify.cache import ModelCache
-from tests.jobs.helpers import push
+from tests.factories import push
 
 
 @pytest.fixture(scope="module")
