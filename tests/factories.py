@@ -1,8 +1,8 @@
-"""Building things for tests: catalog contents, API tokens, worker processes, store damage.
+"""Building things for tests: catalog contents, API tokens, CLI runs, worker processes, store damage.
 
 The one place tests import helpers from; conftest.py files hold only fixtures. Everything here is
-real: rows go in through the catalog models, workers are real processes. Nothing heavy is imported
-at module level, so a spawned child can import this cheaply.
+real: rows go in through the catalog models, the CLI runs its real entry point, workers are real
+processes. Nothing heavy is imported at module level, so a spawned child can import this cheaply.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -114,6 +115,55 @@ def adapter_files(folder) -> list[tuple[str, tuple[str, bytes, str]]]:
     """Multipart parts for every file of an adapter folder (filename = relative path)."""
     return [("files", (p.relative_to(folder).as_posix(), p.read_bytes(), "application/octet-stream"))
             for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+# -- the CLI, in this process ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class CliResult:
+    """What one CLI run left behind (named like subprocess.CompletedProcess)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args, env: dict[str, str | None] | None = None, input: str | None = None) -> CliResult:
+    """`adapter-registry ARGS` in this process, through the same `main(argv)` the console script runs.
+
+    main() turns our errors into one line on stderr and `sys.exit(code)`; the exit is caught here.
+    Both streams are captured (click's runner isolation), the environment holds no ADAPTER_REGISTRY_*
+    variable but those in `env` (a value of None unsets), and what a command changes for the whole
+    process (environment variables, the worker's SIGINT/SIGTERM handlers) is put back afterwards.
+    A starting process costs a second or more; this costs milliseconds.
+    """
+    from click.testing import CliRunner
+
+    from cli import main
+
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ADAPTER_REGISTRY_")}
+    overrides.update(env or {})
+    saved_env = dict(os.environ)
+    saved_handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with CliRunner().isolation(input=input, env=overrides) as (out, err, _mixed):
+            try:
+                main([str(a) for a in args])
+                code = 0
+            except SystemExit as e:
+                if e.code is None or isinstance(e.code, int):
+                    code = e.code or 0
+                else:  # sys.exit("message"): the interpreter prints it and exits 1
+                    sys.stderr.write(f"{e.code}\n")
+                    code = 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for s, handler in saved_handlers.items():
+            signal.signal(s, handler)
+    return CliResult(code, stdout, stderr)
 
 
 # -- real processes --------------------------------------------------------------------------------

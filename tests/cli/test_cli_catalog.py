@@ -1,4 +1,8 @@
-"""The CLI as a person uses it: real processes, real files, exit codes and one-line errors."""
+"""The CLI as a person uses it: real files, exit codes and one-line errors.
+
+In this process, through the console script's own main(argv) (tests/factories.py run_cli): a new
+interpreter per command costs more than a second. The last test runs the real `python -m registry`.
+"""
 
 import json
 import os
@@ -9,18 +13,15 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.factories import ROOT, run_cli
 
 
 @pytest.fixture
 def run(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTER_REGISTRY_")}
-    env["ADAPTER_REGISTRY_HOME"] = str(tmp_path / "home")
-    env["ADAPTER_REGISTRY_ACTOR"] = "alice"
+    env = {"ADAPTER_REGISTRY_HOME": str(tmp_path / "home"), "ADAPTER_REGISTRY_ACTOR": "alice"}
 
     def _run(*args, ok=True):
-        p = subprocess.run([sys.executable, "-m", "registry", *map(str, args)], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=120)
+        p = run_cli(*args, env=env)
         if ok and p.returncode != 0:
             raise AssertionError(f"exit {p.returncode}: {p.stderr}")
         return p
@@ -101,6 +102,11 @@ def test_db_upgrade_on_postgres(run, pg_url):
     assert json.loads(run("--db", pg_url, "ls", "--json").stdout)["items"] == []
 
 
-def test_debug_shows_the_traceback(run):
-    p = run("--debug", "show", "ghost", ok=False)
+def test_debug_shows_the_traceback(tmp_path):
+    """The one real process: the console script's entry point, and --debug letting the traceback out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTER_REGISTRY_")}
+    env["ADAPTER_REGISTRY_HOME"] = str(tmp_path / "home")
+    env["ADAPTER_REGISTRY_ACTOR"] = "alice"
+    p = subprocess.run([sys.executable, "-m", "registry", "--debug", "show", "ghost"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
     assert "Traceback" in p.stderr and p.returncode != 0

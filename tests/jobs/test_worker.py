@@ -10,7 +10,7 @@ import time
 from registry.errors import InvalidInput
 from registry.jobs.retry import RetryPolicy
 from registry.jobs.worker import Worker
-from tests.factories import ROOT, cli_env
+from tests.factories import ROOT, cli_env, run_cli
 
 
 def boom(ctx, payload):
@@ -76,8 +76,7 @@ def test_cli_lists_jobs_and_workers_as_json(sqlite_registry):
     registry = sqlite_registry
     registry.jobs.enqueue("noop", {})
     env = cli_env(registry.settings)
-    run = lambda *a: subprocess.run([sys.executable, "-m", "registry", *a], cwd=ROOT, env=env, capture_output=True,
-                                    text=True, timeout=60)
+    run = lambda *a: run_cli(*a, env=env)
     assert run("worker", "--once").returncode == 0
     jobs = json.loads(run("jobs", "ls", "--json").stdout)
     assert [(j["kind"], j["state"]) for j in jobs] == [("noop", "succeeded")]

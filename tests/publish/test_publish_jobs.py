@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from registry.errors import PolicyViolation
-from tests.factories import ROOT, cli_env, push
+from tests.factories import cli_env, push, run_cli
 from tests.publish.fakehub import serve
 
 
@@ -54,15 +52,18 @@ def test_merge_async_of_a_cached_merge_returns_a_finished_job(sqlite_registry, t
     assert again.state == "succeeded" and again.id != first.id and again.result["merged_id"] == done.result["merged_id"]
 
 
-def test_cli_publishes_to_the_hub_endpoint_from_settings_in_one_commit(sqlite_registry, tiny_llama, tiny_adapter):
+def test_cli_publishes_to_the_hub_endpoint_from_settings_in_one_commit(sqlite_registry, tiny_llama, tiny_adapter,
+                                                                        monkeypatch):
+    from huggingface_hub import constants
+
     reg = sqlite_registry
     ref = push(reg, tiny_llama, tiny_adapter)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # read once at import: the env var comes too late
     hub, server = serve()
     try:
         env = cli_env(reg.settings, ADAPTER_REGISTRY_HF_ENDPOINT=hub.url, HF_TOKEN="hf_cli_token",
                       HF_HUB_DISABLE_XET="1")
-        out = subprocess.run([sys.executable, "-m", "registry", "publish", ref, "--to", "hf://team/bot", "--force",
-                              "--inline", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        out = run_cli("publish", ref, "--to", "hf://team/bot", "--force", "--inline", "--json", env=env)
         assert out.returncode == 0, out.stderr[-2000:]
         job = json.loads(out.stdout)
         assert job["state"] == "succeeded" and job["result"]["uri"] == "hf://team/bot@main"

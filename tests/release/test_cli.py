@@ -6,24 +6,17 @@ import json
 
 import pytest
 
-from cli import main
+from tests.factories import run_cli
 
 
 @pytest.fixture
-def run(tmp_path, monkeypatch, capsys):
+def run(tmp_path):
     """Run `adapter-registry ARGS` in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("ADAPTER_REGISTRY_ACTOR", "cli-user")
     base = ["--home", str(tmp_path / "home")]
 
     def go(*args: str):
-        capsys.readouterr()
-        try:
-            main([*base, *map(str, args)])
-            code = 0
-        except SystemExit as e:
-            code = e.code or 0
-        out = capsys.readouterr()
-        return code, out.out, out.err
+        r = run_cli(*base, *args, env={"ADAPTER_REGISTRY_ACTOR": "cli-user"})
+        return r.returncode, r.stdout, r.stderr
 
     return go
 
