@@ -38,7 +38,8 @@ def test_installed_command_runs_outside_the_checkout(wheel, tmp_path, tiny_adapt
                    check=True, capture_output=True, timeout=300)
     # dependencies come from the test environment, after the fresh install on sys.path
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "ADAPTER_REGISTRY_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)}
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "ADAPTER_REGISTRY_HOME": str(tmp_path / "home"),
+           "HOME": str(tmp_path)}
     py = venv / "bin" / "python"
     where = subprocess.run([py, "-c", "import registry, sys; print(registry.__file__)"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, check=True).stdout

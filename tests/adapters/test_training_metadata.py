@@ -40,6 +40,7 @@ def test_a_hostile_pickle_is_never_executed(tmp_path):
 
 def test_trainer_state_gives_the_loss_curve(tmp_path):
     (tmp_path / "trainer_state.json").write_text(json.dumps(
-        {"global_step": 3, "log_history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}, {"step": 3, "eval_loss": 1.0}]}))
+        {"global_step": 3,
+         "log_history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}, {"step": 3, "eval_loss": 1.0}]}))
     meta = training_metadata(tmp_path)
     assert meta["loss_curve"] == [[1, 2.0], [2, 1.5]] and meta["global_step"] == 3

@@ -10,8 +10,12 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
-                                 status_code_conformance)
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.factories import bearer
 
@@ -49,5 +53,6 @@ def test_openapi_is_3_and_every_error_response_is_the_error_shape(client):
         for method, op in ops.items():
             for code, resp in op["responses"].items():
                 if code.isdigit() and int(code) >= 400:
-                    assert resp["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}, \
+                    schema = resp["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorBody"}, \
                         (method, path, code)

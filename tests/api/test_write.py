@@ -68,7 +68,8 @@ def test_push_refuses_unsafe_names_bad_folders_and_pickles(client, tokens, tiny_
     h = bearer(tokens.write)
     r = client.post("/api/v1/adapters/team-a/x/versions", files=[("files", ("../evil", b"x", "text/plain"))], headers=h)
     assert r.status_code == 400 and "safe relative" in r.json()["message"]
-    r = client.post("/api/v1/adapters/team-a/x/versions", files=[("files", ("notes.txt", b"x", "text/plain"))], headers=h)
+    r = client.post("/api/v1/adapters/team-a/x/versions", files=[("files", ("notes.txt", b"x", "text/plain"))],
+                    headers=h)
     assert r.status_code == 400 and r.json()["error"] == "invalid_adapter"
     cfg = (tiny_adapter / "adapter_config.json").read_bytes()
     r = client.post("/api/v1/adapters/team-a/x/versions", headers=h, files=[
@@ -77,7 +78,8 @@ def test_push_refuses_unsafe_names_bad_folders_and_pickles(client, tokens, tiny_
     r = client.post("/api/v1/adapters/team-a/x/versions", headers=h, content=b"{}",
                     params={}, data=None)
     assert r.status_code == 400
-    r = client.post("/api/v1/adapters/team-a/x/versions", headers={**h, "Content-Type": "multipart/form-data; boundary=zz"},
+    r = client.post("/api/v1/adapters/team-a/x/versions",
+                    headers={**h, "Content-Type": "multipart/form-data; boundary=zz"},
                     content=b"--zz\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a\"\r\n\r\nabc")
     assert r.status_code == 400 and "ended early" in r.json()["message"]
 

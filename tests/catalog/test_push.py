@@ -7,8 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from registry.catalog import models as M
-from registry.errors import (BaseModelNotFound, CorruptFile, Incompatible, InvalidAdapter, InvalidName,
-                             UnsafeFormat)
+from registry.errors import BaseModelNotFound, CorruptFile, Incompatible, InvalidAdapter, InvalidName, UnsafeFormat
 
 
 def counts(reg):
@@ -119,8 +118,8 @@ def test_corrupt_or_incomplete_adapters_are_refused_and_nothing_is_stored(regist
         elif mutation == "bad-json":
             (d / "adapter_config.json").write_text("{nope")
         elif mutation == "nan":
-            from safetensors.numpy import load_file, save_file
             import numpy as np
+            from safetensors.numpy import load_file, save_file
 
             sd = load_file(w)
             k = next(k for k in sd if k.endswith("lora_B.weight"))
@@ -179,13 +178,15 @@ def test_pickle_weights_are_converted_when_allowed(db_url, settings_for, tiny_ad
     eng.dispose()
     reg = Registry(settings_for(db_url, allow_pickle=True))
     v = reg.show(reg.push(d, name="converted").ref)
-    assert {f.path for f in v.files} >= {"adapter_model.safetensors"} and "adapter_model.bin" not in {f.path for f in v.files}
+    paths = {f.path for f in v.files}
+    assert paths >= {"adapter_model.safetensors"} and "adapter_model.bin" not in paths
     back = load_file(reg.resolve("converted") / "adapter_model.safetensors")
     assert all(torch.equal(back[k], sd[k]) for k in sd)
     reg.close()
 
 
-def test_a_hostile_pickle_is_refused_even_when_pickles_are_allowed(sqlite_registry, settings_for, tiny_adapter, tmp_path):
+def test_a_hostile_pickle_is_refused_even_when_pickles_are_allowed(sqlite_registry, settings_for, tiny_adapter,
+                                                                  tmp_path):
     import pickle
 
     from registry.app import Registry

@@ -19,7 +19,8 @@ def test_push_resolve_and_merge_through_an_s3_store(tmp_path, bucket, s3_endpoin
     again = reg.push(tiny_adapter, name="bot", base="tiny-llama")
     assert again.version == v.version and not again.created
     folder = reg.resolve("bot@1")
-    assert (folder / "adapter_model.safetensors").read_bytes() == (tiny_adapter / "adapter_model.safetensors").read_bytes()
+    weights = "adapter_model.safetensors"
+    assert (folder / weights).read_bytes() == (tiny_adapter / weights).read_bytes()
     import boto3
 
     keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]]
@@ -29,7 +30,8 @@ def test_push_resolve_and_merge_through_an_s3_store(tmp_path, bucket, s3_endpoin
     reg.close()
 
 
-def test_base_with_stored_weights_is_served_from_the_store_when_its_folder_is_gone(sqlite_registry, tiny_llama, tmp_path):
+def test_base_with_stored_weights_is_served_from_the_store_when_its_folder_is_gone(sqlite_registry, tiny_llama,
+                                                                                  tmp_path):
     import shutil
 
     moved = shutil.copytree(tiny_llama, tmp_path / "base-copy")

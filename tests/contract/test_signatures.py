@@ -21,8 +21,9 @@ def _pairs():
 
 def _shape(fn) -> list[tuple[str, str, str, str]]:
     sig = inspect.signature(fn)
-    return [(p.name, p.kind.name, repr(p.default), " ".join(str(p.annotation).split())) for p in sig.parameters.values()] \
-        + [("->", "", "", " ".join(str(sig.return_annotation).split()))]
+    params = [(p.name, p.kind.name, repr(p.default), " ".join(str(p.annotation).split()))
+              for p in sig.parameters.values()]
+    return [*params, ("->", "", "", " ".join(str(sig.return_annotation).split()))]
 
 
 @pytest.mark.parametrize("part", list(PROTOCOLS))

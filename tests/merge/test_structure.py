@@ -63,7 +63,8 @@ def test_fast_structure_matches_the_meta_model(family, tied):
 
 
 def test_unknown_family_or_implicit_tie_is_left_to_the_meta_model():
-    assert fast_structure({"model_type": "gemma3", "tie_word_embeddings": True}, {"model.embed_tokens.weight": (4, 2)}) is None
-    assert fast_structure({"model_type": "llama"}, {"model.embed_tokens.weight": (4, 2), "lm_head.weight": (4, 2)}) is None
+    embed, head = "model.embed_tokens.weight", "lm_head.weight"
+    assert fast_structure({"model_type": "gemma3", "tie_word_embeddings": True}, {embed: (4, 2)}) is None
+    assert fast_structure({"model_type": "llama"}, {embed: (4, 2), head: (4, 2)}) is None
     assert fast_structure({"model_type": "llama", "tie_word_embeddings": False},
                           {"model.embed_tokens.weight": (4, 2), "visual.proj.weight": (2, 2)}) is None

@@ -81,6 +81,6 @@ def test_jobs_page_polls_the_api_for_live_state(page, server, catalog):
         pytest.skip("the job queue is not in this build")
     page.goto(server.url + "/jobs")
     job = catalog.jobs.enqueue("noop", {"ref": "team-a/bot@1"})
-    page.wait_for_function(f"document.querySelector('#jobs tbody').innerText.includes('noop')", timeout=10_000)
+    page.wait_for_function("document.querySelector('#jobs tbody').innerText.includes('noop')", timeout=10_000)
     assert page.locator("#updated").inner_text().startswith("Updated")
     catalog.jobs.cancel(job.id)

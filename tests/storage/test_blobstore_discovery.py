@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from registry.errors import InvalidInput
 from registry.storage import LocalBlobStore, open_store, store_class
