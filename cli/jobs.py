@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from registry.enums import JobState
+
 from .common import json_option, kv, pass_ctx, print_json, short, table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,7 +67,7 @@ def jobs() -> None:
 
 
 @jobs.command("ls")
-@click.option("--state", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
+@click.option("--state", type=click.Choice([s.value for s in JobState]))
 @click.option("--kind", default=None)
 @click.option("--limit", type=int, default=50, show_default=True)
 @json_option

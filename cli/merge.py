@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import click
 
+from registry.enums import Engine
+
 from .common import human, json_option, pass_ctx, print_json, short
 
 
 @click.command()
 @click.argument("ref")
 @click.option("--dtype", help="Output dtype: bf16, fp16 or fp32 (default: the base's).")
-@click.option("--engine", type=click.Choice(["auto", "streaming", "peft"]), default="auto", show_default=True,
+@click.option("--engine", type=click.Choice([e.value for e in Engine]), default="auto", show_default=True,
               help="streaming: shard by shard, bit-identical to peft; peft: merge_and_unload (reference).")
 @click.option("--device", default=None,
               help="cpu, cuda, cuda:N or auto (default: cpu here; the worker's own device with --async).")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from registry.enums import Scope
+
 from .common import json_option, pass_ctx, print_json, startup_done, table
 
 
@@ -40,7 +42,7 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--name", required=True, help="Who or what holds it; recorded as the actor of its writes.")
-@click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="read", show_default=True)
+@click.option("--scope", type=click.Choice([s.value for s in Scope]), default="read", show_default=True)
 @click.option("--namespace", help="Limit to names NAMESPACE/* (e.g. team-a).")
 @json_option
 @pass_ctx

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry import dtypes
+from registry.enums import Engine
 from registry.errors import InvalidAdapter, InvalidInput, MergeError, UnsafeFormat, Unsupported
 from registry.versions import library_versions
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from registry.merge.plan import Plan
 
 STREAMING_VERSION = "streaming/1"
-ENGINES = ("auto", "streaming", "peft")
+ENGINES = tuple(Engine)  # registry/enums.py says what each does
 # The libraries manifest.json records, fixed on purpose: the manifest is one of the merged files,
 # which are byte-identical from run to run; another library here would change every merge's bytes.
 MANIFEST_LIBRARIES = ("torch", "transformers", "peft", "safetensors")
@@ -88,7 +89,7 @@ def merge(
 
     t0 = time.monotonic()
     if engine not in ENGINES:
-        raise InvalidInput(f"engine must be one of {ENGINES}, not {engine!r}")
+        raise InvalidInput(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     card = card or {}
     shard_bytes = parse_size(max_shard_size)
     inputs = _read_inputs(Path(base_dir), Path(adapter_dir), dtype=dtype, device=device)
