@@ -47,12 +47,11 @@ def fill_registry(reg, tiny_llama, tiny_adapter, tiny_adapter2):
     reg.push(tiny_adapter, name="team-b/bot", base="tiny-llama")
     reg.add_eval("team-a/bot@1", {"acc": 0.5})
     reg.add_eval("team-a/bot@2", {"acc": 0.7})
-    if hasattr(reg, "jobs"):
-        reg.jobs.verify("team-b/bot@1")  # job 1, queued (no worker runs in these tests)
+    reg.jobs.verify("team-b/bot@1")  # job 1, queued (no worker runs in these tests)
     return reg
 
 
-def add_verification(reg, ref: str, *, base: str | None = None, passed: bool = True) -> None:
+def add_verification(reg, ref: str, *, base: str | None = None, passed: bool = True, dtype: str = "float32") -> None:
     """Record a verification result as the verify worker would."""
     from registry.catalog import models as M
     from registry.catalog import queries as Q
@@ -61,7 +60,7 @@ def add_verification(reg, ref: str, *, base: str | None = None, passed: bool = T
     with reg.db.write() as s:
         _a, row = Q.get_version(s, parse_ref(ref))
         b = Q.get_base(s, base) if base else row.base_model
-        s.add(M.Verification(version_id=row.id, base_model_id=b.id, device_kind="cpu", dtype="float32",
+        s.add(M.Verification(version_id=row.id, base_model_id=b.id, device_kind="cpu", dtype=dtype,
                              passed=passed, figures={}, versions={}))
 
 

@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-
-def _settings(tmp_path, actor: str):
-    from registry.settings import Settings
-
-    return Settings.from_env(env={}, home=tmp_path / "home", db=f"sqlite:///{tmp_path / 'catalog.db'}",
-                             store=str(tmp_path / "store"), actor=actor)
+from tests.factories import open_registry
 
 
 @pytest.fixture(params=["local", "remote"])
 def reg(request, tmp_path):
     """A RegistryProtocol: `Registry` itself, or `Client` through a server (an admin token)."""
-    from registry.app import Registry
-
-    local = Registry(_settings(tmp_path, "contract"))
+    local = open_registry(tmp_path, actor="contract")
     if request.param == "local":
         yield local
         local.close()

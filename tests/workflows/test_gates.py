@@ -6,18 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from registry.catalog import models as M
-from registry.catalog import queries as Q
 from registry.errors import PolicyViolation
-from registry.refs import parse_ref
-
-
-def record(reg, ref: str, *, passed: bool, dtype: str) -> None:
-    """A verification row, as the verify job writes it."""
-    with reg.db.write() as s:
-        _a, row = Q.get_version(s, parse_ref(ref))
-        s.add(M.Verification(version_id=row.id, base_model_id=row.base_model_id, device_kind="cpu", dtype=dtype,
-                             passed=passed, figures={}, versions={}))
+from tests.factories import add_verification as record
 
 
 @pytest.fixture
