@@ -21,6 +21,7 @@ What counts as verified, exactly:
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -57,6 +58,22 @@ def verdict(s: Session, version_id: int, base_id: int, *, dtype: str | None = No
     if row is None:
         return Verdict(None, dtype=dtype)
     return Verdict(bool(row.passed), row.id, row.dtype)
+
+
+def latest_verdicts(s: Session, version_ids: list[int]) -> dict[int, dict[int, bool]]:
+    """`verdict` (any dtype) for many versions at once: version id -> base id -> passed.
+
+    Bases a version was never verified against are absent. Impact reports and bulk promotion
+    read this, so they judge by the same rule as the gates.
+    """
+    out: dict[int, dict[int, bool]] = defaultdict(dict)
+    if not version_ids:
+        return out
+    V = M.Verification
+    for vid, bid, passed in s.execute(select(V.version_id, V.base_model_id, V.passed)
+                                      .where(V.version_id.in_(version_ids)).order_by(V.id)):
+        out[vid][bid] = bool(passed)  # later rows overwrite: the newest decides
+    return out
 
 
 def describe(ref: str, base_label: str, v: Verdict) -> str:

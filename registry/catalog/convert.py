@@ -16,6 +16,11 @@ def base_ref(row: M.BaseModelRow | None) -> T.BaseRef | None:
     return None if row is None else T.BaseRef(row.name, row.revision, row.fingerprint)
 
 
+def base_label(row: M.BaseModelRow) -> str:
+    """How messages name a base: NAME@REVISION, or NAME@<fingerprint prefix> when it has no revision."""
+    return f"{row.name}@{row.revision or row.fingerprint[:12]}"
+
+
 def base_model(row: M.BaseModelRow, *, created: bool = False) -> T.BaseModel:
     return T.BaseModel(
         name=row.name, revision=row.revision, fingerprint=row.fingerprint, architecture=row.architecture,

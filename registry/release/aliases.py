@@ -17,6 +17,7 @@ from registry import gates
 from registry.catalog import commands as C
 from registry.catalog import models as M
 from registry.catalog import queries as Q
+from registry.catalog.convert import base_label
 from registry.catalog.rows import row as need
 from registry.errors import PolicyViolation, VersionNotFound
 from registry.refs import check_alias, parse_ref
@@ -30,10 +31,6 @@ def lock_adapter(s: Session, name: str) -> M.Adapter:
     """The adapter row, locked until the end of the transaction (see the module docstring)."""
     Q.get_adapter(s, name)  # the friendly NotFound
     return s.scalars(select(M.Adapter).where(M.Adapter.name == name).with_for_update()).one()
-
-
-def base_label(b: M.BaseModelRow) -> str:
-    return f"{b.name}@{b.revision or b.fingerprint[:12]}"
 
 
 def base_ref_text(b: M.BaseModelRow) -> str:

@@ -198,8 +198,9 @@ class Release:
             q = (select(V, M.Adapter.name).join(M.Alias, M.Alias.version_id == V.id)
                  .join(M.Adapter, M.Adapter.id == V.adapter_id)
                  .where(M.Alias.alias == alias, V.base_model_id.in_(list(revs))).order_by(M.Adapter.name))
+            label = convert.base_label
             found = [(name, row.version, row, None if row.base_model_id == b.id else
-                      f"registered against {A.base_label(revs[row.base_model_id])}, served on {A.base_label(b)}")
+                      f"registered against {label(revs[row.base_model_id])}, served on {label(b)}")
                      for row, name in s.execute(q).all()]
             base_ref, base_text, location = convert.base_ref(b), A.base_ref_text(b), b.location
         extra = []

@@ -16,14 +16,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.catalog import commands as C
+from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.errors import InvalidInput, PolicyViolation
+from registry.gates import latest_verdicts
 from registry.refs import parse_metric_filter, parse_tag
 from registry.release import aliases as A
 from registry.release import deprecate as D
 from registry.release import types as RT
-from registry.release.impact import enqueue_verify, latest_verdicts
+from registry.release.impact import enqueue_verify
 
 V = M.AdapterVersion
 QUERY_KEYS = ("base", "name", "min_rank", "max_rank", "peft_type", "target_modules", "tags", "metrics",
@@ -126,7 +128,7 @@ def reverify(s: Session, items: list[tuple[str, V]], *, base: str | None, actor:
             out.append(RT.BulkItem(ref, "skipped", "no base model recorded; pass a base"))
             continue
         jobs.append(enqueue_verify(s, ref=ref, base=b, digest=row.content_digest, actor=actor))
-        out.append(RT.BulkItem(ref, "enqueued", f"verify against {A.base_label(b)} (job {jobs[-1]})"))
+        out.append(RT.BulkItem(ref, "enqueued", f"verify against {convert.base_label(b)} (job {jobs[-1]})"))
     return out, jobs
 
 

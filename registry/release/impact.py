@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
+from registry.catalog.convert import base_label
 from registry.enums import ACTIVE_STATES
+from registry.gates import latest_verdicts
 from registry.release import types as RT
-from registry.release.aliases import base_label
 
 V = M.AdapterVersion
 # The predicate of ix_jobs_unique_active, word for word, so that ON CONFLICT can infer the index.
@@ -47,18 +48,6 @@ def enqueue_verify(s: Session, *, ref: str, base: M.BaseModelRow, digest: str, a
     if new_id is not None:
         return int(new_id)
     return int(s.scalars(select(M.Job.id).where(M.Job.unique_key == key, M.Job.state.in_(ACTIVE_STATES))).one())
-
-
-def latest_verdicts(s: Session, version_ids: list[int]) -> dict[int, dict[int, bool]]:
-    """version id -> base id -> whether its latest verification against that base passed."""
-    out: dict[int, dict[int, bool]] = defaultdict(dict)
-    if not version_ids:
-        return out
-    Ver = M.Verification
-    for vid, bid, passed in s.execute(select(Ver.version_id, Ver.base_model_id, Ver.passed)
-                                      .where(Ver.version_id.in_(version_ids)).order_by(Ver.id)):
-        out[vid][bid] = bool(passed)  # later rows overwrite: the latest wins
-    return out
 
 
 def impact(s: Session, base: str, *, include_deprecated: bool = False, enqueue: bool = False,

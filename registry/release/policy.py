@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from registry.errors import InvalidInput
+from registry.gates import Verdict, describe
 from registry.refs import MetricFilter, parse_metric_filter
 from registry.release.types import Gate, PolicyResult
 
@@ -68,12 +69,8 @@ def _verified_gate(facts: VersionFacts) -> Gate:
     if facts.base is None:
         return Gate("verified", "verified against its base", False,
                     f"{facts.ref} has no base model recorded, so it cannot have been verified against it")
-    expr = f"verified against {facts.base}"
-    if facts.verified is None:
-        return Gate("verified", expr, False, f"{facts.ref} has no verification against {facts.base}")
-    if facts.verified is False:
-        return Gate("verified", expr, False, f"the latest verification of {facts.ref} against {facts.base} failed")
-    return Gate("verified", expr, True, f"{facts.ref} passed verification against {facts.base}")
+    detail = describe(facts.ref, facts.base, Verdict(facts.verified))  # the words publish refuses with too
+    return Gate("verified", f"verified against {facts.base}", facts.verified is True, detail)
 
 
 def _metric_gate(f: MetricFilter, value: float | None) -> Gate:

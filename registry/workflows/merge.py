@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from registry import dtypes
 from registry import types as T
@@ -62,24 +63,19 @@ def find_cached(core: Core, ref: str, *, dtype: str | None = None, engine: str =
 
     With `validated`, only an artifact whose logits validation ran counts.
     """
-    _key, row = _lookup(core, ref, dtype=dtype, engine=engine, device=device)
+    _job, _key, row = _lookup(core, ref, dtype=dtype, engine=engine, device=device)
     if row is not None and validated and "logits" not in (row.validation or {}):
         return None
     return row
 
 
 def _lookup(core: Core, ref: str, *, dtype: str | None, engine: str, device: str
-            ) -> tuple[str, M.MergedArtifact | None]:
-    r = parse_ref(ref)
+            ) -> tuple[_Job, str, M.MergedArtifact | None]:
+    """What the merge needs, its cache key and the artifact under that key, in one read."""
     with core.db.read() as s:
-        _a, row = Q.get_version(s, r)
-        base = row.base_model
-        if base is None:
-            raise BaseModelNotFound(f"{r.name}@{row.version} has no base model recorded",
-                                    hint="push it again with --base NAME")
-        key = cache_key(base.fingerprint, row.content_digest, dtypes.or_default(dtype, base.dtype),
-                        engine_version(engine), device)
-        return key, s.scalar(select(M.MergedArtifact).where(M.MergedArtifact.cache_key == key))
+        job = _Job.read(s, ref, dtype)
+        key = cache_key(job.base_info["fingerprint"], job.digest, job.dtype, engine_version(engine), device)
+        return job, key, s.scalar(select(M.MergedArtifact).where(M.MergedArtifact.cache_key == key))
 
 
 def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, validate: bool,
@@ -87,10 +83,9 @@ def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, 
     """Merge (or find cached) and return the artifact with a local folder (`out` when given)."""
     if out is not None and out.exists():
         raise AlreadyExists(f"{out} already exists", path=str(out))
-    key, existing = _lookup(core, ref, dtype=dtype, engine=engine, device=device)
+    job, key, existing = _lookup(core, ref, dtype=dtype, engine=engine, device=device)
     if existing is not None and not (validate and "logits" not in (existing.validation or {})):
         return _with_folder(core, existing.id, out, created=False)
-    job = _Job.read(core, ref, dtype)
     merged_root = core.settings.cache_dir / "merged"
     sweep_work_dirs(merged_root)
     work = merged_root / f".work-{uuid.uuid4().hex[:12]}"
@@ -115,7 +110,7 @@ def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, 
 
 @dataclasses.dataclass(frozen=True)
 class _Job:
-    """What one merge needs from the catalog, read in one transaction."""
+    """What one merge needs from the catalog."""
 
     ref: str
     name: str
@@ -127,17 +122,17 @@ class _Job:
     dtype: str
 
     @classmethod
-    def read(cls, core: Core, ref: str, dtype: str | None) -> _Job:
+    def read(cls, s: Session, ref: str, dtype: str | None) -> _Job:
         r = parse_ref(ref)
-        with core.db.read() as s:
-            _a, row = Q.get_version(s, r)
-            base = row.base_model
-            if base is None:  # _lookup checked; a concurrent set-base cannot remove it, but say so if it did
-                raise BaseModelNotFound(f"{r.name}@{row.version} has no base model recorded")
-            return cls(f"{r.name}@{row.version}", r.name, row.version, row.id, row.content_digest,
-                       f"{base.name}@{base.fingerprint[:16]}",
-                       {"name": base.name, "fingerprint": base.fingerprint, "revision": base.revision},
-                       dtypes.or_default(dtype, base.dtype))
+        _a, row = Q.get_version(s, r)
+        base = row.base_model
+        if base is None:
+            raise BaseModelNotFound(f"{r.name}@{row.version} has no base model recorded",
+                                    hint="push it again with --base NAME")
+        return cls(f"{r.name}@{row.version}", r.name, row.version, row.id, row.content_digest,
+                   f"{base.name}@{base.fingerprint[:16]}",
+                   {"name": base.name, "fingerprint": base.fingerprint, "revision": base.revision},
+                   dtypes.or_default(dtype, base.dtype))
 
 
 def _run_engine(core: Core, job: _Job, work: Path, *, engine: str, device: str, validate: bool,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry import dtypes, gates
+from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.core import Core
@@ -41,8 +42,8 @@ def target(core: Core, ref: str, *, dtype: str | None) -> Target:
         b = row.base_model
         if b is None:
             raise BaseModelNotFound(f"{ref} has no base model recorded", hint="push it again with --base NAME")
-        return Target(f"{adapter.name}@{row.version}", row.id, row.content_digest, b.id,
-                      f"{b.name}@{b.revision or b.fingerprint[:12]}", dtypes.or_default(dtype, b.dtype))
+        return Target(f"{adapter.name}@{row.version}", row.id, row.content_digest, b.id, convert.base_label(b),
+                      dtypes.or_default(dtype, b.dtype))
 
 
 def gate(core: Core, t: Target) -> gates.Verdict:
