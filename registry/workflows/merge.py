@@ -37,13 +37,13 @@ from registry.workflows.resolve import adapter_folder, base_folder
 MergeProgress = Callable[[int, int, str], None]  # (done, total, tensor name)
 
 
-def device_kind(device: str) -> str:
-    """The part of a device that decides merged bits: "cpu" or "cuda"."""
+def cache_device(device: str) -> str:
+    """The part of a device that decides merged bits (and so the cache key): "cpu" or "cuda"."""
     return "cuda" if device.startswith("cuda") else "cpu"
 
 
 def cache_key(base_fingerprint: str, adapter_digest: str, dtype: str, engine_version: str, device: str) -> str:
-    parts = (base_fingerprint, adapter_digest, dtype, engine_version, device_kind(device))
+    parts = (base_fingerprint, adapter_digest, dtype, engine_version, cache_device(device))
     return hashlib.sha256("\\0".join(parts).encode()).hexdigest()
 
 
@@ -165,6 +165,7 @@ def _record(core: Core, job: _Job, key: str, res: Any, files: dict[str, dict[str
             mrow.validation = validation
         logits = validation.get("logits")
         if validate and logits is not None:
+            from registry.verify import device_kind  # the kind a verify job records ("cuda/<GPU name>")
             from registry.versions import library_versions
 
             s.add(M.Verification(version_id=job.version_id, base_model_id=base_id, device_kind=device_kind(res.device),
