@@ -42,11 +42,10 @@ class _StoreSlot:
 class Core:
     """Settings, database, store and actor: the small object the layers below Registry take."""
 
-    def __init__(self, settings: Settings, db: Database, *, actor: str | None = None,
-                 _store: _StoreSlot | None = None):
+    def __init__(self, settings: Settings, db: Database, *, _store: _StoreSlot | None = None):
         self.settings = settings
         self.db = db
-        self.actor = actor if actor is not None else settings.actor_name
+        self.actor = settings.actor_name
         self._store = _store or _StoreSlot(settings)
 
     @classmethod
@@ -65,11 +64,11 @@ class Core:
 
     def as_actor(self, actor: str) -> Core:
         """The same database and store, with `actor` recorded as who acts."""
-        return Core(dataclasses.replace(self.settings, actor=actor), self.db, actor=actor, _store=self._store)
+        return self.with_settings(dataclasses.replace(self.settings, actor=actor))
 
     def with_settings(self, settings: Settings) -> Core:
         """The same database and store under other settings (the HTTP app's open_reads, limits)."""
-        return Core(settings, self.db, actor=self.actor, _store=self._store)
+        return Core(settings, self.db, _store=self._store)
 
     def close(self) -> None:
         self.db.dispose()
