@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from registry.adapters.inspect import check_name
 from registry.errors import InvalidInput
 
-ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-METRIC_RE = re.compile(r"^[A-Za-z0-9_.:/,@-]{1,200}$")
+# Name-like patterns are used with fullmatch: "^...$" with match() admits a trailing newline.
+ALIAS_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+METRIC_RE = re.compile(r"[A-Za-z0-9_.:/,@-]{1,200}")
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "=": operator.eq}
-METRIC_EXPR = re.compile(r"^\s*([A-Za-z0-9_.:/,@-]+)\s*(>=|<=|==|=|>|<)\s*([-+0-9.eE]+|nan|inf)\s*$")
+METRIC_EXPR = re.compile(r"[ \t]*([A-Za-z0-9_.:/,@-]+)[ \t]*(>=|<=|==|=|>|<)[ \t]*([-+0-9.eE]+|nan|inf)[ \t]*")
+TAG_KEY_RE = re.compile(r"[A-Za-z0-9_.:/-]{1,200}")
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,13 @@ def parse_ref(text: str) -> Ref:
 
 
 def check_alias(alias: str) -> str:
-    if not ALIAS_RE.match(alias or "") or alias == "latest":
+    if not ALIAS_RE.fullmatch(alias or "") or alias == "latest":
         raise InvalidInput(f"invalid alias {alias!r}", hint="aliases match [a-z][a-z0-9_-]* (not 'latest')")
     return alias
 
 
 def check_metric_name(metric: str) -> str:
-    if not METRIC_RE.match(metric or ""):
+    if not METRIC_RE.fullmatch(metric or ""):
         raise InvalidInput(f"invalid metric name {metric!r}", hint="metric names match [A-Za-z0-9_.:/,@-]+")
     return metric
 
@@ -67,7 +69,7 @@ class MetricFilter:
 
 def parse_metric_filter(text: str) -> MetricFilter:
     """'mmlu>=0.62' -> MetricFilter."""
-    m = METRIC_EXPR.match(text or "")
+    m = METRIC_EXPR.fullmatch(text or "")
     if not m:
         raise InvalidInput(f"invalid metric filter {text!r}", hint="write NAME>=X (also <=, >, <, ==)")
     value = float(m.group(3))
@@ -92,7 +94,7 @@ def parse_metric_value(text: str) -> tuple[str, float]:
 
 def parse_tag(text: str) -> tuple[str, str]:
     k, sep, v = (text or "").partition("=")
-    if not sep or not re.match(r"^[A-Za-z0-9_.:/-]{1,200}$", k):
+    if not sep or not TAG_KEY_RE.fullmatch(k):
         raise InvalidInput(f"invalid tag {text!r}", hint="write --tag KEY=VALUE")
     if len(v) > 500:
         raise InvalidInput(f"tag {k!r} value is longer than 500 characters")

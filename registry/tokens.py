@@ -24,8 +24,9 @@ from registry.types import _Result
 
 SCOPES = tuple(Scope)  # read < write < admin (registry/enums.py says what each allows)
 PREFIX = "arg_"
-NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$")
+# used with fullmatch: "^...$" with match() admits a trailing newline
+NAMESPACE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+TOKEN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,199}")
 TOUCH_EVERY_S = 60  # last_used_at is a hint, not a log: write it at most once a minute per token
 
 
@@ -85,13 +86,13 @@ class Tokens:
             InvalidInput: bad name, scope or namespace
             AlreadyExists: an active token already has this name
         """
-        if not isinstance(name, str) or not TOKEN_NAME_RE.match(name):
+        if not isinstance(name, str) or not TOKEN_NAME_RE.fullmatch(name):
             raise InvalidInput(f"invalid token name {name!r}", hint="token names match [A-Za-z0-9][A-Za-z0-9._@-]*")
         if scope not in SCOPES:
             raise InvalidInput(f"invalid scope {scope!r}", hint="scope is read, write or admin")
         if namespace is not None:
             namespace = namespace.rstrip("/").removesuffix("/*")
-            if not NAMESPACE_RE.match(namespace):
+            if not NAMESPACE_RE.fullmatch(namespace):
                 raise InvalidInput(f"invalid namespace {namespace!r}", hint="a namespace is a name prefix like team-a")
         secret = PREFIX + secrets.token_urlsafe(32)
         actor = self.core.actor

@@ -18,7 +18,7 @@ from registry.dtypes import TORCH_NAMES
 from registry.errors import InvalidAdapter, UnsafeFormat
 from registry.storage.digest import sha256_file
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9._-]+)?$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9._-]+)?")  # used with fullmatch: "$" would admit a trailing newline
 # The files that travel with a model besides its weights and config; the merge engine copies
 # exactly these byte for byte (re-serialising a tokenizer through transformers changes it).
 TOKENIZER_ONLY_FILES = (
@@ -38,7 +38,7 @@ CONFIG = "adapter_config.json"
 def check_name(name: str) -> str:
     from registry.errors import InvalidName
 
-    if not isinstance(name, str) or len(name) > 200 or not NAME_RE.match(name):
+    if not isinstance(name, str) or len(name) > 200 or not NAME_RE.fullmatch(name):
         raise InvalidName(f"invalid adapter name {name!r}", name=name)
     return name
 

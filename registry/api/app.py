@@ -21,7 +21,7 @@ def create_app(registry, settings=None) -> FastAPI:
         registry: a Registry; every route calls it (write routes through a per-token actor view)
         settings: overrides registry.settings when given (tests; the server passes none)
     """
-    from registry.api.routes import adapters, admin, bases, files, jobs, pages, push, release
+    from registry.api.routes import adapters, admin, bases, files, jobs, pages, push, release, targets
 
     if settings is not None:  # the same database and store under these settings; the caller's is left as it was
         registry = type(registry)(core=registry.core.with_settings(settings))
@@ -33,7 +33,7 @@ def create_app(registry, settings=None) -> FastAPI:
     errors.install(app)
     # jobs and release go first: their paths (/adapters/{name}/aliases, ...) are more specific
     # than /adapters/{name}, which would otherwise take them as adapter names.
-    for mod in (jobs, release, adapters, push, bases, files, admin, pages):
+    for mod in (jobs, release, adapters, push, bases, files, admin, targets, pages):
         app.include_router(mod.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented override

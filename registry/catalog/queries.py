@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # annotations only
 
 V = M.AdapterVersion
 _T = TypeVar("_T")
-HEX = re.compile(r"^[0-9a-f]{8,64}$")
+HEX = re.compile(r"[0-9a-f]{8,64}")  # fullmatch only
 
 
 def get_adapter(s: Session, name: str) -> M.Adapter:
@@ -70,8 +70,9 @@ def get_base(s: Session, text: str) -> M.BaseModelRow:
     B = M.BaseModelRow
     q = select(B)
     if rev:
-        q = q.where(B.name == name, (B.revision == rev) | (B.fingerprint.startswith(rev) if HEX.match(rev) else False))
-    elif HEX.match(name):
+        by_fp = B.fingerprint.startswith(rev) if HEX.fullmatch(rev) else False
+        q = q.where(B.name == name, (B.revision == rev) | by_fp)
+    elif HEX.fullmatch(name):
         q = q.where((B.name == name) | B.fingerprint.startswith(name))
     else:
         q = q.where(B.name == name)
@@ -83,7 +84,7 @@ def get_base(s: Session, text: str) -> M.BaseModelRow:
 
 def base_rows(s: Session, text: str) -> list[M.BaseModelRow]:
     """Every registered revision of a base NAME (or the one NAME@REV names)."""
-    if "@" in text or HEX.match(text):
+    if "@" in text or HEX.fullmatch(text):
         return [get_base(s, text)]
     ids = list(s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.name == text)))
     if not ids:
