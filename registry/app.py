@@ -28,7 +28,7 @@ from registry.settings import Settings
 if TYPE_CHECKING:  # pragma: no cover
     from registry.jobs.api import JobsAPI
     from registry.release.api import Release
-    from registry.tokens import Tokens
+    from registry.tokens import TokenInfo, Tokens
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 MergeProgress = Callable[[int, int, str], None]  # (done, total, tensor)
@@ -82,6 +82,10 @@ class Registry:
     def as_actor(self, actor: str) -> Registry:
         """This registry acting as `actor` in the audit log (one per HTTP request): same database and store."""
         return Registry(core=self.core.as_actor(actor))
+
+    def as_token(self, token: TokenInfo | None) -> Registry:
+        """The registry as an HTTP caller holding `token` sees it (Core.as_token)."""
+        return Registry(core=self.core.as_token(token))
 
     def close(self) -> None:
         self.core.close()

@@ -4,7 +4,10 @@ A Core holds the settings, the catalog database, the artifact store (opened on f
 shared) and the actor recorded in the audit log. Workflows, job tasks, release management and
 tokens take a Core, never the whole Registry, so the layers below `registry.app` do not depend
 on it. `as_actor` returns a Core that shares the database engine and the store and differs only
-in the actor (one per HTTP request).
+in the actor; `as_token` also carries the HTTP caller's token (scope and namespace), so that a
+workflow can apply per-namespace policy (publish targets, closed reads). A Core that did not come
+from `as_token` is the local operator: someone with the catalog's files, trusted like an admin;
+one from `as_token(None)` is an anonymous HTTP caller.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from registry.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from registry.storage.base import BlobStore
+    from registry.tokens import TokenInfo
 
 
 class _StoreSlot:
@@ -42,10 +46,13 @@ class _StoreSlot:
 class Core:
     """Settings, database, store and actor: the small object the layers below Registry take."""
 
-    def __init__(self, settings: Settings, db: Database, *, _store: _StoreSlot | None = None):
+    def __init__(self, settings: Settings, db: Database, *, _store: _StoreSlot | None = None,
+                 token: TokenInfo | None = None, remote: bool = False):
         self.settings = settings
         self.db = db
         self.actor = settings.actor_name
+        self.token = token  # the HTTP caller's token (None: anonymous, or the local operator)
+        self.remote = remote  # True for an HTTP caller (as_token), False for the local operator
         self._store = _store or _StoreSlot(settings)
 
     @classmethod
@@ -66,9 +73,21 @@ class Core:
         """The same database and store, with `actor` recorded as who acts."""
         return self.with_settings(dataclasses.replace(self.settings, actor=actor))
 
+    def as_token(self, token: TokenInfo | None) -> Core:
+        """The same database and store as seen by an HTTP caller: `token`'s name is the actor (when a
+        token is given) and its scope and namespace bound what workflows let it do."""
+        settings = dataclasses.replace(self.settings, actor=token.name) if token is not None else self.settings
+        return Core(settings, self.db, _store=self._store, token=token, remote=True)
+
+    @property
+    def is_operator(self) -> bool:
+        """True for the local operator or an HTTP caller with an unrestricted admin token."""
+        t = self.token
+        return not self.remote or (t is not None and t.allows("admin") and t.namespace is None)
+
     def with_settings(self, settings: Settings) -> Core:
         """The same database and store under other settings (the HTTP app's open_reads, limits)."""
-        return Core(settings, self.db, _store=self._store)
+        return Core(settings, self.db, _store=self._store, token=self.token, remote=self.remote)
 
     def close(self) -> None:
         self.db.dispose()

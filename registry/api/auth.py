@@ -56,10 +56,10 @@ def reader(registry: Registry, token: TokenInfo | None) -> Caller:
                            hint="pass --token or set ADAPTER_REGISTRY_TOKEN")
     if token is not None and not token.allows("read"):
         raise Forbidden("the token cannot read")
-    return Caller(registry, token, registry.settings.open_reads)
+    return Caller(registry.as_token(token), token, registry.settings.open_reads)
 
 
 def writer(registry: Registry, token: TokenInfo | None, scope: str = "write") -> Caller:
-    """A caller whose writes are recorded under the token's name (Registry.as_actor)."""
+    """A caller whose writes are recorded under the token's name (Registry.as_token)."""
     token = require(token, scope)
-    return Caller(registry.as_actor(token.name), token, registry.settings.open_reads)
+    return Caller(registry.as_token(token), token, registry.settings.open_reads)
