@@ -99,6 +99,30 @@ class UnsafeFormat(InvalidAdapter):
     hint = "convert to safetensors (peft: model.save_pretrained(dir, safe_serialization=True))"
 
 
+class ValidationFailed(InvalidInput):
+    """The folder failed validation."""
+
+    status = 422
+    code = "validation_failed"
+
+    @classmethod
+    def of(cls, findings: list[dict[str, Any]]) -> ValidationFailed:
+        """One error for every finding of a folder: the first one's message and hint, "and N more".
+
+        Each finding ({code, message, file, field, hint}) is in `.findings` and in the API error's context.
+        """
+        first = findings[0]
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        return cls(f"{first['message']}{more}", hint=first.get("hint"), findings=findings,
+                   codes=[f["code"] for f in findings])
+
+
+class AdapterValidationFailed(ValidationFailed, InvalidAdapter):
+    """The adapter folder failed validation: nothing was registered."""
+
+    code = "adapter_validation_failed"
+
+
 class CorruptFile(InvalidInput):
     """A file is corrupt or truncated."""
 
@@ -109,6 +133,12 @@ class InvalidModel(InvalidInput):
     """The folder is not a valid Hugging Face model."""
 
     code = "invalid_model"
+
+
+class BaseValidationFailed(ValidationFailed, InvalidModel):
+    """The base model folder failed validation: nothing was registered."""
+
+    code = "base_validation_failed"
 
 
 class NotFound(RegistryError, LookupError):

@@ -11,6 +11,8 @@ from typing import Any
 
 from registry.adapters.checkpoint import read_headers
 from registry.adapters.inspect import TOKENIZER_FILES, canonical_json
+from registry.adapters.validate import raise_findings
+from registry.adapters.validate.base import check_base_folder
 from registry.dtypes import TORCH_NAMES
 from registry.errors import InvalidModel
 from registry.storage.digest import sha256_file
@@ -54,10 +56,16 @@ def _sample_hash(path: Path, size: int) -> str:
 
 def fingerprint_base(folder: Path, *, revision: str | None = None, full_hash: bool = False,
                      max_header_bytes: int = 100 * 1024 * 1024) -> BaseFingerprint:
-    """Fingerprint = sha256(revision, config hash, tensor-layout hash, tokenizer hash, weights hash)."""
+    """Fingerprint = sha256(revision, config hash, tensor-layout hash, tokenizer hash, weights hash).
+
+    The folder is validated first (`validate.base.check_base_folder`): every finding at once, as
+    BaseValidationFailed, and nothing is read further.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InvalidModel(f"not a folder: {folder}")
+    _config, findings = check_base_folder(folder, max_header_bytes=max_header_bytes)
+    raise_findings(findings, kind="base")
     cfg_path = folder / "config.json"
     try:
         config = json.loads(cfg_path.read_text())

@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from registry.adapters import keys as K
-from registry.adapters.peft_config import PeftFields, load_config
+from registry.adapters.peft_config import PeftFields, parse_config
 from registry.adapters.safetensors import SCANNED_DTYPES, Header, read_header, scan_tensor
 from registry.adapters.training import training_metadata
+from registry.adapters.validate import Finding, raise_findings
+from registry.adapters.validate import config as VC
+from registry.adapters.validate.files import kind, read_regular
+from registry.adapters.validate.folder import check_entries, check_weights
 from registry.dtypes import TORCH_NAMES
-from registry.errors import InvalidAdapter, UnsafeFormat
+from registry.errors import CorruptFile, InvalidAdapter, UnsafeFormat
 from registry.storage.digest import sha256_file
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9._-]+)?")  # used with fullmatch: "$" would admit a trailing newline
@@ -31,6 +35,7 @@ TOKENIZER_FILES = {*TOKENIZER_ONLY_FILES, *CHAT_TEMPLATE_FILES, *PROCESSOR_FILES
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 TRAINING_STATE = {"optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin", "scaler.pt"}
 OTHER_FILES = {"README.md"}
+TRAINER_RECORDS = ("trainer_state.json", "training_args.bin")
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
 
@@ -81,22 +86,37 @@ def content_digest(files: list[tuple[str, str]]) -> str:
 
 
 def find_adapter_folder(path: Path) -> tuple[Path, Path | None]:
-    """(adapter folder, trainer root or None). A Trainer output picks its final adapter."""
+    """(adapter folder, trainer root or None). A Trainer output picks its final adapter.
+
+    Decided from lstat alone: a link or FIFO named adapter_config.json still makes the folder an
+    adapter folder, so that the validation refuses it by name instead of calling it missing.
+    """
     path = Path(path)
     if not path.exists():
         raise InvalidAdapter(f"no such folder: {path}")
     if not path.is_dir():
         raise InvalidAdapter(f"not a folder: {path} (push takes the adapter's folder)")
-    if (path / CONFIG).is_file():
-        return path, (path if (path / "trainer_state.json").exists() else None)
+    if kind(path / CONFIG) != "missing":
+        return path, (path if kind(path / "trainer_state.json") != "missing" else None)
     cks = []
     for d in path.iterdir():
         m = re.fullmatch(r"checkpoint-(\d+)", d.name)
-        if m and d.is_dir() and (d / CONFIG).is_file():
+        if m and d.is_dir() and kind(d / CONFIG) != "missing":
             cks.append((int(m.group(1)), d))
     if cks:
         return max(cks)[1], path
     raise InvalidAdapter(f"missing {CONFIG} in {path} (not a PEFT adapter folder or Trainer output)")
+
+
+def check_folder_files(folder: Path, trainer_root: Path | None) -> list[Finding]:
+    """Links and special files where a push would read: the adapter folder, the Trainer root's records."""
+    found = []
+    if trainer_root is not None and folder != trainer_root:
+        if kind(folder) == "link":
+            found.append(Finding("FOLDER_SYMLINK", f"{folder.name}: the checkpoint folder is a symlink",
+                                 file=folder.name))
+        found += check_entries(trainer_root, [n for n in TRAINER_RECORDS if kind(trainer_root / n) != "missing"])
+    return found + check_entries(folder)
 
 
 def _role(name: str) -> str | None:
@@ -124,12 +144,13 @@ def push_files(path: Path) -> list[tuple[str, Path]]:
     """
     root = Path(path)
     folder, trainer_root = find_adapter_folder(root)
+    raise_findings(check_folder_files(folder, trainer_root))  # a link would upload what it points at
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.is_file() and (_role(p.name) or (p.suffix in PICKLE_SUFFIXES and p.name not in TRAINING_STATE)):
             out[p.relative_to(root).as_posix()] = p
     for d in {p for p in (folder, trainer_root) if p is not None}:
-        for name in ("trainer_state.json", "training_args.bin"):
+        for name in TRAINER_RECORDS:
             if (d / name).is_file():
                 out[(d / name).relative_to(root).as_posix()] = d / name
     return sorted(out.items())
@@ -137,40 +158,59 @@ def push_files(path: Path) -> list[tuple[str, Path]]:
 
 def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes: int = 100 * 1024 * 1024,
                     scan: bool = True) -> AdapterManifest:
-    """Read, check and digest an adapter folder. Raises InvalidAdapter / UnsafeFormat / CorruptFile."""
+    """Validate, read and digest an adapter folder.
+
+    Every finding of the folder (files, config, weights header, weights) is reported at once.
+
+    Raises:
+        AdapterValidationFailed: with every finding (nothing opened when the folder has links or FIFOs)
+        UnsafeFormat: pickle weights only
+        InvalidAdapter: no adapter folder at all, or what peft_config refuses
+    """
     folder, trainer_root = find_adapter_folder(path)
-    conf, fields = load_config(folder / CONFIG)
+    raise_findings(check_folder_files(folder, trainer_root))
+    findings: list[Finding] = []
+    conf: dict[str, Any] | None = None
+    try:
+        conf, found = VC.parse(read_regular(folder / CONFIG, limit=VC.MAX_BYTES))
+    except OSError as e:
+        found = [Finding("CONFIG_MISSING", f"{CONFIG}: cannot be read ({e.strerror or e})", file=CONFIG)]
+    findings += found
+    if conf is not None:
+        findings += VC.check_config(conf)
     weights = folder / WEIGHTS
     notes: list[str] = []
     pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.name not in TRAINING_STATE]
-    if not weights.is_file():
+    header: Header | None = None
+    zero_b: list[str] = []
+    if kind(weights) == "missing":
         if pickles and not allow_pickle:
             raise UnsafeFormat(f"{folder.name}: pickle weights ({', '.join(sorted(pickles))}) are refused: "
                                "they can run code when loaded", files=sorted(pickles))
         if pickles:
             raise UnsafeFormat(f"{folder.name}: only pickle weights found; even with pickles allowed the registry "
                                "stores safetensors only", files=sorted(pickles))
-        raise InvalidAdapter(f"missing {WEIGHTS} in {folder}")
-    if pickles:
-        notes.append(f"ignored pickle files: {', '.join(sorted(pickles))}")
-    header = read_header(weights, max_header_bytes=max_header_bytes)
-    if not header.tensors:
-        raise InvalidAdapter(f"{WEIGHTS} holds no tensors")
-    zero_b: list[str] = []
-    if scan:
-        for name, info in header.tensors.items():
-            if info.dtype not in SCANNED_DTYPES:
-                continue
-            bad, all_zero = scan_tensor(weights, info)
-            if bad:
-                raise InvalidAdapter(f"{WEIGHTS}: tensor {name} has {bad} NaN/Inf values", tensor=name)
-            if all_zero and (name.endswith(".lora_B.weight") or name.endswith(".lora_embedding_B")):
-                zero_b.append(name)
+        findings.append(Finding("WEIGHTS_MISSING", f"missing {WEIGHTS} in {folder}", file=WEIGHTS))
+    else:
+        if pickles:
+            notes.append(f"ignored pickle files: {', '.join(sorted(pickles))}")
+        try:
+            header = read_header(weights, max_header_bytes=max_header_bytes)
+        except CorruptFile as e:
+            findings += [Finding(f["code"], f["message"], file=WEIGHTS, field=f.get("field"))
+                         for f in getattr(e, "findings", None) or []]
+    if header is not None:
+        findings += check_weights(conf or {}, header.tensors, file=WEIGHTS)
+        if scan and not findings:
+            zero_b = _scan(weights, header, findings)
+    raise_findings(findings)
+    assert conf is not None and header is not None  # no findings: both were read
+    fields = parse_config(conf)
     dtypes = Counter(i.dtype for i in header.tensors.values() if i.dtype in SCANNED_DTYPES)
     adapter_dtype = TORCH_NAMES.get(dtypes.most_common(1)[0][0]) if dtypes else None
     entries: list[FileEntry] = []
     for p in sorted(folder.iterdir()):
-        role = _role(p.name) if p.is_file() else None
+        role = _role(p.name) if kind(p) == "file" else None
         if role is not None:
             entries.append(FileEntry(p.name, p, p.stat().st_size, role, sha256_file(p)))
     digest = content_digest([(e.path, e.digest) for e in entries])
@@ -180,6 +220,21 @@ def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes:
         size_bytes=sum(e.size for e in entries), zero_b=zero_b,
         training=training_metadata(folder, root=trainer_root) if trainer_root else None, notes=notes,
     )
+
+
+def _scan(weights: Path, header: Header, findings: list[Finding]) -> list[str]:
+    """NaN/Inf values become findings; the all-zero lora_B tensors are returned (a warning, later)."""
+    zero_b = []
+    for name, info in header.tensors.items():
+        if info.dtype not in SCANNED_DTYPES:
+            continue
+        bad, all_zero = scan_tensor(weights, info)
+        if bad:
+            findings.append(Finding("WEIGHTS_NONFINITE", f"{WEIGHTS}: tensor {name} has {bad} NaN/Inf values",
+                                    file=WEIGHTS, field=name))
+        if all_zero and (name.endswith(".lora_B.weight") or name.endswith(".lora_embedding_B")):
+            zero_b.append(name)
+    return zero_b
 
 
 def canonical_json(obj: Any) -> bytes:

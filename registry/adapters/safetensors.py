@@ -9,10 +9,8 @@ points at) all take their tensors from `read_header`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-from registry.dtypes import ITEMSIZE, SAFETENSORS_CODES
+from registry.adapters.validate.files import open_regular
+from registry.adapters.validate.safetensors import check_header, header_length
 from registry.errors import CorruptFile
 
 DEFAULT_MAX_HEADER = 100 * 1024 * 1024
@@ -61,57 +60,30 @@ class Header:
 
 
 def read_header(path: Path, *, max_header_bytes: int = DEFAULT_MAX_HEADER) -> Header:
-    """Parse and validate a safetensors header. Raises CorruptFile naming the file and the problem."""
+    """Parse and validate a safetensors header (`validate.safetensors.check_header`, every rule of the format).
+
+    Raises:
+        CorruptFile: naming the file and the first problem; `.findings` holds every finding.
+    """
     path = Path(path)
-    size = os.path.getsize(path)
     name = path.name
-    if size < 8:
-        raise CorruptFile(f"{name}: not a safetensors file (only {size} bytes)", path=str(path))
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        if n > max_header_bytes:
-            raise CorruptFile(f"{name}: safetensors header of {n} bytes exceeds the limit of {max_header_bytes}",
-                              path=str(path))
-        if 8 + n > size:
-            raise CorruptFile(f"{name}: truncated safetensors file (header says {n} bytes, file has {size - 8})",
-                              path=str(path))
-        raw = f.read(n)
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CorruptFile(f"{name}: safetensors header is not valid JSON ({e.__class__.__name__})",
-                          path=str(path)) from e
-    if not isinstance(doc, dict):
-        raise CorruptFile(f"{name}: safetensors header is not a JSON object", path=str(path))
-    meta = doc.pop("__metadata__", None) or {}
-    data_start = 8 + n
-    tensors: dict[str, TensorInfo] = {}
-    spans = []
-    for tname, info in doc.items():
-        try:
-            dtype = info["dtype"]
-            shape = tuple(int(x) for x in info["shape"])
-            lo, hi = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CorruptFile(f"{name}: malformed entry for tensor {tname!r}", path=str(path)) from e
-        if dtype not in SAFETENSORS_CODES:
-            raise CorruptFile(f"{name}: tensor {tname!r} has unknown dtype {dtype!r}", path=str(path))
-        if any(d < 0 for d in shape) or lo < 0 or hi < lo:
-            raise CorruptFile(f"{name}: tensor {tname!r} has a negative shape or offset", path=str(path))
-        nbytes = math.prod(shape) * ITEMSIZE.get(dtype, 0)
-        if dtype != "F4" and hi - lo != nbytes:  # F4 packs two values per byte
-            raise CorruptFile(f"{name}: tensor {tname!r} spans {hi - lo} bytes but {dtype}{list(shape)} needs {nbytes}",
-                              path=str(path))
-        if data_start + hi > size:
-            raise CorruptFile(f"{name}: truncated: tensor {tname!r} ends at byte {data_start + hi} of {size}",
-                              path=str(path))
-        tensors[tname] = TensorInfo(tname, dtype, shape, data_start + lo, data_start + hi, path)
-        spans.append((lo, hi))
-    spans.sort()
-    for (_a0, a1), (b0, _b1) in zip(spans, spans[1:]):
-        if b0 < a1:
-            raise CorruptFile(f"{name}: tensors overlap in the data section", path=str(path))
-    return Header(str(path), tensors, {str(k): str(v) for k, v in meta.items()}, data_start, size)
+        fd = open_regular(path, follow=True)  # a FIFO must not hang the reader
+    except OSError as e:
+        raise CorruptFile(f"{name}: not a regular file ({e.strerror or e})", path=str(path)) from e
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        first8 = f.read(8)
+        n, bad = header_length(name, first8, size, max_header_bytes=max_header_bytes)
+        data = first8 if bad else first8 + f.read(n)
+    chk = check_header(name, data, size, max_header_bytes=max_header_bytes)
+    if chk.findings:
+        first = chk.findings[0]
+        raise CorruptFile(first.message, path=str(path), findings=[x.to_dict() for x in chk.findings])
+    start = chk.data_start
+    tensors = {e.name: TensorInfo(e.name, e.dtype, e.shape, start + e.start, start + e.end, path)
+               for e in chk.entries}  # in offset order
+    return Header(str(path), tensors, chk.metadata, start, size)
 
 
 # the float codes a scan reads, and the numpy type it views their values as (half precision as bits)

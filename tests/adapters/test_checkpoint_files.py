@@ -97,12 +97,13 @@ def test_model_safetensors_is_read_over_an_index_beside_it_as_transformers_does(
     assert checkpoint_files(base) == [base / "model.safetensors"]
 
 
-def test_an_index_naming_files_outside_the_folder_is_corrupt(tmp_path):
+def test_an_index_naming_files_outside_the_folder_is_refused(tmp_path):
     import json
 
     from registry.adapters.checkpoint import checkpoint_files
-    from registry.errors import CorruptFile
+    from registry.errors import BaseValidationFailed
 
     (tmp_path / INDEX).write_text(json.dumps({"weight_map": {"w": "../elsewhere.safetensors"}}))
-    with pytest.raises(CorruptFile, match="outside the folder"):
+    with pytest.raises(BaseValidationFailed, match="outside the folder") as e:
         checkpoint_files(tmp_path)
+    assert e.value.codes == ["BASE_INDEX_PATH"]
