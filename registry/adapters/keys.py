@@ -49,7 +49,7 @@ def split_key(key: str) -> tuple[str, str] | None:
 def base_key(key: str) -> str:
     """The base checkpoint tensor a replacing adapter tensor stands for."""
     k = key[len(PREFIX):] if key.startswith(PREFIX) else key
-    for wrapped in (".modules_to_save.default", ".original_module", ".base_layer"):
+    for wrapped in (".modules_to_save.default", ".modules_to_save", ".original_module", ".base_layer"):
         k = k.replace(wrapped, "")
     return k
 
@@ -63,7 +63,10 @@ def layout(tensors: dict[str, TensorInfo]) -> AdapterLayout:
         sk = split_key(key)
         if sk is None:
             if key.startswith(PREFIX) or key.endswith((".weight", ".bias")):
-                if ".original_module." not in key:
+                if ".modules_to_save." in key and ".modules_to_save.default." not in key:
+                    # peft (save_embedding_layers) also writes the wrapper's copy beside the plain key
+                    replaced.setdefault(base_key(key), info)
+                elif ".original_module." not in key:  # the base's own tensor, as it was
                     replaced[base_key(key)] = info
             else:
                 unknown.append(key)

@@ -214,17 +214,24 @@ def _load_modules_to_save(t: _Tensors, saved: list[Module]) -> None:
     """Load phase, modules_to_save: the file's copy replaces each parameter of the module."""
     for m in saved:
         for p in m.params:
-            src = f"{PREFIX}{m.name}.{p}"
+            # save_embedding_layers (a resized vocabulary) also writes the wrapper's copy and the original
+            # beside the plain key; the copy is the same tensor, the original is the base's own
+            plain, copy, orig = (f"{PREFIX}{m.name}.{p}", f"{PREFIX}{m.name}.modules_to_save.{p}",
+                                 f"{PREFIX}{m.name}.original_module.{p}")
+            src = plain if plain in t.adapter else copy
             if src not in t.adapter:
                 continue
-            t.used.add(src)
             key = f"{m.name}.{p}"
+            for k in (plain, copy, orig):
+                if k in t.adapter:
+                    t.used.add(k)
+                    _check_shape(t.adapter[k][1], t.shape_of(key), k)
             if key in t.ties or any(v == key for v in t.ties.values()):
                 t.untied.add(key)
-            _check_shape(t.adapter[src][1], t.shape_of(key), src)
             t.add(key, Op("replace", m.name, src=src))
-        for k in t.adapter:  # peft also saves the wrapper's internals in some versions
-            if k.startswith(f"{PREFIX}{m.name}.original_module.") or k.startswith(f"{PREFIX}{m.name}.modules_to_save."):
+        for k in t.adapter:  # anything else of the wrapper is not something peft's load would use
+            if k not in t.used and (k.startswith(f"{PREFIX}{m.name}.original_module.")
+                                    or k.startswith(f"{PREFIX}{m.name}.modules_to_save.")):
                 raise Unsupported(f"adapter carries wrapper internals ({k})")
 
 

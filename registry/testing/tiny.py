@@ -193,3 +193,43 @@ def write_trainer_output(adapter: Path, out: Path, *, steps: tuple[int, ...] = (
                  "train_batch_size": 4, "num_train_epochs": 3, "max_steps": steps[-1]}
         (ck / "trainer_state.json").write_text(json.dumps(state, indent=2))
     return out
+
+
+def build_added_tokens(base: Path, resized: Path, out: Path, *, tokens: tuple[str, ...] = ("<tool>", "</tool>"),
+                       target_modules: list[str] | None = None, seed: int = 3, scale: float = 0.05,
+                       modules_to_save: list[str] | None = None) -> tuple[Path, Path]:
+    """The added-tokens recipe: special tokens added, resize_token_embeddings, LoRA with
+    modules_to_save=["embed_tokens", "lm_head"], saved by peft. Returns (resized base, adapter).
+
+    The resized base is saved (model and tokenizer) as a base of its own; peft writes the copies
+    as `...modules_to_save.weight`, `...original_module.weight` and the plain `...weight`.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(base)
+    tok.add_special_tokens({"additional_special_tokens": list(tokens)})  # type: ignore[dict-item]
+    model = AutoModelForCausalLM.from_pretrained(base)
+    model.resize_token_embeddings(len(tok), mean_resizing=False)
+    resized.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(resized)
+    tok.save_pretrained(resized)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=target_modules or ["q_proj", "v_proj"], task_type="CAUSAL_LM",
+                     modules_to_save=modules_to_save or ["embed_tokens", "lm_head"])
+    pm = get_peft_model(model, cfg)
+    with torch.no_grad():
+        for name, p in pm.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn_like(p) * scale)
+            elif "modules_to_save" in name:
+                p.add_(torch.randn_like(p) * scale)
+    out.mkdir(parents=True, exist_ok=True)
+    pm.save_pretrained(str(out))
+    tok.save_pretrained(out)
+    cfg_path = out / "adapter_config.json"
+    conf = json.loads(cfg_path.read_text())
+    conf["base_model_name_or_path"] = str(resized)
+    cfg_path.write_text(json.dumps(conf, indent=2, sort_keys=True))
+    return resized, out

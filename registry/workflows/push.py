@@ -21,6 +21,8 @@ from registry import types as T
 from registry.adapters.basemodel import fingerprint_base
 from registry.adapters.compat import check_compat
 from registry.adapters.inspect import AdapterManifest, check_name, inspect_adapter
+from registry.adapters.validate import Finding, raise_findings
+from registry.adapters.validate.against_base import check_targets, check_vocab
 from registry.catalog import commands as C
 from registry.catalog import convert
 from registry.catalog import models as M
@@ -64,7 +66,9 @@ def push(core: Core, path: Path, *, name: str, base: str | None, tags: Mapping[s
                                    max_header_bytes=core.settings.max_header_bytes)
         with core.db.read() as s:
             base_row = Q.get_base(s, base) if base else guess_base(s, manifest)
-            compat = compat_report(manifest, base_row) if base_row is not None else None
+            findings = against_base(manifest, base_row) if base_row is not None else []
+            compat = compat_report(manifest, base_row) if base_row is not None and not findings else None
+        raise_findings(findings)
         if base_row is not None and compat and compat["status"] == "fail":
             more = f" (and {len(compat['errors']) - 1} more)" if len(compat["errors"]) > 1 else ""
             raise Incompatible(f"{name}: does not fit base {base_row.name}: {compat['errors'][0]}{more}",
@@ -90,6 +94,12 @@ def guess_base(s: Session, manifest: AdapterManifest) -> M.BaseModelRow | None:
     cands = list(s.scalars(select(B).where(match).order_by(B.id.desc())))
     names = {c.name for c in cands}
     return cands[0] if len(names) == 1 else None
+
+
+def against_base(manifest: AdapterManifest, base: M.BaseModelRow) -> list[Finding]:
+    """The validation findings only the base shows: target modules it lacks, a vocabulary it was not resized to."""
+    return [*check_targets(manifest.conf, base.layout, tied=base.tie_word_embeddings, base=base.name),
+            *check_vocab(manifest.header.tensors, base.layout, base=base.name, hint=manifest.fields.base_model_hint)]
 
 
 def compat_report(manifest: AdapterManifest, base: M.BaseModelRow) -> dict[str, Any]:
