@@ -86,6 +86,14 @@ def add_merged(reg, ref: str, *, files: dict[str, str], base: str | None = None,
         return m.id
 
 
+def add_target(reg, url: str, *, namespace: str | None = None, kind: str = "publish", **options) -> int:
+    """Allow `namespace` (None: every namespace) to publish under `url` (or, kind "base", to register
+    base models from folders under it), as an admin would; returns the target's id."""
+    from registry.targets import Targets
+
+    return Targets(reg.core).add(url, namespace=namespace, kind=kind, options=options or None).id
+
+
 # -- the HTTP API ----------------------------------------------------------------------------------
 @dataclass
 class Tokens:

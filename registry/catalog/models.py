@@ -426,3 +426,19 @@ class ApiToken(Base):
     created_by: Mapped[str] = mapped_column(String(200), default="")
     revoked_at: Mapped[dt.datetime | None] = mapped_column(TS)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(TS)
+
+
+class PublishTarget(Base):
+    """Where the writes of a namespace may publish to (kind publish) or register base models from
+    (kind base): an admin's policy, never a caller's input. namespace NULL: every namespace."""
+
+    __tablename__ = "publish_targets"
+    __table_args__ = (Index("ix_publish_targets_namespace_kind", "namespace", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace: Mapped[str | None] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))  # publish | base
+    url: Mapped[str] = mapped_column(Text)  # dir:///root, s3://bucket/prefix, hf://org
+    options: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # {"private": bool} for hf
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from registry.errors import InvalidInput
+from registry.storage.cache import MARKER as SEAL
 from registry.storage.digest import sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,5 +96,5 @@ def plan(folder: Path) -> tuple[list[str], str]:
         raise InvalidInput(f"{folder} has no {MANIFEST}: only complete merged folders are published",
                            path=str(folder))
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    files = [f for f in files if f != MANIFEST] + [MANIFEST]
+    files = [f for f in files if f not in (MANIFEST, SEAL)] + [MANIFEST]  # the cache's seal is not the model's
     return files, sha256_file(folder / MANIFEST)

@@ -1,8 +1,9 @@
 """hf://org/repo[@revision]: one commit to a Hugging Face Hub model repo through huggingface_hub.
 
-The repo is created if needed (and the branch, for a revision other than main); all files go in
-one commit, so the repo moves from the old checkpoint to the new one at once. The token comes
-from huggingface_hub's usual settings (HF_TOKEN, the stored login); the endpoint from
+The repo is created if needed, private unless `private=False` (the publish target decides,
+registry/targets.py), and the branch for a revision other than main; all files go in one commit,
+so the repo moves from the old checkpoint to the new one at once. The token comes from
+huggingface_hub's usual settings (HF_TOKEN, the stored login); the endpoint from
 settings.hf_endpoint (else huggingface_hub's, HF_ENDPOINT).
 """
 
@@ -18,7 +19,7 @@ class HubPublisher:
     kind = "hf"
 
     def __init__(self, repo_id: str, revision: str | None = None, *, endpoint: str | None = None,
-                 token: str | None = None, private: bool | None = None):
+                 token: str | None = None, private: bool = True):
         self.repo_id, self.revision = repo_id, revision
         self.endpoint, self.token, self.private = endpoint, token, private
 

@@ -7,22 +7,32 @@
 
 The folder is built in a temp folder next to `dest` and renamed into place, so `dest` is either
 absent or complete; a second call finds it complete and returns at once.
+
+A folder others could have written to (the merged-model cache: its path is computable from
+public fields) is `sealed`: a marker naming exactly the files it was built with is written into
+the build folder, so it appears with the folder in one rename, and a folder without a matching
+marker is never taken as complete. Sizes are checked against the catalog's (`sizes`), the small
+files named in `hashed` against their digests; `mismatched` checks every byte when it matters
+(before a publish).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from registry.errors import InvalidInput, RegistryError, StorageError, translate_os_error
-from registry.storage.digest import check_digest
+from registry.storage.digest import check_digest, sha256_file
 from registry.storage.fsutil import fsync_dir, temp_name
 
 CACHE_MODE = 0o444
+MARKER = ".adapter-registry-folder"  # in a sealed folder: which files it was built with (never published)
 
 
 def cache_path(cache_root: Path, digest: str) -> Path:
@@ -50,13 +60,18 @@ def cached(store: Fetches, digest: str, cache_root: Path) -> Path:
     return path
 
 
-def materialize(store: Fetches, files: Mapping[str, str], dest: Path, *, cache_root: Path) -> Path:
+def materialize(store: Fetches, files: Mapping[str, str], dest: Path, *, cache_root: Path,
+                sizes: Mapping[str, int] | None = None, sealed: bool = False, hashed: Collection[str] = ()) -> Path:
     """Build `dest` as a folder holding `files` ({relative posix path: digest}).
 
     Each blob is fetched (verified) into the cache once, then hard-linked (or copied) into a temp
     folder that is renamed to `dest`. Idempotent: if `dest` already holds exactly these files it
     is returned untouched; a `dest` that holds anything else is replaced.
 
+    Args:
+        sizes: the size each file must have (else the size of its cached blob, when cached)
+        sealed: `dest` carries a marker naming these files, and a `dest` without it is replaced
+        hashed: files whose sha256 is checked before an existing `dest` is trusted (small ones)
     Returns:
         dest
     Raises:
@@ -67,9 +82,15 @@ def materialize(store: Fetches, files: Mapping[str, str], dest: Path, *, cache_r
     dest = Path(dest)
     wanted = {_check_relpath(rel): check_digest(digest) for rel, digest in files.items()}
     _check_no_file_dir_clash(wanted)
-    if _is_complete(dest, wanted, cache_root):
+    complete = _completeness(wanted, cache_root, sizes=sizes, sealed=sealed, hashed=hashed)
+    if complete(dest):
         return dest
     sources = {rel: cached(store, digest, cache_root) for rel, digest in wanted.items()}
+    for rel in hashed:
+        # a cached copy can be changed through a hard link to it: fetch the hashed ones again if so
+        if rel in sources and sha256_file(sources[rel]) != wanted[rel]:
+            evict(cache_root, [wanted[rel]])
+            sources[rel] = cached(store, wanted[rel], cache_root)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         build = dest.parent / temp_name(f".{dest.name}.")
@@ -81,8 +102,10 @@ def materialize(store: Fetches, files: Mapping[str, str], dest: Path, *, cache_r
             target = build / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(src, target)
+        if sealed:
+            _write_seal(build, wanted)
         _fsync_tree(build)
-        _move_into_place(build, dest, wanted, cache_root)
+        _move_into_place(build, dest, complete)
     except RegistryError:
         shutil.rmtree(build, ignore_errors=True)
         raise
@@ -93,6 +116,71 @@ def materialize(store: Fetches, files: Mapping[str, str], dest: Path, *, cache_r
         shutil.rmtree(build, ignore_errors=True)
         raise
     return dest
+
+
+def install(folder: Path, dest: Path, files: Mapping[str, str], *, cache_root: Path,
+            sizes: Mapping[str, int] | None = None, hashed: Collection[str] = ()) -> bool:
+    """Seal a folder this process wrote (`folder` holds exactly `files`) and move it to `dest`.
+
+    A `dest` that is already complete and sealed for these files is kept (`folder` is left alone);
+    anything else there is replaced. Returns True when `folder` was moved into place.
+    """
+    wanted = {_check_relpath(rel): check_digest(digest) for rel, digest in files.items()}
+    complete = _completeness(wanted, cache_root, sizes=sizes, sealed=True, hashed=hashed)
+    if complete(dest):
+        return False
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _write_seal(folder, wanted)
+        fsync_dir(folder)
+        _move_into_place(folder, dest, complete, keep_build=True)
+    except OSError as e:
+        raise translate_os_error(e, path=str(dest)) from e
+    return not folder.exists()
+
+
+def mismatched(folder: Path, files: Mapping[str, str]) -> list[str]:
+    """The files of `files` that `folder` lacks or whose sha256 differs (reads every byte)."""
+    bad = []
+    for rel, digest in sorted(files.items()):
+        path = Path(folder) / rel
+        try:
+            ok = not path.is_symlink() and sha256_file(path) == digest
+        except OSError:
+            ok = False
+        if not ok:
+            bad.append(rel)
+    return bad
+
+
+def evict(cache_root: Path, digests: Iterable[str]) -> None:
+    """Drop cached copies of blobs (the next use fetches them again from the store, verified)."""
+    for digest in digests:
+        try:
+            cache_path(cache_root, digest).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def discard(dest: Path) -> None:
+    """Remove a folder: renamed aside first, so nobody sees it half removed."""
+    trash = dest.parent / temp_name(f".{dest.name}.old.")
+    try:
+        os.rename(dest, trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _seal_text(wanted: Mapping[str, str]) -> str:
+    return hashlib.sha256(json.dumps(sorted(wanted.items())).encode()).hexdigest()
+
+
+def _write_seal(folder: Path, wanted: Mapping[str, str]) -> None:
+    with open(folder / MARKER, "w") as f:
+        f.write(_seal_text(wanted))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _check_relpath(rel: str) -> str:
@@ -109,21 +197,50 @@ def _check_no_file_dir_clash(wanted: Mapping[str, str]) -> None:
         raise InvalidInput(f"{clash[0]!r} is both a file and a folder", path=clash[0])
 
 
-def _is_complete(dest: Path, wanted: Mapping[str, str], cache_root: Path) -> bool:
-    """dest holds exactly the wanted files, each the size of its cached blob (when cached)."""
-    if not dest.is_dir():
+def _completeness(wanted: Mapping[str, str], cache_root: Path, *, sizes: Mapping[str, int] | None,
+                  sealed: bool, hashed: Collection[str]) -> Callable[[Path], bool]:
+    def complete(dest: Path) -> bool:
+        return _is_complete(dest, wanted, cache_root, sizes=sizes, sealed=sealed, hashed=hashed)
+
+    return complete
+
+
+def _is_complete(dest: Path, wanted: Mapping[str, str], cache_root: Path, *, sizes: Mapping[str, int] | None = None,
+                 sealed: bool = False, hashed: Collection[str] = ()) -> bool:
+    """dest holds exactly the wanted files (plain files, no links), each of the expected size.
+
+    The expected size is `sizes[rel]`, else the size of its cached blob (when cached). A sealed
+    folder must carry the marker for exactly these files; the files in `hashed` must match their
+    digests.
+    """
+    if dest.is_symlink() or not dest.is_dir():
         return False
-    present = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if not p.is_dir()}
-    if present != set(wanted):
-        return False
-    for rel, digest in wanted.items():
-        try:
-            cached_size = cache_path(cache_root, digest).stat().st_size
-        except FileNotFoundError:
-            continue
-        if (dest / rel).stat().st_size != cached_size:
+    try:
+        if sealed:
+            if (dest / MARKER).read_text() != _seal_text(wanted):
+                return False
+        present = {}
+        for p in dest.rglob("*"):
+            if p.is_symlink():
+                return False
+            if not p.is_dir():
+                present[p.relative_to(dest).as_posix()] = p
+        if sealed:
+            present.pop(MARKER, None)
+        if set(present) != set(wanted):
             return False
-    return True
+        for rel, digest in wanted.items():
+            expected = sizes.get(rel) if sizes is not None else None
+            if expected is None:
+                try:
+                    expected = cache_path(cache_root, digest).stat().st_size
+                except FileNotFoundError:
+                    pass
+            if expected is not None and present[rel].stat().st_size != expected:
+                return False
+        return all(sha256_file(dest / rel) == wanted[rel] for rel in hashed if rel in wanted)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _link_or_copy(src: Path, target: Path) -> None:
@@ -140,23 +257,25 @@ def _fsync_tree(root: Path) -> None:
         fsync_dir(Path(folder))
 
 
-def _move_into_place(build: Path, dest: Path, wanted: Mapping[str, str], cache_root: Path) -> None:
+def _move_into_place(build: Path, dest: Path, complete: Callable[[Path], bool], *, keep_build: bool = False) -> None:
+    """Rename `build` to `dest`. When `dest` exists: kept if complete (another process finished the
+    same folder first; `build` is dropped unless `keep_build`), else swapped out and removed."""
     try:
         os.rename(build, dest)
     except OSError as e:
         if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
             raise
-        if _is_complete(dest, wanted, cache_root):
-            # Another process finished the same folder first.
-            shutil.rmtree(build, ignore_errors=True)
+        if complete(dest):
+            if not keep_build:
+                shutil.rmtree(build, ignore_errors=True)
             return
-        # dest holds something else (a stale or hand-edited folder): swap it out, then drop it.
+        # dest holds something else (a stale, hand-edited or planted folder): swap it out, then drop it.
         trash = dest.parent / temp_name(f".{dest.name}.old.")
         os.rename(dest, trash)
         try:
             os.rename(build, dest)
         except OSError as e2:
-            raise StorageError(f"could not move {build} into place at {dest}: {e2}", path=str(dest)) from e2
+            raise StorageError(f"could not move a folder into place at {dest}: {e2}", path=str(dest)) from e2
         finally:
             shutil.rmtree(trash, ignore_errors=True)
     fsync_dir(dest.parent)

@@ -29,12 +29,13 @@ from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.catalog.rows import row as need
 from registry.core import Core
-from registry.errors import AlreadyExists, BaseModelNotFound, InvalidInput
+from registry.errors import AlreadyExists, BaseModelNotFound, IntegrityFailure, InvalidInput
 from registry.refs import parse_ref
 from registry.workflows.ingest import ingest
 from registry.workflows.resolve import adapter_folder, base_folder
 
 MergeProgress = Callable[[int, int, str], None]  # (done, total, tensor name)
+MANIFEST = "manifest.json"
 
 
 def cache_device(device: str) -> str:
@@ -96,14 +97,7 @@ def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, 
                               for rel, sha in sorted(res.files.items())}, stage="store")
         files = {rel: {"digest": sha, "size": blobs[res.out_dir / rel].size} for rel, sha in sorted(res.files.items())}
         mid = _record(core, job, key, res, files, validate=validate)
-        dest = merged_root / key
-        if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                res.out_dir.rename(dest)
-            except OSError:
-                pass  # another process put the same bytes there first
-        return _with_folder(core, mid, out, created=existing is None)
+        return _with_folder(core, mid, out, created=existing is None, built=res.out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -157,7 +151,7 @@ def _record(core: Core, job: _Job, key: str, res: Any, files: dict[str, dict[str
         C.insert_ignore(s, M.MergedArtifact, {
             "cache_key": key, "version_id": job.version_id, "base_model_id": base_id,
             "dtype": res.dtype, "engine": res.engine, "engine_version": res.engine_version,
-            "device": res.device, "manifest_digest": res.files["manifest.json"], "files": files,
+            "device": res.device, "manifest_digest": res.files[MANIFEST], "files": files,
             "size_bytes": res.size_bytes, "validation": validation, "created_by": core.actor,
             "created_at": M.utcnow()}, ["cache_key"])
         mrow = s.scalars(select(M.MergedArtifact).where(M.MergedArtifact.cache_key == key)).one()
@@ -196,9 +190,17 @@ def merged_dir(core: Core, key: str) -> Path:
     return core.settings.cache_dir / "merged" / key
 
 
-def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool) -> T.MergedArtifact:
-    """The artifact with a local folder: the merged cache (rebuilt from blobs if missing) or `out`."""
-    from registry.storage import materialize
+def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool,
+                 built: Path | None = None) -> T.MergedArtifact:
+    """The artifact with a local folder: the merged cache or `out`.
+
+    The cache folder's path is computable from public fields, so anyone who can write there (a
+    publish target that pointed into the cache, a hand copy) could plant a folder: it is used only
+    when sealed by this registry for exactly the catalog's files, with the catalog's sizes and
+    manifest digest; otherwise it is rebuilt from the blobs. `built` is a folder this process
+    just merged: it becomes the cache folder when it holds the recorded files.
+    """
+    from registry.storage import cache, materialize
 
     with core.db.read() as s:
         m = need(s, M.MergedArtifact, merged_id)
@@ -206,14 +208,60 @@ def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool)
         name = need(s, M.Adapter, v.adapter_id).name
         base = need(s, M.BaseModelRow, m.base_model_id)
         files = {k: f["digest"] for k, f in m.files.items()}
+        sizes = {k: int(f["size"]) for k, f in m.files.items()}
         art = convert.merged(m, f"{name}@{v.version}", base, created=created)
+    blobs = core.settings.cache_dir / "blobs"
+    hashed = [MANIFEST] if MANIFEST in files else []
+    if out is None and built is not None and _holds(built, files, sizes):
+        cache.install(built, merged_dir(core, m.cache_key), files, cache_root=blobs, sizes=sizes, hashed=hashed)
     target = out or merged_dir(core, m.cache_key)
-    path = materialize(core.store, files, target, cache_root=core.settings.cache_dir / "blobs")
+    path = materialize(core.store, files, target, cache_root=blobs, sizes=sizes, sealed=out is None, hashed=hashed)
     return dataclasses.replace(art, path=path)
+
+
+def _holds(folder: Path, files: dict[str, str], sizes: dict[str, int]) -> bool:
+    """`folder` (written by this process) holds exactly `files`, at their sizes, manifest included."""
+    present = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    if set(present) != set(files) or any(present[rel].stat().st_size != n for rel, n in sizes.items()):
+        return False
+    from registry.storage.digest import sha256_file
+
+    return MANIFEST not in files or sha256_file(folder / MANIFEST) == files[MANIFEST]
 
 
 def folder_of(core: Core, art: T.MergedArtifact) -> Path:
     """A local folder of a merged artifact (its cache folder, rebuilt from blobs when missing)."""
-    path = art.path or _with_folder(core, art.id, None, created=False).path
+    return art.path or _cache_folder(core, art.id)
+
+
+def _cache_folder(core: Core, merged_id: int) -> Path:
+    path = _with_folder(core, merged_id, None, created=False).path
     assert path is not None  # _with_folder always sets it
+    return path
+
+
+def verified_folder(core: Core, merged_id: int) -> Path:
+    """The artifact's cache folder with every byte checked against the catalog (before it ships).
+
+    A file that differs (edited in place, even at the same size) is fetched again from the store,
+    verified, and the folder rebuilt.
+
+    Raises:
+        IntegrityFailure: the rebuilt folder still differs from the catalog record
+    """
+    from registry.storage import cache
+
+    with core.db.read() as s:
+        m = need(s, M.MergedArtifact, merged_id)
+        files = {k: f["digest"] for k, f in m.files.items()}
+    path = _cache_folder(core, merged_id)
+    bad = cache.mismatched(path, files)
+    if bad:
+        cache.evict(core.settings.cache_dir / "blobs", [files[rel] for rel in bad])
+        cache.discard(path)
+        path = _cache_folder(core, merged_id)
+        bad = cache.mismatched(path, files)
+    if bad:
+        raise IntegrityFailure(f"merged artifact {merged_id}: {bad[0]} does not match its recorded digest",
+                               merged_id=merged_id, file=bad[0])
     return path

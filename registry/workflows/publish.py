@@ -16,7 +16,7 @@ from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.core import Core
-from registry.errors import BaseModelNotFound, PolicyViolation
+from registry.errors import BaseModelNotFound, IntegrityFailure, PolicyViolation
 from registry.refs import parse_ref
 from registry.workflows import merge as merge_wf
 
@@ -58,16 +58,21 @@ def refusal(t: Target, v: gates.Verdict) -> PolicyViolation:
 
 
 def precheck(core: Core, ref: str, *, to: str, dtype: str | None, force: bool) -> Target:
-    """Refuse a publish request before it is queued: a bad target, or an unverified version.
+    """Refuse a publish request before it is queued: a bad target, a place the caller may not
+    publish to (registry/targets.py), or an unverified version.
 
     Raises:
         InvalidInput: the target is not understood
+        Forbidden: the target is under no publish target of the version's namespace (and the
+            caller is not an unrestricted admin), or inside the registry's own folders
         PolicyViolation: not verified (gates.verdict) and not `force`
     """
     from registry.publish import parse_target
+    from registry.targets import Targets
 
     parse_target(to)
     t = target(core, ref, dtype=dtype)
+    Targets(core).check_publish(t.ref.rpartition("@")[0], to)
     v = gate(core, t)
     if not v.passed and not force:
         raise refusal(t, v)
@@ -102,19 +107,29 @@ def run(core: Core, ref: str, *, to: str, dtype: str | None, engine: str, device
     comes before any merging.
     """
     from registry.publish import open_publisher
+    from registry.storage.digest import sha256_file
+    from registry.targets import Targets, refuse_own_folders
 
     say = progress or (lambda *a, **k: None)
     publisher = open_publisher(to, settings=core.settings)  # a bad target fails before the merge
+    refuse_own_folders(core.settings, to)  # again: the settings or a symlink may have changed since the request
     t = target(core, ref, dtype=dtype)
+    if hasattr(publisher, "private"):  # a Hub repo: private unless the target allowing it says otherwise
+        publisher.private = Targets(core).hub_private(t.ref.rpartition("@")[0], to)
     v = gate(core, t)
     if not v.passed and not force:
         raise refusal(t, v)
     say("merge")
     m = merge_wf.merge(core, t.ref, dtype=t.dtype, engine=engine, device=device, validate=False, out=None,
                        max_shard_size="5GB", progress=merge_progress)
-    folder = merge_wf.folder_of(core, m)
+    folder = merge_wf.verified_folder(core, m.id)  # every byte as recorded, or rebuilt from the store
+    if sha256_file(folder / "manifest.json") != m.manifest_digest:
+        raise IntegrityFailure(f"the merged folder of {t.ref} does not hold its recorded manifest", ref=t.ref)
     say("publish")
     res = publisher.publish(folder, progress=progress)
+    if res.manifest_digest != m.manifest_digest:  # the folder changed while it was being published
+        raise IntegrityFailure(f"{res.uri} received manifest {res.manifest_digest[:12]}, not the recorded "
+                               f"{m.manifest_digest[:12]} of {t.ref}", ref=t.ref, uri=res.uri)
     forced = not v.passed
     return Outcome({"ref": t.ref, "target": publisher.kind, "uri": res.uri, "revision": res.revision,
                     "manifest_digest": res.manifest_digest, "files": res.files, "merged_id": m.id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import bearer
+from tests.factories import add_target, bearer
 
 pytestmark = pytest.mark.usefixtures("needs_jobs")
 
@@ -34,7 +34,9 @@ def test_enqueue_verify_is_202_then_200_for_the_same_job_and_cancel_and_retry_wo
     assert client.get("/api/v1/jobs/999").json()["error"] == "job_not_found"
 
 
-def test_merge_and_publish_enqueue_and_publish_needs_verification_or_admin_force(client, tokens, tmp_path):
+def test_merge_and_publish_enqueue_and_publish_needs_verification_or_admin_force(client, api_registry, tokens,
+                                                                                 tmp_path):
+    add_target(api_registry, f"dir://{tmp_path}", namespace="team-a")
     h = bearer(tokens.write)
     r = client.post("/api/v1/adapters/team-a/bot/versions/1/merge", json={"dtype": "fp32"}, headers=h)
     assert r.status_code == 202 and r.json()["kind"] == "merge"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tests.factories import adapter_files, bearer
+from tests.factories import adapter_files, add_target, bearer
 
 
 def test_push_uploads_the_folder_and_a_second_push_of_the_same_files_returns_the_same_version(
@@ -96,6 +96,7 @@ def test_evals_and_base_registration_are_recorded_with_the_token_name(client, ap
                     headers=bearer(tokens.team_a))
     assert r.status_code == 201 and r.json()[0]["created_by"] == "team-a-bot"
     assert api_registry.show("team-a/bot@1").metrics == {"acc": 0.5, "f1": 0.25}
+    add_target(api_registry, f"dir://{tiny_llama.parent}", namespace="team-a", kind="base")
     r = client.post("/api/v1/bases", json={"name": "team-a/llama", "path": str(tiny_llama)},
                     headers=bearer(tokens.team_a))
     assert r.status_code == 201 and r.json()["created_by"] == "team-a-bot"

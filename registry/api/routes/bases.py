@@ -29,7 +29,8 @@ def show_base(ref: str, caller: Reader):
 
 class BaseIn(BaseModel):
     name: str = Field(max_length=200, description="Base model name, e.g. llama-3-8b")
-    path: str = Field(max_length=4096, description="A Hugging Face model folder on the server's filesystem")
+    path: str = Field(max_length=4096, description="A Hugging Face model folder on the server's filesystem, "
+                                                   "under a base root of the name's namespace")
     revision: str | None = Field(default=None, max_length=200)
     store_weights: bool = Field(default=False, description="Copy the weights into the artifact store")
     full_hash: bool = Field(default=False, description="Hash every weight byte (default: sizes and samples)")
@@ -40,8 +41,13 @@ class BaseIn(BaseModel):
                         **responses(400, 401, 403, 404, 422)})
 def add_base(body: Annotated[BaseIn, Body()], caller: Writer):
     """Register a base model by reference: the server fingerprints a folder it can read (the weights
-    stay where they are)."""
+    stay where they are). The folder must be under a base root of the name's namespace
+    (`adapter-registry target add dir:///root --kind base`); an admin without a namespace may name
+    any folder but the registry's own."""
+    from registry.targets import Targets
+
     caller.can_write(body.name)
-    b = caller.registry.add_base(body.path, name=body.name, revision=body.revision, store_weights=body.store_weights,
+    folder = Targets(caller.registry.core).check_base_path(body.name, body.path)
+    b = caller.registry.add_base(folder, name=body.name, revision=body.revision, store_weights=body.store_weights,
                                  full_hash=body.full_hash)
     return json(b, 201 if b.created else 200)
