@@ -171,7 +171,17 @@ def resolve(ctx, ref, as_json) -> None:
 @json_option
 @pass_ctx
 def check(ctx, ref, base_, as_json) -> None:
-    """Static compatibility of an adapter version with a base model (no weights loaded)."""
+    """Validate a folder (PATH, before any push) or check a version (REF) against its base.
+
+    A REF that is an existing folder is validated as an adapter folder (adapter_config.json) or a
+    base model folder (config.json) by the passes push and `base add` run: every finding is
+    printed, exit status 2 when anything is refused. Otherwise REF names a version (NAME,
+    NAME@VERSION, NAME@ALIAS) and its static compatibility with a base is shown.
+    """
+    from pathlib import Path
+
+    if Path(ref).is_dir():
+        return _check_folder(ctx, Path(ref), as_json)
     rep = ctx.registry.check(ref, base=base_)
     if as_json:
         print_json(rep)
@@ -183,6 +193,24 @@ def check(ctx, ref, base_, as_json) -> None:
         for w in rep.warnings:
             click.echo(f"  warning: {w}")
     if rep.status == "fail":
+        raise click.exceptions.Exit(2)
+
+
+def _check_folder(ctx, path, as_json: bool) -> None:
+    from registry.adapters.validate.run import check_path
+
+    what, findings = check_path(path, max_header_bytes=ctx.settings.max_header_bytes)  # local: no catalog needed
+    status = "refused" if findings else "ok"
+    if as_json:
+        print_json({"path": str(path), "kind": what, "status": status, "findings": findings})
+    else:
+        click.echo(f"{path} ({what} folder): {status}" + (f", {len(findings)} findings" if findings else ""))
+        for f in findings:
+            where = ":".join(x for x in (f.get("file"), f.get("field")) if x)
+            click.echo(f"  {f['code']}{' ' + where if where else ''}: {f['message']}")
+            if f.get("hint"):
+                click.echo(f"      hint: {f['hint']}")
+    if findings:
         raise click.exceptions.Exit(2)
 
 
