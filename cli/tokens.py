@@ -48,12 +48,16 @@ def token_ls(ctx, include_revoked, as_json) -> None:
 
 
 @token.command("revoke")
-@click.argument("name_or_id")
+@click.argument("token_id", required=False)
+@click.option("--name", help="Revoke the active token with this name instead of an id.")
 @json_option
 @pass_ctx
-def token_revoke(ctx, name_or_id, as_json) -> None:
-    """Revoke a token by name or id (effective at once)."""
-    t = _local(ctx).tokens.revoke(name_or_id)
+def token_revoke(ctx, token_id, name, as_json) -> None:
+    """Revoke a token by id (`token revoke 12`) or by --name NAME (effective at once).
+
+    A number is always an id, never a name; a token named "12" is revoked with --name 12.
+    """
+    t = _local(ctx).tokens.revoke(token_id, name=name)
     if as_json:
         return print_json(t)
     click.echo(f"revoked token {t.name!r} (id {t.id})")

@@ -3,17 +3,23 @@
 A token is printed once, at creation; the catalog keeps only its hash. Scopes nest
 (read < write < admin). A namespace limit "team-a" lets the token act on names "team-a/*" only.
 Every create and revoke lands in the audit log.
+
+Who administers tokens: the local operator (a Core not from `as_token`) and an unrestricted admin
+token administer every token. An admin token limited to a namespace creates tokens of at most its
+own scope limited to exactly its namespace, and lists and revokes only tokens of that namespace
+(others look absent to it). No token creates a token with a larger scope than its own.
 """
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
 import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from registry.catalog import commands as C
 from registry.catalog import models as M
@@ -94,6 +100,9 @@ class Tokens:
             namespace = namespace.rstrip("/").removesuffix("/*")
             if not NAMESPACE_RE.fullmatch(namespace):
                 raise InvalidInput(f"invalid namespace {namespace!r}", hint="a namespace is a name prefix like team-a")
+        caller = self._administrator()
+        if caller is not None:
+            check_grant(caller, scope, namespace)
         secret = PREFIX + secrets.token_urlsafe(32)
         actor = self.core.actor
         with self.core.db.write() as s:
@@ -108,27 +117,56 @@ class Tokens:
             return NewToken(secret, _info(row))
 
     def list(self, *, include_revoked: bool = False) -> list[TokenInfo]:
+        """Tokens, oldest first (a namespaced admin sees only those of its namespace)."""
         with self.core.db.read() as s:
-            q = select(M.ApiToken).order_by(M.ApiToken.id)
+            q = select(M.ApiToken).where(*self._administered()).order_by(M.ApiToken.id)
             if not include_revoked:
                 q = q.where(M.ApiToken.revoked_at.is_(None))
             return [_info(r) for r in s.scalars(q)]
 
-    def revoke(self, name_or_id: str | int) -> TokenInfo:
-        """Revoke the active token with this name (or id). Raises TokenNotFound."""
+    def revoke(self, token_id: int | str | None = None, *, name: str | None = None) -> TokenInfo:
+        """Revoke the active token with this id, or (with `name=`) this name; never one for the other.
+
+        A string of digits is an id; any other string passed as `token_id` can only be a name and is
+        taken as one (ids are numbers), so `revoke("ci")` still revokes the token named ci.
+
+        Raises:
+            InvalidInput: neither or both given
+            TokenNotFound: no such active token (or one outside a namespaced admin's namespace)
+        """
+        if isinstance(token_id, str) and not token_id.isdigit():
+            token_id, name = (None, token_id) if name is None else (token_id, name)
+        if (token_id is None) == (name is None):
+            raise InvalidInput("give a token id or --name NAME (not both)",
+                               hint="list tokens with: adapter-registry token ls")
+        if token_id is not None and not str(token_id).isdigit():
+            raise InvalidInput(f"invalid token id {token_id!r}", hint="a token id is a number; use --name for names")
         actor = self.core.actor
         with self.core.db.write() as s:
             T = M.ApiToken
-            q = select(T).where(T.revoked_at.is_(None))
-            key = str(name_or_id)
-            q = q.where((T.name == key) | (T.id == int(key))) if key.isdigit() else q.where(T.name == key)
-            row = s.scalar(q.order_by(T.id.desc()).limit(1))
+            q = select(T).where(T.revoked_at.is_(None), *self._administered())
+            q = q.where(T.id == int(token_id)) if token_id is not None else q.where(T.name == name)
+            row = s.scalar(q.limit(1))
             if row is None:
-                raise TokenNotFound(f"no active token {key!r}", token=key,
+                what = f"with id {token_id}" if token_id is not None else f"named {name!r}"
+                raise TokenNotFound(f"no active token {what}", token=str(token_id if token_id is not None else name),
                                     hint="list tokens with: adapter-registry token ls")
             row.revoked_at = M.utcnow()
-            C.record(s, actor, "token.revoke", f"token:{row.name}", {"id": row.id})
+            C.record(s, actor, "token.revoke", f"token:{row.name}", {"id": row.id, "namespace": row.namespace})
             return _info(row)
+
+    def _administrator(self) -> TokenInfo | None:
+        """The HTTP caller's token, checked to be an admin; None for the local operator."""
+        if not self.core.remote:
+            return None
+        return require(self.core.token, "admin")
+
+    def _administered(self) -> builtins.list[ColumnElement[bool]]:
+        """The condition on tokens this caller administers (none: every token)."""
+        caller = self._administrator()
+        if caller is None or caller.namespace is None:
+            return []
+        return [M.ApiToken.namespace == caller.namespace]
 
     def authenticate(self, secret: str | None) -> TokenInfo:
         """The active token with this secret.
@@ -158,6 +196,30 @@ class Tokens:
 def _naive(t: dt.datetime) -> dt.datetime:
     """UTC without tzinfo (SQLite hands back naive datetimes, PostgreSQL aware ones)."""
     return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t
+
+
+def check_grant(caller: TokenInfo, scope: str, namespace: str | None) -> None:
+    """Raise Forbidden unless `caller` may create a token with `scope` and `namespace`: at most its
+    own scope, and, for a namespaced caller, exactly its namespace."""
+    if not caller.allows(scope):
+        raise Forbidden(f"token {caller.name!r} has scope {caller.scope}; it cannot create a {scope} token",
+                        scope=caller.scope)
+    if caller.namespace is not None and namespace != caller.namespace:
+        raise Forbidden(f"token {caller.name!r} is limited to {caller.namespace}/*; it creates only tokens "
+                        f"limited to {caller.namespace}", namespace=caller.namespace,
+                        hint=f"pass namespace {caller.namespace}")
+
+
+def read_prefix(core: Core) -> str | None:
+    """The name prefix ("team-a/") that `core`'s reads are narrowed to, or None for no narrowing.
+
+    Reads are narrowed for an HTTP caller whose token is limited to a namespace, when the server's
+    reads are closed (with open reads the catalog is public, so there is nothing to narrow).
+    """
+    t = core.token
+    if not core.remote or core.settings.open_reads or t is None or t.namespace is None:
+        return None
+    return t.namespace + "/"
 
 
 def require(token: TokenInfo | None, scope: str, *, name: str | None = None) -> TokenInfo:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from registry.errors import Forbidden, Unauthorized
-from registry.tokens import TokenInfo, require
+from registry.tokens import TokenInfo, read_prefix, require
 
 if TYPE_CHECKING:  # pragma: no cover
     from registry.app import Registry
@@ -37,10 +37,8 @@ class Caller:
                             namespace=self.token.namespace)
 
     def read_namespace(self) -> str | None:
-        """The name prefix reads are narrowed to, or None."""
-        if self.open_reads or self.token is None or self.token.namespace is None:
-            return None
-        return self.token.namespace + "/"
+        """The name prefix reads are narrowed to, or None (registry.tokens.read_prefix: one rule)."""
+        return read_prefix(self.registry.core)
 
     def can_write(self, name: str | None = None, *, scope: str = "write") -> None:
         require(self.token, scope, name=name)

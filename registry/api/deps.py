@@ -30,11 +30,18 @@ async def get_registry(request: Request) -> Registry:
 RegistryDep = Annotated["Registry", Depends(get_registry)]
 
 
-async def get_token(registry: RegistryDep,
+async def get_token(request: Request, registry: RegistryDep,
                     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> TokenInfo | None:
+    """The caller's token: the one a middleware already authenticated for this request
+    (`request.state.token`, so a token is looked up once), else looked up here."""
+    known = getattr(request.state, "token", None)
+    if isinstance(known, TokenInfo):
+        return known
     if creds is None:
         return None
-    return await run_in_threadpool(auth.authenticate, registry, creds.credentials)
+    token = await run_in_threadpool(auth.authenticate, registry, creds.credentials)
+    request.state.token = token
+    return token
 
 
 TokenDep = Annotated[TokenInfo | None, Depends(get_token)]

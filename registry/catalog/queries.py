@@ -92,11 +92,72 @@ def base_rows(s: Session, text: str) -> list[M.BaseModelRow]:
     return ids
 
 
-def list_bases(s: Session, name: str | None = None) -> list[T.BaseModel]:
+def list_bases(s: Session, name: str | None = None, *, namespace: str | None = None) -> list[T.BaseModel]:
+    """Every registered base (revision), by name; with `namespace` ("team-a/"), only the bases a
+    reader narrowed to it may see (visible_bases)."""
     q = select(M.BaseModelRow).order_by(M.BaseModelRow.name, M.BaseModelRow.id)
     if name:
         q = q.where(M.BaseModelRow.name == name)
+    if namespace is not None:
+        q = q.where(visible_bases(namespace))
     return [convert.base_model(r) for r in s.scalars(q)]
+
+
+def in_namespace(col: SQLColumnExpression[str], prefix: str) -> SQLColumnExpression[bool]:
+    """`col` starts with `prefix`, literally: LIKE's `_` and `%` in a name are not wildcards."""
+    return col.startswith(prefix, autoescape=True)
+
+
+def visible_bases(prefix: str) -> SQLColumnExpression[bool]:
+    """The bases a reader narrowed to `prefix` may see: named inside it, or used by a version inside it."""
+    B = M.BaseModelRow
+    used = (select(V.base_model_id).join(M.Adapter, M.Adapter.id == V.adapter_id)
+            .where(in_namespace(M.Adapter.name, prefix), V.base_model_id.is_not(None)))
+    return in_namespace(B.name, prefix) | B.id.in_(used)
+
+
+def blob_visible(s: Session, digest: str, prefix: str | None) -> bool:
+    """Whether a reader narrowed to `prefix` (None: the whole catalog) may download a blob: some
+    version it may see references it (a file of the version, or of a merged artifact of it, or
+    the merged manifest), or a base it may see stored it. A blob nothing references is served to
+    nobody but the operator (the route does not ask then)."""
+    in_ns = [in_namespace(M.Adapter.name, prefix)] if prefix is not None else []
+    files = (select(literal(1)).select_from(M.VersionFile).join(V, V.id == M.VersionFile.version_id)
+             .join(M.Adapter, M.Adapter.id == V.adapter_id).where(M.VersionFile.digest == digest, *in_ns).limit(1))
+    if s.scalar(files) is not None:
+        return True
+    # Merged and base file lists are JSON maps (relpath -> {digest, size}): a portable text match
+    # finds the candidates (a digest is 64 hex characters, no LIKE wildcard), Python confirms.
+    MA = M.MergedArtifact
+    merged = (select(MA.manifest_digest, MA.files).join(V, V.id == MA.version_id)
+              .join(M.Adapter, M.Adapter.id == V.adapter_id)
+              .where((MA.manifest_digest == digest) | cast(MA.files, String).contains(digest), *in_ns))
+    for manifest, mfiles in s.execute(merged):
+        if manifest == digest or _lists_digest(mfiles, digest):
+            return True
+    B = M.BaseModelRow
+    bases = select(B.files).where(B.weights_stored.is_(True), cast(B.files, String).contains(digest))
+    if prefix is not None:
+        bases = bases.where(visible_bases(prefix))
+    return any(_lists_digest(f, digest) for f in s.scalars(bases))
+
+
+def _lists_digest(files: Any, digest: str) -> bool:
+    return isinstance(files, dict) and any(isinstance(v, dict) and v.get("digest") == digest for v in files.values())
+
+
+def audit(s: Session, *, limit: int = 100, target: str | None = None, namespace: str | None = None
+          ) -> list[T.AuditEntry]:
+    """Audit entries, newest first; `target` is a literal prefix of the target. With `namespace`
+    (a namespaced admin's), only entries about its names ("team-a/...") and its namespace's tokens."""
+    A = M.AuditEntry
+    q = select(A).order_by(A.id.desc()).limit(limit)
+    if target:
+        q = q.where(in_namespace(A.target, target))
+    if namespace is not None:
+        q = q.where(in_namespace(A.target, namespace + "/")
+                    | (A.action.startswith("token.") & (A.details["namespace"].as_string() == namespace)))
+    return [T.AuditEntry(a.id, a.at, a.actor, a.action, a.target, a.details) for a in s.scalars(q)]
 
 
 @dataclass(frozen=True)
@@ -202,7 +263,7 @@ def _filters(q: SearchQuery, p: _Plan) -> list[SQLColumnExpression[bool]]:
     if q.use_dora is not None:
         conds.append(V.use_dora.is_(q.use_dora))
     if q.name:
-        by_name = M.Adapter.name.startswith(q.name) if q.name.endswith("/") else M.Adapter.name == q.name
+        by_name = in_namespace(M.Adapter.name, q.name) if q.name.endswith("/") else M.Adapter.name == q.name
         conds.append(V.adapter_id.in_(select(M.Adapter.id).where(by_name)))
     for mod in q.target_modules:
         tm = M.VersionTargetModule

@@ -24,6 +24,7 @@ from registry.errors import BaseModelNotFound
 from registry.jobs import queue
 from registry.jobs.follow import wait_for
 from registry.refs import parse_ref
+from registry.tokens import read_prefix
 
 
 class JobsAPI:
@@ -46,12 +47,12 @@ class JobsAPI:
         return queue.enqueue(self.db, kind, dict(payload or {}), unique_key=unique_key, priority=priority,
                              max_attempts=max_attempts, run_after=run_after, actor=self.core.actor)
     def get(self, job_id: int) -> T.Job:
-        """Raises JobNotFound."""
-        return queue.get(self.db, job_id)
+        """Raises JobNotFound (also for a job outside the namespace an HTTP caller's reads are narrowed to)."""
+        return queue.get(self.db, job_id, prefix=read_prefix(self.core))
 
     def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50) -> builtins.list[T.Job]:
-        """Newest first."""
-        return queue.list_jobs(self.db, state=state, kind=kind, limit=limit)
+        """Newest first (with closed reads, a namespaced HTTP caller sees the jobs of its namespace only)."""
+        return queue.list_jobs(self.db, state=state, kind=kind, limit=limit, prefix=read_prefix(self.core))
 
     def cancel(self, job_id: int) -> T.Job:
         """Cancel a queued job now, or ask a running one to stop (it stops at its next check)."""

@@ -283,15 +283,28 @@ def rescue(db: Database, *, policy: RetryPolicy = RetryPolicy(), now: dt.datetim
 
 
 # -- operator actions ------------------------------------------------------------------------------
-def get(db: Database, job_id: int) -> T.Job:
+def _subject_in(prefix: str) -> ColumnElement[bool]:
+    """The job is about a version inside `prefix` ("team-a/"): its payload's ref starts with it,
+    literally (the JSON path works on SQLite and PostgreSQL alike). A job without a ref is outside."""
+    cond: ColumnElement[bool] = J.payload["ref"].as_string().startswith(prefix, autoescape=True)
+    return cond
+
+
+def get(db: Database, job_id: int, *, prefix: str | None = None) -> T.Job:
+    """One job; with `prefix`, a job about a name outside it is not found (its existence is not told)."""
     with db.read() as s:
         row = s.get(J, job_id)
+        if row is not None and prefix is not None and not s.scalar(select(J.id).where(J.id == job_id,
+                                                                                      _subject_in(prefix))):
+            row = None
         if row is None:
             raise JobNotFound(f"no job {job_id}", job_id=job_id, hint="list jobs with: adapter-registry jobs ls")
         return convert.job(row)
 
 
-def list_jobs(db: Database, *, state: str | None = None, kind: str | None = None, limit: int = 50) -> list[T.Job]:
+def list_jobs(db: Database, *, state: str | None = None, kind: str | None = None, limit: int = 50,
+              prefix: str | None = None) -> list[T.Job]:
+    """Jobs, newest first; with `prefix`, only jobs about names inside it."""
     if state is not None and state not in STATES:
         raise InvalidInput(f"state must be one of {', '.join(STATES)}, not {state!r}")
     q = select(J).order_by(J.id.desc()).limit(max(1, min(limit, 10_000)))
@@ -299,6 +312,8 @@ def list_jobs(db: Database, *, state: str | None = None, kind: str | None = None
         q = q.where(J.state == state)
     if kind:
         q = q.where(J.kind == kind)
+    if prefix is not None:
+        q = q.where(_subject_in(prefix))
     with db.read() as s:
         return [convert.job(r) for r in s.scalars(q)]
 

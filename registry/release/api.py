@@ -27,6 +27,7 @@ from registry.release import impact as IM
 from registry.release import serving as S
 from registry.release import types as RT
 from registry.release.policy import PolicySpec, evaluate
+from registry.tokens import read_prefix
 from registry.workflows.resolve import adapter_folder, base_folder
 
 V = M.AdapterVersion
@@ -231,10 +232,16 @@ class Release:
 
     # -- events and webhooks ---------------------------------------------------------------------
     def events(self, after_id: int = 0, limit: int = 100, *, kinds: Iterable[str] = ()) -> list[T.EventInfo]:
-        """Catalog events with id > after_id, oldest first ('alias.' in kinds selects a family)."""
+        """Catalog events with id > after_id, oldest first ('alias.' in kinds selects a family).
+
+        The local operator and an unrestricted admin token read every event; any other HTTP caller
+        reads the public catalog events without names, URLs, secrets or paths, and with closed
+        reads a namespaced token only those about its names (release.events, View).
+        """
         kinds = tuple(kinds)
+        view = E.View() if self.core.is_operator else E.View.public(read_prefix(self.core))
         with self.db.read() as s:
-            return E.read(s, after_id=after_id, limit=limit, kinds=kinds)
+            return E.read(s, after_id=after_id, limit=limit, kinds=kinds, view=view)
 
     def follow_events(self, after_id: int = 0, *, kinds: Iterable[str] = (), poll_s: float = 1.0,
                       stop: Callable[[], bool] = lambda: False) -> Iterator[T.EventInfo]:

@@ -14,6 +14,14 @@ Webhooks get each event as one HTTP POST, in order, at least once: the body is t
 `X-Registry-Signature: sha256=<hex HMAC-SHA256 of the body with the webhook's secret>`, and
 `X-Registry-Delivery` is the event id (receivers drop repeats by it). A failed POST is retried
 with backoff; when retries run out delivery stops at that event and resumes there next time.
+
+Who reads what: the outbox mirrors the audit log, so the feed is filtered by who asks (`View`).
+The local operator and the unrestricted admin read every event in full. Everyone else reads only
+the public catalog families (PUBLIC_FAMILIES: versions, aliases, evals, merges, bases; token,
+webhook and gc events, and any kind added later, are admin-only), with payloads stripped of who
+acted (token names), webhook URLs, secrets and server paths; with closed reads a namespaced token
+reads only the events about its names. The filters are SQL, so a page is never cut short by
+hidden events and `after` paging reaches the end.
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from registry import types as T
@@ -49,19 +59,59 @@ def matches(kind: str, kinds: Iterable[str]) -> bool:
     return not kinds or any(kind == k or (k.endswith(".") and kind.startswith(k)) for k in kinds)
 
 
-def read(s: Session, *, after_id: int = 0, limit: int = 100, kinds: Iterable[str] = ()) -> list[T.EventInfo]:
-    """Events with id > after_id, oldest first, with no gap behind the last one (see the docstring)."""
+# The families anyone who may read the catalog may follow; every other kind is admin-only.
+PUBLIC_FAMILIES = ("version.", "alias.", "eval.", "merge.", "base.")
+# Payload keys never shown outside the admin feed: who acted (a token name), server paths, secrets.
+PRIVATE_KEYS = frozenset({"actor", "location", "path", "url", "secret", "uri", "to"})
+
+
+@dataclass(frozen=True)
+class View:
+    """What one reader of the feed may see (`full` for the operator and the unrestricted admin)."""
+
+    full: bool = True
+    prefix: str | None = None  # only events whose subject starts with it ("team-a/"), literally
+
+    @classmethod
+    def public(cls, prefix: str | None = None) -> View:
+        return cls(full=False, prefix=prefix)
+
+
+def _kind_filter(kinds: Iterable[str]) -> ColumnElement[bool] | None:
+    """SQL for `matches`: exact kinds and families ("alias.")."""
+    kinds = list(kinds)
+    if not kinds:
+        return None
+    exact = [k for k in kinds if not k.endswith(".")]
+    parts: list[ColumnElement[bool]] = [M.Event.kind.in_(exact)] if exact else []
+    parts += [M.Event.kind.startswith(k, autoescape=True) for k in kinds if k.endswith(".")]
+    return or_(*parts)
+
+
+def _public_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if k not in PRIVATE_KEYS}
+
+
+def read(s: Session, *, after_id: int = 0, limit: int = 100, kinds: Iterable[str] = (),
+         view: View = View()) -> list[T.EventInfo]:
+    """Events with id > after_id, oldest first, with no gap behind the last one (see the docstring),
+    as `view` may see them."""
     if limit < 1 or limit > 10000:
         raise InvalidInput("limit must be 1..10000")
     if s.get_bind().dialect.name == "postgresql":
         s.connection().exec_driver_sql("LOCK TABLE events IN SHARE MODE")  # held until the session ends
-    kinds = list(kinds)
     q = select(M.Event).where(M.Event.id > after_id).order_by(M.Event.id).limit(limit)
-    exact = [k for k in kinds if not k.endswith(".")]
-    if kinds and len(exact) == len(kinds):
-        q = q.where(M.Event.kind.in_(exact))
+    wanted = _kind_filter(kinds)
+    if wanted is not None:
+        q = q.where(wanted)
+    if not view.full:
+        q = q.where(or_(*[M.Event.kind.startswith(f, autoescape=True) for f in PUBLIC_FAMILIES]))
+    if view.prefix is not None:
+        q = q.where(M.Event.subject.startswith(view.prefix, autoescape=True))
     out = [event_info(e) for e in s.scalars(q)]
-    return [e for e in out if matches(e.kind, kinds)]
+    if not view.full:
+        out = [T.EventInfo(e.id, e.at, e.kind, e.subject, _public_payload(e.payload)) for e in out]
+    return out
 
 
 def follow(read_page: Callable[[int], list[T.EventInfo]], *, after_id: int = 0, poll_s: float = 1.0,

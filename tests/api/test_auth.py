@@ -10,7 +10,7 @@ from tests.factories import bearer
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Path parameters for each write route: names in team-b/, so a team-a token is out of its namespace.
-PARAMS = {"name": "team-b/bot", "ref": "1", "token": "reader", "id": "1", "job_id": "1", "alias": "production"}
+PARAMS = {"name": "team-b/bot", "ref": "1", "token_id": "1", "id": "1", "job_id": "1", "alias": "production"}
 
 
 def write_routes(app) -> list[tuple[str, str]]:
@@ -27,7 +27,7 @@ def test_the_write_routes_are_the_ones_we_expect(shared):
     found = set(write_routes(shared.app))
     assert {("POST", "/api/v1/adapters/{name}/versions"), ("POST", "/api/v1/bases"),
             ("POST", "/api/v1/adapters/{name}/versions/{ref}/evals"), ("POST", "/api/v1/tokens"),
-            ("DELETE", "/api/v1/tokens/{token}")} <= found
+            ("DELETE", "/api/v1/tokens/{token_id}"), ("DELETE", "/api/v1/tokens")} <= found
 
 
 @pytest.mark.parametrize("who, status", [("missing", 401), ("revoked", 401), ("bogus", 401), ("read", 403),

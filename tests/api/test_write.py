@@ -128,8 +128,10 @@ def test_admin_manages_tokens_over_http_and_reads_the_audit_log(client, api_regi
     names = [t["name"] for t in client.get("/api/v1/tokens", headers=h).json()]
     assert "new-bot" in names and all("token" not in t and "token_hash" not in t for t in
                                       client.get("/api/v1/tokens", headers=h).json())
-    assert client.delete("/api/v1/tokens/new-bot", headers=h).status_code == 200
+    assert client.delete("/api/v1/tokens", params={"name": "new-bot"}, headers=h).status_code == 200
     assert client.get("/api/v1/adapters", headers=bearer(secret)).status_code == 401
-    assert client.delete("/api/v1/tokens/new-bot", headers=h).json()["error"] == "token_not_found"
+    assert client.delete("/api/v1/tokens", params={"name": "new-bot"}, headers=h).json()["error"] == "token_not_found"
+    assert client.delete(f"/api/v1/tokens/{r.json()['info']['id']}", headers=h).json()["error"] == "token_not_found"
+    assert client.delete("/api/v1/tokens/new-bot", headers=h).status_code == 422  # an id is a number
     audit = client.get("/api/v1/audit", params={"target": "token:new-bot"}, headers=h).json()
     assert [(a["action"], a["actor"]) for a in audit] == [("token.revoke", "root"), ("token.create", "root")]

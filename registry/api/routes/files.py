@@ -1,4 +1,10 @@
-"""Stored files by digest: ETag = digest, If-None-Match (304), single Range requests (206)."""
+"""Stored files by digest: ETag = digest, If-None-Match (304), single Range requests (206).
+
+A digest is not a secret (it is computable from the bytes and listed by `show`), so a blob is
+served only when a version the caller may read references it (catalog.queries.blob_visible);
+otherwise the answer is the same 404 whether the blob exists or not. The unrestricted admin
+downloads any stored blob.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
+from registry.api.auth import Caller
 from registry.api.deps import Reader
 from registry.api.errors import error_response, responses
+from registry.catalog import queries as Q
+from registry.errors import BlobNotFound
 from registry.storage.digest import check_digest
+from registry.tokens import read_prefix
 
 router = APIRouter(prefix="/api/v1", tags=["files"])
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -43,6 +53,21 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return start, end
 
 
+def _size(caller: Caller, digest: str) -> int:
+    """The blob's size, when this caller may download it (else BlobNotFound, naming no store path)."""
+    core = caller.registry.core
+    if core.is_operator:
+        return caller.registry.store.size(digest)
+    missing = BlobNotFound(f"no blob {digest} that this caller may read", digest=digest)
+    with core.db.read() as s:
+        if not Q.blob_visible(s, digest, read_prefix(core)):
+            raise missing
+    try:
+        return caller.registry.store.size(digest)
+    except BlobNotFound:
+        raise missing from None
+
+
 def _etag_matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
@@ -65,7 +90,7 @@ def get_blob(digest: Digest, request: Request,
     """Download a stored file by its sha256 (ETag is the digest; Range and If-None-Match work)."""
     check_digest(digest)
     store = caller.registry.store
-    size = store.size(digest)
+    size = _size(caller, digest)
     etag = f'"{digest}"'
     base = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "public, max-age=31536000, immutable"}
     if _etag_matches(if_none_match, etag):

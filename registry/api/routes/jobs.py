@@ -1,4 +1,10 @@
-"""Jobs and workers: list and follow them, enqueue verify / merge / publish, cancel and retry."""
+"""Jobs and workers: list and follow them, enqueue verify / merge / publish, cancel and retry.
+
+What a job shows to anyone but the unrestricted admin carries no server path: absolute paths in
+its error, errors and result are replaced (registry.api.views.redact_paths), whatever the worker wrote. With closed
+reads a namespaced token sees only the jobs of its namespace (registry.jobs), and workers (hosts,
+processes, devices) are for admin tokens.
+"""
 
 from __future__ import annotations
 
@@ -11,26 +17,25 @@ from registry import types as T
 from registry.api.deps import Reader, Writer
 from registry.api.errors import responses
 from registry.api.render import json
+from registry.api.views import check_workers, shown
 from registry.enums import Engine, JobState
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 ENQUEUE_ERRORS = responses(400, 401, 403, 404, 409, 422)
 Dtype = Literal["bfloat16", "bf16", "float16", "fp16", "float32", "fp32"]
-
-
 @router.get("/jobs", response_model=list[T.Job], responses=responses(400, 401, 403, 422))
 def list_jobs(caller: Reader, state: JobState | None = None,
               kind: Annotated[str | None, Query(max_length=50)] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 50):
     """Jobs, newest first."""
-    return json(caller.registry.jobs.list(state=state, kind=kind, limit=limit))
+    return json([shown(j, caller) for j in caller.registry.jobs.list(state=state, kind=kind, limit=limit)])
 
 
 @router.get("/jobs/{job_id}", response_model=T.Job, responses=responses(401, 403, 404, 422))
 def show_job(job_id: JobId, caller: Reader):
     """One job: state, attempts, progress, errors, result."""
-    return json(caller.registry.jobs.get(job_id))
+    return json(shown(caller.registry.jobs.get(job_id), caller))
 
 
 def _job_subject(job: T.Job) -> str | None:
@@ -43,7 +48,7 @@ def cancel_job(job_id: JobId, caller: Writer):
     """Cancel a queued job, or ask a running one to stop at its next check."""
     jobs = caller.registry.jobs
     caller.can_write(_job_subject(jobs.get(job_id)) or "")  # a namespaced token: only jobs in its namespace
-    return json(jobs.cancel(job_id))
+    return json(shown(jobs.cancel(job_id), caller))
 
 
 @router.post("/jobs/{job_id}/retry", response_model=T.Job, responses=responses(401, 403, 404, 409, 422))
@@ -51,12 +56,13 @@ def retry_job(job_id: JobId, caller: Writer):
     """Queue a failed or cancelled job again."""
     jobs = caller.registry.jobs
     caller.can_write(_job_subject(jobs.get(job_id)) or "")  # a namespaced token: only jobs in its namespace
-    return json(jobs.retry(job_id))
+    return json(shown(jobs.retry(job_id), caller))
 
 
 @router.get("/workers", response_model=list[T.WorkerInfo], responses=responses(401, 403, 422))
 def list_workers(caller: Reader, stopped: Annotated[bool, Query(description="Include stopped workers.")] = False):
-    """Registered workers, most recently seen first."""
+    """Registered workers, most recently seen first (admin scope when reads are closed)."""
+    check_workers(caller)
     return json(caller.registry.jobs.workers(include_stopped=stopped))
 
 
@@ -91,7 +97,7 @@ def verify(name: str, ref: str, caller: Writer, body: Annotated[VerifyIn, Body()
     """Enqueue a dynamic verification of a version (a worker loads base and adapter and compares)."""
     caller.can_write(name)
     job = caller.registry.jobs.verify(f"{name}@{ref}", base=body.base, dtype=body.dtype)
-    return json(job, _status(job))
+    return json(shown(job, caller), _status(job))
 
 
 @router.post("/adapters/{name:path}/versions/{ref}/merge", response_model=T.Job, status_code=202,
@@ -101,7 +107,7 @@ def merge(name: str, ref: str, caller: Writer, body: Annotated[MergeIn, Body()] 
     caller.can_write(name)
     job = caller.registry.jobs.merge_async(f"{name}@{ref}", dtype=body.dtype, engine=body.engine,
                                            validate=body.validate_logits, device=body.device)
-    return json(job, _status(job))
+    return json(shown(job, caller), _status(job))
 
 
 @router.post("/adapters/{name:path}/versions/{ref}/publish", response_model=T.Job, status_code=202,
@@ -112,7 +118,7 @@ def publish(name: str, ref: str, body: Annotated[PublishIn, Body()], caller: Wri
     caller.can_write(name, scope="admin" if body.force else "write")
     job = caller.registry.jobs.publish(f"{name}@{ref}", to=body.to, dtype=body.dtype, force=body.force,
                                        engine=body.engine)
-    return json(job, _status(job))
+    return json(shown(job, caller), _status(job))
 
 
 @router.get("/adapters/{name:path}/versions/{ref}/merged", response_model=list[T.MergedArtifact],

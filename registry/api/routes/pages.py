@@ -1,4 +1,9 @@
-"""Server-rendered pages: the catalog (the filters of `ls`), an adapter, base models, jobs."""
+"""Server-rendered pages: the catalog (the filters of `ls`), an adapter, base models, jobs.
+
+They show what the API would show the same caller: with closed reads a namespaced token sees its
+namespace only (the catalog refuses a name filter outside it, the base list is narrowed, jobs are
+filtered), jobs carry no server paths for non-admins, and workers are listed as /workers allows.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,11 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from registry.api import svg
+from registry.api.auth import Caller
 from registry.api.deps import Reader
-from registry.errors import RegistryError
+from registry.api.views import check_workers, shown
+from registry.catalog import queries as Q
+from registry.errors import Forbidden, RegistryError
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
@@ -44,6 +52,8 @@ def catalog(request: Request, caller: Reader, name: str = "", base: str = "", pe
     page = None
     try:
         ns = caller.read_namespace()
+        if ns is not None and name and not name.startswith(ns):
+            raise Forbidden(f"this token reads {ns}* only", namespace=ns)
         page = reg.search(name=name or ns or None, base=base or None, peft_type=peft_type or None,
                           min_rank=_int(min_rank), max_rank=_int(max_rank), target_modules=_split(target_module),
                           tags=_split(tag), metrics=_split(metric), sort=sort or None,
@@ -58,8 +68,14 @@ def catalog(request: Request, caller: Reader, name: str = "", base: str = "", pe
     def link(off: int) -> str:
         return "/?" + urlencode(list(query.items()) + [("offset", off)])
 
-    return render(request, "catalog.html", 400 if error else 200, page=page, form=form, error=error,
-                  metric_cols=metric_cols, bases=reg.list_bases(), link=link, page_size=PAGE)
+    return render(request, "catalog.html", error.status if error else 200, page=page, form=form, error=error,
+                  metric_cols=metric_cols, bases=_bases(caller), link=link, page_size=PAGE)
+
+
+def _bases(caller: Caller) -> list:
+    """The base models this caller may see."""
+    with caller.registry.db.read() as s:
+        return Q.list_bases(s, namespace=caller.read_namespace())
 
 
 def _split(values: list[str]) -> list[str]:
@@ -100,11 +116,16 @@ def _alias_history(reg, name: str) -> list:
 
 @router.get("/bases", response_class=HTMLResponse)
 def bases_page(request: Request, caller: Reader):
-    return render(request, "bases.html", bases=caller.registry.list_bases())
+    return render(request, "bases.html", bases=_bases(caller))
 
 
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(request: Request, caller: Reader):
     """Jobs and workers; a small script polls the API for live state."""
     jobs = caller.registry.jobs
-    return render(request, "jobs.html", jobs=jobs.list(limit=100), workers=jobs.workers())
+    try:
+        check_workers(caller)
+        workers = jobs.workers()
+    except Forbidden:
+        workers = None
+    return render(request, "jobs.html", jobs=[shown(j, caller) for j in jobs.list(limit=100)], workers=workers)
