@@ -20,6 +20,7 @@ from pathlib import Path
 @dataclass
 class Repo:
     branches: dict[str, str | None] = field(default_factory=lambda: {"main": None})  # branch -> head commit
+    private: bool | None = None  # what create_repo asked for
 
 
 @dataclass
@@ -85,7 +86,8 @@ def serve() -> tuple[FakeHub, ThreadingHTTPServer]:
                 if repo_id in hub.repos:
                     return self._send(409, {"error": "You already created this model repo",
                                             "url": f"{hub.url}/{repo_id}"})
-                hub.repos[repo_id] = Repo()
+                seen = req.get("visibility")  # huggingface_hub >= 1.x; older ones send "private"
+                hub.repos[repo_id] = Repo(private=(seen == "private") if seen is not None else req.get("private"))
                 return self._send(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
             if path == "/api/validate-yaml":
                 return self._send(200, {"errors": [], "warnings": []})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import bearer
+from tests.factories import add_target, bearer
 
 
 @pytest.fixture(scope="module")
@@ -67,22 +67,30 @@ def verify(reg, client, name: str, secret: str) -> None:
 
 
 def test_a_team_cannot_plant_its_weights_in_another_teams_merge_cache(teams, b_reference, tmp_path):
+    """The chain of issue 10, through the HTTP API. On the code before it, team-a's publish wrote its
+    merged folder at team-b's cache key, and team-b's publish shipped team-a's weights from it."""
     reg, client, secrets = teams
+    # the worst an admin could configure: team-a's target holds the registry's home
+    add_target(reg, f"dir://{tmp_path}", namespace="team-a")
+    add_target(reg, f"dir://{tmp_path / 'team-b-ship'}", namespace="team-b")
     verify(reg, client, "team-a/bot", secrets["a"])
     planted = reg.settings.cache_dir / "merged" / team_b_key(client)
     r = client.post("/api/v1/adapters/team-a/bot/versions/1/publish", json={"to": f"dir://{planted}"},
                     headers=bearer(secrets["a"]))
-    if r.status_code == 202:  # not refused at once: the job must not write there either
-        reg.jobs.run(r.json()["id"])
+    assert r.status_code == 403 and r.json()["error"] == "forbidden", r.text
+    assert "cache" not in r.json()["message"].replace(str(planted), "")  # the refusal names no server folder
+    assert not planted.exists() and reg.jobs.list(kind="publish") == []
     verify(reg, client, "team-b/bot", secrets["b"])
-    out = tmp_path / "team-b-ship"
+    out = tmp_path / "team-b-ship" / "v1"
     r = client.post("/api/v1/adapters/team-b/bot/versions/1/publish", json={"to": f"dir://{out}"},
-                    headers=bearer(secrets["admin"]))
+                    headers=bearer(secrets["b"]))
     assert r.status_code == 202, r.text
     job = reg.jobs.run(r.json()["id"])
     assert job.state == "succeeded", job.error
     assert weights(out) == weights(b_reference)  # team-b's own weights, not team-a's
-    assert str(reg.settings.home) not in json.dumps(job.result)
+    assert job.result["manifest_digest"] == reg.show("team-b/bot@1").merged[0].manifest_digest
+    shown = client.get(f"/api/v1/jobs/{job.id}", headers=bearer(secrets["b"])).json()
+    assert str(reg.settings.home) not in json.dumps(shown)
 
 
 def test_a_folder_planted_at_a_merge_cache_key_is_never_reused(teams, b_reference, models_dir, tiny_llama,
@@ -140,3 +148,20 @@ def test_merge_job_results_carry_no_server_paths(teams):
         text = json.dumps(j.result)
         assert str(reg.settings.home) not in text and str(reg.settings.cache_dir) not in text
         assert j.result["manifest_digest"] and j.result["size_bytes"] > 0
+
+
+def test_job_errors_carry_no_server_paths(teams):
+    from tests.factories import corrupt
+
+    reg, client, secrets = teams
+    weights_blob = next(f.digest for f in reg.show("team-b/bot@1").files if f.path.endswith(".safetensors"))
+    corrupt(reg.store, weights_blob)
+    r = client.post("/api/v1/adapters/team-b/bot/versions/1/merge", json={"dtype": "fp32"},
+                    headers=bearer(secrets["b"]))
+    job = reg.jobs.run(r.json()["id"])
+    error = job.errors[0]["error"]  # the first attempt's (the job is queued again: storage may heal)
+    assert "IntegrityFailure" in error
+    shown = json.dumps(client.get(f"/api/v1/jobs/{job.id}", headers=bearer(secrets["b"])).json())
+    for folder in (reg.settings.home, reg.settings.store_url, reg.settings.cache_dir):
+        assert str(folder) not in shown
+    assert "<store>" in error  # what the message kept: which of the registry's folders
