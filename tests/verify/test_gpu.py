@@ -37,5 +37,7 @@ def test_merge_job_on_cuda_produces_a_loadable_checkpoint(sqlite_registry, tiny_
     ref = push(sqlite_registry, tiny_llama, tiny_adapter)
     job = sqlite_registry.jobs.merge_async(ref, dtype="bf16", device="cuda", inline=True)
     assert job.state == "succeeded", job.error
-    model = AutoModelForCausalLM.from_pretrained(job.result["path"], device_map="cuda")
+    assert "path" not in job.result  # a job result names no server folder; the registry hands it out
+    folder = sqlite_registry.merge(ref, dtype="bf16", device="cuda").path  # the job's merge, cached
+    model = AutoModelForCausalLM.from_pretrained(folder, device_map="cuda")
     assert next(model.parameters()).dtype == torch.bfloat16
