@@ -35,6 +35,9 @@ class Tenants:
     team_b_merged_blob: str  # a digest only team-b's merged artifact references
     orphan_blob: str  # in the store, referenced by nothing
     underscore: str  # a read token limited to "team_b"
+    adapter: Path | None = None  # what the matrix pushes, publishes to and registers from
+    publish_root: Path | None = None
+    base_path: Path | None = None
 
     def headers(self, who: str) -> dict[str, str]:
         s = self.secrets[who]
