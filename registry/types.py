@@ -135,6 +135,17 @@ class Verification(_Result):
 
 
 @dataclass(frozen=True)
+class EngineSupport(_Result):
+    """Would a serving engine take this adapter (registry/engines/preflight/): its rules, no engine run."""
+
+    engine: str  # vllm, llama.cpp
+    version: str  # the engine version the rules were read from (registry/engines/versions.py)
+    ok: bool
+    reasons: tuple[str, ...] = ()  # each "RULE-ID: what in this adapter breaks it"
+    fix: str | None = None  # what to do instead, e.g. serve it merged
+
+
+@dataclass(frozen=True)
 class MergedArtifact(_Result):
     id: int
     ref: str
@@ -199,6 +210,8 @@ class AdapterVersion(_Result):
     created_at: dt.datetime
     created_by: str
     created: bool = False
+    # which serving engines take it, by their preflight rules (from the config and the base)
+    engines: tuple[EngineSupport, ...] = ()
     # detail (show)
     files: tuple[FileInfo, ...] = ()
     compat: dict[str, Any] | None = None

@@ -44,8 +44,19 @@ def version(row: M.AdapterVersion, *, name: str, base: M.BaseModelRow | None, ta
         adapter_dtype=row.adapter_dtype, param_count=row.param_count, size_bytes=row.size_bytes,
         description=row.description, tags=tags, aliases=aliases, metrics=metrics,
         compat_status=row.compat_status, deprecated=row.deprecated, deprecation_reason=row.deprecation_reason,
-        successor=successor, created_at=row.created_at, created_by=row.created_by, created=created, **detail,
+        successor=successor, created_at=row.created_at, created_by=row.created_by, created=created,
+        engines=engine_support(row, base), **detail,
     )
+
+
+def engine_support(row: M.AdapterVersion, base: M.BaseModelRow | None) -> tuple[T.EngineSupport, ...]:
+    """Each serving engine's preflight verdict on the version (its config and its base's architecture)."""
+    from registry.engines import preflight
+
+    facts = preflight.Facts(row.config or {"peft_type": row.peft_type},
+                            architecture=base.architecture if base else None,
+                            tie_word_embeddings=bool(base.tie_word_embeddings) if base else False)
+    return preflight.check_all(facts)
 
 
 def eval_result(row: M.EvalResult, ref: str) -> T.EvalResult:

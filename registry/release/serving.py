@@ -5,16 +5,22 @@ Facts about vLLM used here, from vllm/config/lora.py and vllm/lora/peft_helper.p
   320, 512]`, and every adapter's rank must be <= it;
 - `--lora-dtype` is one of auto, float16, bfloat16 (`LoRADType`);
 - `--max-loras` is how many adapters can be active in one batch (>= 1);
-- PEFTHelper refuses adapters with `use_dora` ("vLLM does not yet support DoRA.") or with
-  `modules_to_save` ("vLLM only supports modules_to_save being None."), so those are left out
-  of the profile with a warning instead of making the server fail on them.
+- every adapter vLLM would refuse at start-up (`init_static_loras`: one refused adapter stops the
+  server and so every other adapter on it) is left out of the profile with a warning naming the
+  rule: the rules are registry/engines/preflight/vllm.py (DoRA, modules_to_save, bias, PiSSA-style
+  inits, trainable tokens, architectures without LoRA support, ...), each citing vLLM's source.
+  A candidate's adapter_config.json is read from its folder when the caller did not pass it, and
+  the base's architecture from `base_path`/config.json when not given.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from registry.errors import InvalidInput
 from registry.release import types as RT
@@ -40,6 +46,7 @@ class Candidate:
     modules_to_save: Sequence[str] = ()
     deprecated: bool = False
     note: str | None = None  # e.g. "registered against llama@r1", shown as a warning
+    config: Mapping[str, Any] | None = None  # adapter_config.json (None: read from `path` when it is there)
 
 
 def vllm_rank(rank: int) -> int:
@@ -69,7 +76,7 @@ def lora_dtype(dtypes: Sequence[str | None]) -> str:
     return only if only is not None and only in VLLM_LORA_DTYPES else "auto"
 
 
-def _unservable(c: Candidate) -> str | None:
+def _unservable(c: Candidate, architecture: str | None) -> str | None:
     if c.peft_type.upper() != "LORA":
         return f"{c.ref} is a {c.peft_type} adapter; vLLM serves LoRA only"
     if c.use_dora:
@@ -78,19 +85,51 @@ def _unservable(c: Candidate) -> str | None:
         return f"{c.ref} has modules_to_save ({', '.join(c.modules_to_save)}), which vLLM refuses"
     if not c.rank:
         return f"{c.ref} has no LoRA rank recorded"
+    from registry.engines.preflight import Facts, vllm
+
+    conf = c.config if c.config is not None else _read_json(Path(c.path) / "adapter_config.json")
+    if conf is None:
+        return None
+    verdict = vllm.check(Facts(conf, architecture=architecture))
+    if not verdict.ok:
+        return f"{c.ref}: vLLM {verdict.version} refuses it ({'; '.join(verdict.reasons)})"
     return None
 
 
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def base_architecture(base_path: str) -> str | None:
+    conf = _read_json(Path(base_path) / "config.json") or {}
+    archs = conf.get("architectures") or []
+    return str(archs[0]) if archs else None
+
+
 def build_profile(base: BaseRef, base_path: str, alias: str, candidates: Sequence[Candidate], *,
-                  max_loras: int | None = None) -> RT.ServingProfile:
+                  max_loras: int | None = None, architecture: str | None = None) -> RT.ServingProfile:
     """Flags and JSON for `vllm serve BASE` serving every servable candidate together.
 
+    Args:
+        architecture: the base's architecture (None: read from `base_path`/config.json)
+
     Raises:
-        InvalidInput: nothing to serve, or a rank above what vLLM accepts
+        InvalidInput: nothing to serve, a base vLLM serves no LoRA on, or a rank above what vLLM accepts
     """
+    from registry.engines.preflight import vllm
+
+    arch = architecture or base_architecture(base_path)
+    if arch and arch not in vllm.lora_architectures():
+        raise InvalidInput(f"vLLM {vllm.PIN.version} has no LoRA support for {arch} (base {base.name}): "
+                           f"every adapter would stop `vllm serve --enable-lora` ({vllm.ARCHITECTURE.source})",
+                           hint=vllm.SERVE_MERGED)
     warnings, served = [], []
     for c in sorted(candidates, key=lambda c: c.name):
-        why = _unservable(c)
+        why = _unservable(c, arch)
         if why:
             warnings.append(f"left out: {why}")
             continue

@@ -1,0 +1,118 @@
+"""Per-engine preflight rules (registry/engines/preflight/): pure, each rule cites the engine's source."""
+
+from __future__ import annotations
+
+import pytest
+
+from registry.engines import preflight as P
+from registry.engines.preflight import llama_cpp, vllm
+from registry.engines.versions import PINS
+
+LORA = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "bias": "none"}
+
+
+def facts(arch="LlamaForCausalLM", tied=False, names=(), **conf):
+    return P.Facts({**LORA, **conf}, architecture=arch, tie_word_embeddings=tied, tensor_names=tuple(names))
+
+
+def test_a_plain_lora_on_llama_passes_every_engine():
+    assert [(c.engine, c.ok, c.reasons) for c in P.check_all(facts())] == [("vllm", True, ()), ("llama.cpp", True, ())]
+
+
+@pytest.mark.parametrize("conf,rule", [
+    (dict(use_dora=True), "vllm.dora"),
+    (dict(modules_to_save=["lm_head"]), "vllm.modules_to_save"),
+    (dict(lora_bias=True), "vllm.lora_bias"),
+    (dict(bias="all"), "vllm.bias"),
+    (dict(bias="lora_only"), "vllm.bias"),
+    (dict(init_lora_weights="pissa"), "vllm.init"),
+    (dict(init_lora_weights="olora"), "vllm.init"),
+    (dict(init_lora_weights="corda"), "vllm.init"),
+    (dict(init_lora_weights="loftq", loftq_config={"loftq_bits": 4}), "vllm.init"),
+    (dict(trainable_token_indices=[3, 4]), "vllm.trainable_tokens"),
+    (dict(layer_replication=[[0, 2]]), "vllm.feature"),
+    (dict(r=1024), "vllm.rank"),
+    (dict(rank_pattern={"q_proj": 1024}), "vllm.rank"),
+    (dict(peft_type="IA3"), "vllm.peft_type"),
+])
+def test_vllm_refuses_what_its_peft_helper_refuses(conf, rule):
+    c = vllm.check(facts(**conf))
+    assert not c.ok and rule in P.failed_rules(c) and c.fix
+
+
+@pytest.mark.parametrize("conf", [dict(init_lora_weights="gaussian"), dict(init_lora_weights="eva"),
+                                  dict(use_rslora=True), dict(rank_pattern={"q_proj": 16}, alpha_pattern={"v": 3.0}),
+                                  dict(modules_to_save=["score"]), dict(r=512)])
+def test_vllm_takes_what_it_supports(conf):
+    assert vllm.check(facts(**conf)).ok
+
+
+def test_gpt2_has_no_lora_support_in_vllm_but_converts_for_llama_cpp():
+    assert P.failed_rules(vllm.check(facts("GPT2LMHeadModel"))) == {"vllm.architecture"}
+    assert llama_cpp.check(facts("GPT2LMHeadModel")).ok
+    assert "vllm.architecture" not in P.failed_rules(vllm.check(facts(None)))  # unknown base: not judged
+
+
+def test_vllm_tensor_names_outside_the_models_modules_are_flagged():
+    good = ["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"]
+    bad = ["base_model.model.layers.0.self_attn.q_proj.lora_A.weight"]
+    assert vllm.check(facts(names=good)).ok
+    assert P.failed_rules(vllm.check(facts(names=bad))) == {"vllm.tensor_prefix"}
+
+
+@pytest.mark.parametrize("conf,rule", [
+    (dict(use_rslora=True), "llama.cpp.rslora"),
+    (dict(alpha_pattern={"q_proj": 32.0}), "llama.cpp.alpha_pattern"),
+    (dict(use_dora=True), "llama.cpp.dora"),
+    (dict(modules_to_save=["embed_tokens"]), "llama.cpp.full_weights"),
+    (dict(bias="all"), "llama.cpp.full_weights"),
+    (dict(init_lora_weights="pissa"), "llama.cpp.init"),
+    (dict(trainable_token_indices=[1]), "llama.cpp.trainable_tokens"),
+])
+def test_llama_cpp_refuses_what_its_converter_cannot_express(conf, rule):
+    c = llama_cpp.check(facts(**conf))
+    assert not c.ok and rule in P.failed_rules(c)
+
+
+def test_llama_cpp_rank_pattern_alone_is_expressible_it_scales_by_each_pairs_rank():
+    assert llama_cpp.check(facts(rank_pattern={"q_proj": 4})).ok
+
+
+def test_llama_cpp_lm_head_on_a_tied_base_is_refused():
+    assert P.failed_rules(llama_cpp.check(facts(tied=True, target_modules=["lm_head"]))) == {"llama.cpp.tied_lm_head"}
+    assert llama_cpp.check(facts(tied=False, target_modules=["lm_head"])).ok
+
+
+def test_llama_cpp_merged_export_only_needs_a_converted_architecture():
+    assert llama_cpp.check(facts(use_rslora=True, use_dora=True), merged=True).ok
+    assert not llama_cpp.check(facts("NoSuchForCausalLM"), merged=True).ok
+
+
+def test_every_rule_cites_a_source_file_at_the_pinned_version():
+    rules = P.all_rules()
+    assert len({r.id for r in rules}) == len(rules)
+    for r in rules:
+        pin = PINS[r.engine]
+        assert pin.version in r.source and (".py" in r.source or ".h" in r.source), r
+
+
+def test_architecture_lists_are_the_engines_own():
+    assert {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"} <= vllm.lora_architectures()
+    assert "GPT2LMHeadModel" not in vllm.lora_architectures()
+    assert {"LlamaForCausalLM", "GPT2LMHeadModel"} <= llama_cpp.architectures()
+
+
+def test_show_json_lists_engines(registry, tiny_llama, tiny_adapter, models_dir):
+    from registry.testing.tiny import build_adapter
+
+    registry.add_base(tiny_llama, name="llama")
+    registry.push(tiny_adapter, name="ok", base="llama")
+    rs = build_adapter(tiny_llama, models_dir / "preflight-rslora", seed=7, use_rslora=True, target_modules=["q_proj"])
+    registry.push(rs, name="rs", base="llama")
+    ok = registry.show("ok@1").to_dict()["engines"]
+    assert ok == [{"engine": "vllm", "version": "0.32.0", "ok": True, "reasons": [], "fix": None},
+                  {"engine": "llama.cpp", "version": "0.3.36", "ok": True, "reasons": [], "fix": None}]
+    rs_engines = {e["engine"]: e for e in registry.show("rs@1").to_dict()["engines"]}
+    assert rs_engines["vllm"]["ok"] and not rs_engines["llama.cpp"]["ok"]
+    lc = rs_engines["llama.cpp"]
+    assert lc["reasons"][0].startswith("llama.cpp.rslora:") and "merged" in lc["fix"]
