@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("server", "Seed a small demo catalog when the catalog is empty, then serve it with a worker (make run)."),
     "deprecate": ("release", "Deprecate a version: hidden from search, resolve warns."),
     "eval": ("catalog", "Record and list evaluation results."),
+    "engines": ("engines", "Serving engine environments (vLLM, llama.cpp): install them pinned, list them."),
     "events": ("release", "The catalog's change events, oldest first (JSON lines with --follow --json)."),
     "gc": ("release", "Delete blobs no version, merged artifact, publication or stored base references."),
     "impact": ("release", "What BASE's newest revision (or NAME@REV) leaves unverified: versions, aliases, "
