@@ -104,6 +104,13 @@ def _pair_rank(module: str, A: tuple[int, ...], B: tuple[int, ...], W: tuple[int
     if len(W) != 2 and len(W) < 3:
         errors.append(f"{module}: base tensor {wkey} has shape {list(W)}, not a matrix")
         return None
+    if len(W) == 2 and (len(A) != 2 or len(B) != 2):  # peft's Linear / Conv1D LoRA weights are matrices
+        errors.append(f"{module}: shape mismatch, lora_A{list(A)} and lora_B{list(B)} must be matrices for "
+                      f"{wkey}{list(W)}")
+        return None
+    if len(A) < 1 or len(B) < 2:
+        errors.append(f"{module}: lora_A{list(A)} / lora_B{list(B)} have too few dimensions")
+        return None
     r = A[0]
     if B[1] != r:
         errors.append(f"{module}: rank mismatch, lora_A has r={r} but lora_B has r={B[1]}")

@@ -198,7 +198,8 @@ def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes:
             header = read_header(weights, max_header_bytes=max_header_bytes)
         except CorruptFile as e:
             findings += [Finding(f["code"], f["message"], file=WEIGHTS, field=f.get("field"))
-                         for f in getattr(e, "findings", None) or []]
+                         for f in getattr(e, "findings", None) or []] or [
+                Finding("FOLDER_SPECIAL_FILE", e.message, file=WEIGHTS)]
     if header is not None:
         findings += check_weights(conf or {}, header.tensors, file=WEIGHTS)
         if scan and not findings:

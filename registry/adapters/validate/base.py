@@ -78,7 +78,24 @@ def read_config(folder: Path) -> tuple[dict[str, Any] | None, list[Finding]]:
     doc, err = _json(folder, "config.json")
     if err or not isinstance(doc, dict):
         return None, [Finding("BASE_CONFIG_JSON", f"config.json: {err or 'not a JSON object'}", file="config.json")]
-    return doc, []
+    out = []
+    for k in ("model_type",):
+        if k in doc and not isinstance(doc[k], str):
+            out.append(Finding("BASE_CONFIG_JSON", f"config.json: {k} must be a string", file="config.json", field=k))
+    archs = doc.get("architectures")
+    if archs is not None and not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
+        out.append(Finding("BASE_CONFIG_JSON", "config.json: architectures must be a list of class names",
+                           file="config.json", field="architectures"))
+    for k in ("vocab_size", "hidden_size", "n_embd", "num_hidden_layers", "n_layer", "intermediate_size"):
+        v = doc.get(k)
+        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**40):
+            out.append(Finding("BASE_CONFIG_JSON", f"config.json: {k} must be a positive integer, not {v!r}",
+                               file="config.json", field=k))
+    v = doc.get("tie_word_embeddings")
+    if v is not None and not isinstance(v, bool):
+        out.append(Finding("BASE_CONFIG_JSON", f"config.json: tie_word_embeddings must be true or false, not {v!r}",
+                           file="config.json", field="tie_word_embeddings"))
+    return (None if out else doc), out
 
 
 def weight_files(folder: Path) -> tuple[list[str], dict[str, str] | None, list[Finding]]:

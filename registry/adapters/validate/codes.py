@@ -46,6 +46,8 @@ CODES: dict[str, Code] = {
                               "training diverged; pick an earlier checkpoint"),
     "WEIGHTS_DORA_MAGNITUDE_MISSING": Code("use_dora is set but a module has no lora_magnitude_vector", "yes",
                                            "save the adapter with the peft version it was trained with"),
+    "WEIGHTS_SHAPE": Code("an adapter tensor with the wrong number of dimensions for its role (lora_A, "
+                          "magnitude, ...)", "no", "save the adapter again with peft"),
     "WEIGHTS_DUPLICATE_COPY": Code("a modules_to_save copy saved twice with different shapes", "partly",
                                    "save the adapter again with peft"),
     # adapter_config.json
@@ -60,6 +62,9 @@ CODES: dict[str, Code] = {
     "CONFIG_PEFT_TYPE_MISSING": Code("no peft_type", "no", "save with peft"),
     "CONFIG_PEFT_TYPE_UNKNOWN": Code("a peft_type peft does not define", "no",
                                      "peft_type is one of peft.PeftType, e.g. LORA"),
+    "CONFIG_PEFT_TYPE_MISMATCH": Code("peft_type names one method but the weights are another's (LoRA tensors "
+                                      "under ADALORA, ...)", "partly", "write the peft_type the adapter was "
+                                      "trained with"),
     "CONFIG_RANK_TYPE": Code("r is not an integer (a string, a boolean, a float)", "partly", "r is an integer"),
     "CONFIG_RANK_RANGE": Code("r is zero or negative", "no", "r is a positive integer"),
     "CONFIG_ALPHA_MISSING": Code("lora_alpha missing: peft silently uses its default, changing the scale", "yes",

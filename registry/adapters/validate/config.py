@@ -98,9 +98,9 @@ def check_config(conf: dict[str, Any], *, file: str = FILE) -> list[Finding]:
             elif not math.isfinite(a) or a < 0:
                 add("CONFIG_ALPHA_RANGE", af, f"must be a finite number >= 0, got {a}")
     for pf, want_int in (("rank_pattern", True), ("alpha_pattern", False)):
-        v = conf.get(pf)
-        if v is None:
+        if pf not in conf:
             continue
+        v = conf[pf]  # null is no pattern to peft either: it calls .keys() on it
         ok = isinstance(v, dict) and all((_is_int(x) and x > 0) if want_int else (_is_num(x) and x >= 0)
                                          for x in v.values())
         if not ok:
@@ -134,6 +134,9 @@ def check_config(conf: dict[str, Any], *, file: str = FILE) -> list[Finding]:
             isinstance(tt, dict) and all(isinstance(k, str) and isinstance(v, list)
                                          and all(_is_int(x) and x >= 0 for x in v) for k, v in tt.items())):
         add("CONFIG_FIELD_TYPE", "trainable_token_indices", "must be a list of token ids or a map of them")
+    for k, v in conf.items():  # loftq_config, corda_config, eva_config, ...: peft builds a dataclass from each
+        if k.endswith("_config") and v is not None and not isinstance(v, dict):
+            add("CONFIG_FIELD_TYPE", k, f"must be an object or null, not {type(v).__name__}")
     tt_task = conf.get("task_type")
     if tt_task is not None and not isinstance(tt_task, str):
         add("CONFIG_FIELD_TYPE", "task_type", "must be a string")
