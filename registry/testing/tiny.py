@@ -210,7 +210,7 @@ def build_added_tokens(base: Path, resized: Path, out: Path, *, tokens: tuple[st
 
     torch.manual_seed(seed)
     tok = AutoTokenizer.from_pretrained(base)
-    tok.add_special_tokens({"additional_special_tokens": list(tokens)})  # type: ignore[dict-item]
+    tok.add_special_tokens({"additional_special_tokens": list(tokens)})
     model = AutoModelForCausalLM.from_pretrained(base)
     model.resize_token_embeddings(len(tok), mean_resizing=False)
     resized.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,7 @@ def test_ia3_loha_and_lokr_adapters_are_registered(kind, bases, sqlite_registry,
     torch.manual_seed(0)
     pm = get_peft_model(AutoModelForCausalLM.from_pretrained(bases["llama"]), _other(kind))
     with torch.no_grad():
-        for name, p in pm.named_parameters():
+        for _name, p in pm.named_parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.05)
     pm.save_pretrained(tmp_path / kind)

@@ -85,7 +85,7 @@ def check_config(conf: dict[str, Any], *, file: str = FILE) -> list[Finding]:
         r = conf.get("r")
         if not _is_int(r):
             add("CONFIG_RANK_TYPE", "r", f"must be an integer, not {type(r).__name__} {r!r}")
-        elif r <= 0:
+        elif isinstance(r, int) and r <= 0:
             add("CONFIG_RANK_RANGE", "r", f"must be positive, got {r}")
     af = ALPHA_FIELD.get(pt)
     if af is not None:

@@ -160,17 +160,17 @@ def check_header(name: str, data: bytes, size: int | None = None, *, max_header_
             continue
         entries.append(Entry(tname, dtype, tuple(shape), lo, hi))
     data_len = size - 8 - n
-    entries.sort(key=lambda e: (e.start, e.end))
+    entries.sort(key=lambda x: (x.start, x.end))
     pos = 0
-    for e in entries:
-        if e.end > data_len:
-            add("ST_TRUNCATED", f"truncated: tensor {e.name!r} ends at byte {8 + n + e.end} of {size}", e.name)
-        elif e.start < pos:
-            add("ST_OFFSETS_OVERLAP", f"tensors overlap in the data section (at {e.name!r})", e.name)
-        elif e.start > pos:
-            add("ST_OFFSETS_GAP", f"a gap of {e.start - pos} bytes in the data section before tensor {e.name!r}",
-                e.name)
-        pos = max(pos, e.end)
+    for ent in entries:
+        if ent.end > data_len:
+            add("ST_TRUNCATED", f"truncated: tensor {ent.name!r} ends at byte {8 + n + ent.end} of {size}", ent.name)
+        elif ent.start < pos:
+            add("ST_OFFSETS_OVERLAP", f"tensors overlap in the data section (at {ent.name!r})", ent.name)
+        elif ent.start > pos:
+            add("ST_OFFSETS_GAP", f"a gap of {ent.start - pos} bytes in the data section before tensor {ent.name!r}",
+                ent.name)
+        pos = max(pos, ent.end)
     if not out.findings and pos < data_len:
         add("ST_TRAILING_BYTES", f"{data_len - pos} bytes after the last tensor")
     out.entries = entries
