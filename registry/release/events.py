@@ -62,7 +62,7 @@ def matches(kind: str, kinds: Iterable[str]) -> bool:
 # The families anyone who may read the catalog may follow; every other kind is admin-only.
 PUBLIC_FAMILIES = ("version.", "alias.", "eval.", "merge.", "base.")
 # Payload keys never shown outside the admin feed: who acted (a token name), server paths, secrets.
-PRIVATE_KEYS = frozenset({"actor", "location", "path", "url", "secret", "uri", "to"})
+PRIVATE_KEYS = frozenset({"actor", "location", "path", "url", "secret", "uri"})
 
 
 @dataclass(frozen=True)
