@@ -14,6 +14,11 @@ What counts as verified, exactly:
   "not verified" until a new verification passes; nothing expires by age.
 - **Device kind and library versions** (torch, transformers, peft, CUDA, GPU) are recorded with
   each verification and shown, but do not restrict it: a CPU verification counts for a GPU merge.
+- **Which engine:** "verified" means verified by peft (the reference: merged equals unmerged)
+  unless an engine is asked for: `engine="vllm"` (or "llama.cpp") counts only that engine's
+  verifications (its greedy output equal to peft's, registry/verify/engine.py), and a vLLM
+  verification never counts as, nor overrides, a peft one. The engine is recorded in the
+  verification's `versions` ({"engine": ..., "engine_version": ...}); rows without it are peft's.
 - **Where verifications come from:** `verify` jobs (and `Registry.verify`), and `merge
   --validate`, whose logits comparison of the merged checkpoint against base + adapter is
   recorded as a verification of the version in the merge's dtype.
@@ -48,16 +53,27 @@ class Verdict:
         return f"verification:{self.verification_id}" if self.passed else None
 
 
-def verdict(s: Session, version_id: int, base_id: int, *, dtype: str | None = None) -> Verdict:
-    """The newest verification of `version_id` against `base_id` (in `dtype`, when given) decides."""
+PEFT = "peft"
+
+
+def engine_of(versions: dict | None) -> str:
+    """The engine a verification ran on (rows recorded before engines existed are peft's)."""
+    return str((versions or {}).get("engine") or PEFT)
+
+
+def verdict(s: Session, version_id: int, base_id: int, *, dtype: str | None = None,
+            engine: str | None = None) -> Verdict:
+    """The newest verification of `version_id` against `base_id` by `engine` (None: peft), in `dtype`
+    when given, decides."""
     V = M.Verification
-    q = select(V.id, V.passed, V.dtype).where(V.version_id == version_id, V.base_model_id == base_id)
+    want = engine or PEFT
+    q = select(V.id, V.passed, V.dtype, V.versions).where(V.version_id == version_id, V.base_model_id == base_id)
     if dtype is not None:
         q = q.where(V.dtype == dtype)
-    row = s.execute(q.order_by(V.id.desc()).limit(1)).first()
-    if row is None:
-        return Verdict(None, dtype=dtype)
-    return Verdict(bool(row.passed), row.id, row.dtype)
+    for row in s.execute(q.order_by(V.id.desc())):  # a version has a handful: filtered here, not in JSON SQL
+        if engine_of(row.versions) == want:
+            return Verdict(bool(row.passed), row.id, row.dtype)
+    return Verdict(None, dtype=dtype)
 
 
 def latest_verdicts(s: Session, version_ids: list[int]) -> dict[int, dict[int, bool]]:
@@ -70,17 +86,24 @@ def latest_verdicts(s: Session, version_ids: list[int]) -> dict[int, dict[int, b
     if not version_ids:
         return out
     V = M.Verification
-    for vid, bid, passed in s.execute(select(V.version_id, V.base_model_id, V.passed)
-                                      .where(V.version_id.in_(version_ids)).order_by(V.id)):
-        out[vid][bid] = bool(passed)  # later rows overwrite: the newest decides
+    for vid, bid, passed, versions in s.execute(select(V.version_id, V.base_model_id, V.passed, V.versions)
+                                                .where(V.version_id.in_(version_ids)).order_by(V.id)):
+        if engine_of(versions) == PEFT:
+            out[vid][bid] = bool(passed)  # later rows overwrite: the newest decides
     return out
 
 
-def describe(ref: str, base_label: str, v: Verdict) -> str:
+def describe(ref: str, base_label: str, v: Verdict, *, engine: str | None = None) -> str:
     """One line for a refusal: why `ref` does not count as verified against the base."""
-    where = f"against {base_label}" + (f" in {v.dtype}" if v.dtype else "")
+    where = f"against {base_label}" + (f" in {v.dtype}" if v.dtype else "") + (f" on {engine}" if engine else "")
     if v.verified is None:
         return f"{ref} has no verification {where}"
     if v.verified is False:
         return f"the latest verification of {ref} {where} failed"
     return f"{ref} passed verification {where}"
+
+
+def engine_verdicts(s: Session, version_id: int, base_id: int, engines: tuple[str, ...] | list[str]
+                    ) -> dict[str, bool | None]:
+    """`verdict(..., engine=e).verified` for each serving engine a policy requires (alias gates)."""
+    return {e: verdict(s, version_id, base_id, engine=e).verified for e in engines}
