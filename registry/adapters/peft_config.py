@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from registry.adapters import patterns
 from registry.errors import InvalidAdapter
 
 LORA_FAMILY = {"LORA"}
 # Initialisations that move the base weights themselves: the adapter is only right on the base
 # *as modified at init time*, so merging it into the original base is wrong.
 BASE_CHANGING_INITS = {"pissa", "olora", "corda", "loftq"}
+MAX_CONFIG_BYTES = 16 * 1024 * 1024  # adapter_config.json (a rank_pattern naming every module of a 405B is ~100 KB)
 
 
 @dataclass(frozen=True)
@@ -52,27 +53,25 @@ class PeftFields:
 
     def scaling_for(self, module: str) -> tuple[int | None, float | None]:
         """(r, alpha) for a module name, resolved the way peft's get_pattern_key does."""
-        r = pattern_value(self.rank_pattern, module, self.rank)
-        a = pattern_value(self.alpha_pattern, module, self.alpha)
+        r = pattern_value(self.rank_pattern, module, self.rank, field="rank_pattern")
+        a = pattern_value(self.alpha_pattern, module, self.alpha, field="alpha_pattern")
         return r, a
 
 
-def pattern_key(pattern_keys: Iterable[str], name: str) -> str:
+def pattern_key(pattern_keys: Iterable[str], name: str, *, field: str = "rank_pattern") -> str:
     """peft's `utils.other.get_pattern_key`: which rank_pattern / alpha_pattern key applies to a module.
 
     The first key, in dict order, that matches a dot-separated suffix of `name` to its end (keys
-    are regexes, tried as in the loop below), else `name` itself. The static check and
-    the merge both resolve ranks and alphas through this one function, so they cannot disagree.
+    are regexes, evaluated in linear time by registry.adapters.patterns), else `name` itself. The
+    static check and the merge both resolve ranks and alphas through this one function, so they
+    cannot disagree.
     """
-    for key in pattern_keys:
-        if re.match(rf"(.*\.)?({key})$", name):
-            return key
-    return name
+    return patterns.pattern_key(pattern_keys, name, field=field)
 
 
-def pattern_value(patterns: Mapping[str, Any], name: str, default: Any) -> Any:
+def pattern_value(pattern_dict: Mapping[str, Any], name: str, default: Any, *, field: str = "rank_pattern") -> Any:
     """The value peft's LoRA layer takes from a pattern dict: `patterns.get(pattern_key(...), default)`."""
-    return patterns.get(pattern_key(patterns.keys(), name), default)
+    return pattern_dict.get(pattern_key(pattern_dict.keys(), name, field=field), default)
 
 
 def init_method(conf: dict[str, Any]) -> str | None:
@@ -109,6 +108,7 @@ def parse_config(conf: dict[str, Any]) -> PeftFields:
     if rank is not None and rank <= 0:
         raise InvalidAdapter(f"adapter_config.json: r must be positive, got {rank}")
     ltt = conf.get("layers_to_transform")
+    check_patterns(conf, rank_pattern, alpha_pattern)
     return PeftFields(
         peft_type=peft_type,
         task_type=conf.get("task_type"),
@@ -135,11 +135,39 @@ def parse_config(conf: dict[str, Any]) -> PeftFields:
     )
 
 
+def check_patterns(conf: dict[str, Any], rank_pattern: Mapping[str, Any], alpha_pattern: Mapping[str, Any]) -> None:
+    """Every regex of the config compiles for the linear-time engine, each built as peft builds it.
+
+    Raises:
+        InvalidInput: naming the field and the key (an invalid regex, a construct RE2 lacks, too many keys)
+    """
+    patterns.check_pattern_keys(rank_pattern, field="rank_pattern")
+    patterns.check_pattern_keys(alpha_pattern, field="alpha_pattern")
+    for fld in ("target_modules", "exclude_modules"):
+        v = conf.get(fld)
+        if isinstance(v, str):
+            patterns.compile_pattern(v, what=f"{fld} {v!r}")
+    lp = conf.get("layers_pattern")
+    for pat in [lp] if isinstance(lp, str) else (lp or []):
+        patterns.compile_pattern(patterns.layers_pattern(str(pat)), what=f"layers_pattern {pat!r}")
+    mts = conf.get("modules_to_save") or []
+    if len(mts) > patterns.MAX_REGEX_KEYS:
+        raise InvalidAdapter(f"modules_to_save has {len(mts)} entries; the registry accepts at most "
+                             f"{patterns.MAX_REGEX_KEYS}")
+    for m in mts:
+        patterns.compile_pattern(patterns.module_to_save_pattern(str(m)), what=f"modules_to_save entry {m!r}")
+
+
 def load_config(path: Path) -> tuple[dict[str, Any], PeftFields]:
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise InvalidAdapter(f"{Path(path).name} is {size} bytes; the registry reads at most {MAX_CONFIG_BYTES}")
         conf = json.loads(Path(path).read_text())
     except FileNotFoundError as e:
         raise InvalidAdapter(f"missing {Path(path).name} in {Path(path).parent}") from e
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InvalidAdapter(f"{Path(path).name} is not valid JSON ({e})") from e
+    except RecursionError:
+        raise InvalidAdapter(f"{Path(path).name} is nested too deeply to be an adapter config") from None
     return conf, parse_config(conf)

@@ -3,6 +3,13 @@
 `training_args.bin` is a pickle of TrainingArguments. Unpickling it could run arbitrary code, so
 `read_pickle_state` walks the pickle opcodes with a tiny stack machine that only builds plain
 values (str, numbers, lists, dicts) and records class references by name without importing them.
+
+Every step is bounded, because the files come from whoever pushes: the file is read up to
+MAX_FILE_BYTES, the zip entry's declared size and the bytes actually inflated are both capped at
+MAX_PICKLE_BYTES (a zip bomb stops after that much), the opcode count at MAX_OPS, and turning the
+values into JSON (`_plain`) stops at MAX_DEPTH levels and MAX_NODES values, so memo tricks (a
+list that contains itself, references shared 2**40 times) cannot recurse or blow up. Anything past
+a bound means "no metadata", never a failed push.
 """
 
 from __future__ import annotations
@@ -18,7 +25,12 @@ KEEP_ARGS = (
     "optim", "seed", "bf16", "fp16", "max_grad_norm", "gradient_checkpointing", "max_seq_length",
     "max_length", "packing", "dataset_text_field", "logging_steps", "save_steps", "report_to",
 )
-MAX_PICKLE_BYTES = 10 * 1024 * 1024
+MAX_FILE_BYTES = 16 * 1024 * 1024  # training_args.bin on disk (a TrainingArguments one is ~8 KB)
+MAX_PICKLE_BYTES = 4 * 1024 * 1024  # the pickle, inflated from the zip
+MAX_OPS = 500_000
+MAX_DEPTH = 32
+MAX_NODES = 20_000  # values kept per argument
+MAX_STATE_BYTES = 64 * 1024 * 1024  # trainer_state.json
 
 
 class _Obj(dict):
@@ -27,7 +39,7 @@ class _Obj(dict):
 
 def read_pickle_state(path: Path) -> dict[str, Any] | None:
     """The attribute dict of the top object of a pickle, or None if it cannot be read safely."""
-    data = _pickle_bytes(Path(path).read_bytes()[:MAX_PICKLE_BYTES])
+    data = _pickle_bytes(_head(Path(path), MAX_FILE_BYTES))
     if data is None:
         return None
     try:
@@ -37,17 +49,38 @@ def read_pickle_state(path: Path) -> dict[str, Any] | None:
     return dict(top) if isinstance(top, dict) else None
 
 
-def _pickle_bytes(data: bytes) -> bytes | None:
-    """The pickle itself: `torch.save` writes a zip whose data.pkl holds it; None if that is unreadable."""
+def _head(path: Path, limit: int) -> bytes | None:
+    """The whole file if it is at most `limit` bytes, else (or when unreadable) None; never reads more."""
+    import os
+
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                return None
+            data = f.read(size + 1)  # read(n) allocates n bytes up front; one more shows growth since
+    except OSError:
+        return None
+    return data if len(data) <= limit else None
+
+
+def _pickle_bytes(data: bytes | None) -> bytes | None:
+    """The pickle itself: `torch.save` writes a zip whose data.pkl holds it; None if that is unreadable or too big."""
+    if data is None:
+        return None
     if data[:2] != b"PK":
-        return data
+        return data if len(data) <= MAX_PICKLE_BYTES else None
     import io
     import zipfile
 
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
-            name = next(n for n in z.namelist() if n.endswith("data.pkl"))
-            return z.read(name)
+            info = next(i for i in z.infolist() if i.filename.endswith("data.pkl"))
+            if info.file_size > MAX_PICKLE_BYTES:  # the declared size
+                return None
+            with z.open(info) as f:  # and what really inflates: a lying header stops here
+                out = f.read(MAX_PICKLE_BYTES + 1)
+            return out if len(out) <= MAX_PICKLE_BYTES else None
     except Exception:
         return None
 
@@ -66,7 +99,9 @@ class _Machine:
 
     def run(self, data: bytes) -> Any:
         """Execute the opcodes up to STOP; returns the top of the stack (None if empty)."""
-        for op, arg, _pos in pickletools.genops(data):
+        for n, (op, arg, _pos) in enumerate(pickletools.genops(data)):
+            if n > MAX_OPS:
+                raise ValueError(f"more than {MAX_OPS} pickle opcodes")
             name = op.name
             if name in ("PROTO", "FRAME"):
                 continue
@@ -197,17 +232,31 @@ _OPS = {name: fn for fn, names in (
 
 
 def _key(k: Any) -> Any:
-    return k if isinstance(k, (str, int, float, bool, type(None))) else str(k)
+    """A dict key as JSON can hold it; a container key is named by its type (its str() could be unbounded)."""
+    return k if isinstance(k, (str, int, float, bool, type(None))) else f"<{type(k).__name__}>"
 
 
-def _plain(v: Any) -> Any:
+def _plain(v: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
+    """A JSON-able copy of a value, at most MAX_DEPTH deep and MAX_NODES values big (None past either)."""
+    budget = [MAX_NODES] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0 or depth > MAX_DEPTH:
+        return None
     if isinstance(v, _Obj):
-        return v.get("value", v.get("__class__"))
+        v = v.get("value", v.get("__class__"))
+        return v if isinstance(v, (str, int, float, bool, type(None))) else None
     if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
+        out = []
+        for x in v:
+            if budget[0] < 0:
+                break
+            out.append(_plain(x, depth + 1, budget))
+        return out
+    if isinstance(v, float) and v != v or v in (float("inf"), float("-inf")):
+        return str(v)
     if isinstance(v, (str, int, float, bool, type(None))):
         return v
-    return str(v)
+    return f"<{type(v).__name__}>"
 
 
 def training_metadata(folder: Path, *, root: Path | None = None) -> dict[str, Any] | None:
@@ -217,13 +266,14 @@ def training_metadata(folder: Path, *, root: Path | None = None) -> dict[str, An
     for d in candidates:
         ts = d / "trainer_state.json"
         if ts.is_file() and "log_history" not in out:
-            try:
-                state = json.loads(ts.read_text())
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            state = _trainer_state(ts)
+            if state is None:
                 continue
-            hist = [h for h in state.get("log_history", []) if isinstance(h, dict)]
+            hist = state.get("log_history")
+            hist = [h for h in hist if isinstance(h, dict)] if isinstance(hist, list) else []
             out["log_history"] = hist[-5000:]
-            out["loss_curve"] = [[h["step"], h["loss"]] for h in hist if "loss" in h and "step" in h]
+            out["loss_curve"] = [[h["step"], h["loss"]] for h in hist if "loss" in h and "step" in h
+                                 and _number(h["step"]) and _number(h["loss"])]
             for k in ("global_step", "epoch", "max_steps", "num_train_epochs", "train_batch_size",
                       "best_metric", "best_model_checkpoint"):
                 if k in state:
@@ -233,7 +283,24 @@ def training_metadata(folder: Path, *, root: Path | None = None) -> dict[str, An
             st = read_pickle_state(ta)
             if st:
                 out["args"] = {k: _plain(st[k]) for k in KEEP_ARGS if k in st}
-                out["args_class"] = st.get("__class__")
+                cls = st.get("__class__")
+                out["args_class"] = cls if isinstance(cls, str) else None
     if root is not None and folder != root:
         out["selected_checkpoint"] = folder.name
     return out or None
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _trainer_state(path: Path) -> dict[str, Any] | None:
+    """trainer_state.json as a dict, or None: unreadable, not JSON, not an object, nested past the
+    parser's recursion limit, or bigger than MAX_STATE_BYTES."""
+    try:
+        if path.stat().st_size > MAX_STATE_BYTES:
+            return None
+        state = json.loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return state if isinstance(state, dict) else None

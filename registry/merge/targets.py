@@ -9,15 +9,18 @@ peft's own functions):
 - `rank_and_alpha`: rank_pattern / alpha_pattern, through `registry.adapters.peft_config.pattern_key`
   (`utils.other.get_pattern_key`), the resolver the static check uses too;
 - `is_module_to_save`: `utils.other._set_trainable`'s plain `endswith` test.
+
+Every regex from the config is evaluated by registry.adapters.patterns (RE2: linear time, peft's
+semantics, a construct RE2 lacks refused with InvalidInput naming the entry).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from registry.adapters import patterns as P
 from registry.adapters.peft_config import pattern_key, pattern_value
 
 ALL_LINEAR = "all-linear"
@@ -30,20 +33,21 @@ def lora_target(config: Mapping[str, Any], key: str) -> bool | None:
     exclude = config.get("exclude_modules")
     if exclude:
         if isinstance(exclude, str):
-            if re.fullmatch(exclude, key):
+            if P.fullmatch(exclude, key, what=f"exclude_modules {exclude!r}"):
                 return None
         elif key in exclude or any(key.endswith(f".{e}") for e in exclude):
             return None
 
     modules_to_save = config.get("modules_to_save")
-    if modules_to_save and any(re.match(rf"(^|.*\.){m}($|\..*)", key) for m in modules_to_save):
+    if modules_to_save and any(P.match(P.module_to_save_pattern(m), key, what=f"modules_to_save entry {m!r}")
+                               for m in modules_to_save):
         return None
 
     targets = config.get("target_modules")
     if targets is None:
         return False
     if isinstance(targets, str):
-        return re.fullmatch(targets, key) is not None
+        return P.fullmatch(targets, key, what=f"target_modules {targets!r}")
     if key in targets:
         return True
     found = any(key.endswith(f".{t}") for t in targets)
@@ -56,11 +60,11 @@ def lora_target(config: Mapping[str, Any], key: str) -> bool | None:
     if using_indexes and found:
         match = None
         if layers_pattern is None or len(layers_pattern) == 0:
-            match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", key)
+            match = P.match(P.DEFAULT_LAYERS, key, what="the default layer pattern")
         else:
             patterns = [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern
             for pattern in patterns:
-                match = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key)
+                match = P.match(P.layers_pattern(pattern), key, what=f"layers_pattern {pattern!r}")
                 if match is not None:
                     break
         if match is None:
@@ -72,8 +76,8 @@ def lora_target(config: Mapping[str, Any], key: str) -> bool | None:
 
 def rank_and_alpha(config: Mapping[str, Any], name: str) -> tuple[int, float]:
     """(r, lora_alpha) for module `name`, resolved from rank_pattern / alpha_pattern as peft does."""
-    r = pattern_value(config.get("rank_pattern") or {}, name, config.get("r", 8))
-    alpha = pattern_value(config.get("alpha_pattern") or {}, name, config.get("lora_alpha", 8))
+    r = pattern_value(config.get("rank_pattern") or {}, name, config.get("r", 8), field="rank_pattern")
+    alpha = pattern_value(config.get("alpha_pattern") or {}, name, config.get("lora_alpha", 8), field="alpha_pattern")
     return r, alpha
 
 
