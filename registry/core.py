@@ -14,14 +14,27 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from registry.db import Database
 from registry.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from registry.storage.base import BlobStore
-    from registry.tokens import TokenInfo
+
+
+class TokenInfo(Protocol):
+    """What a Core needs of a token (registry.tokens.TokenInfo; declared here so that core does not
+    import tokens, which imports core)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def namespace(self) -> str | None: ...
+    def allows(self, scope: str) -> bool: ...
+    def owns(self, name: str) -> bool: ...
 
 
 class _StoreSlot:

@@ -159,7 +159,8 @@ class Tokens:
         """The HTTP caller's token, checked to be an admin; None for the local operator."""
         if not self.core.remote:
             return None
-        return require(self.core.token, "admin")
+        token = self.core.token
+        return require(token if isinstance(token, TokenInfo) else None, "admin")
 
     def _administered(self) -> builtins.list[ColumnElement[bool]]:
         """The condition on tokens this caller administers (none: every token)."""
