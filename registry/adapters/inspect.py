@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.adapters import keys as K
-from registry.adapters.peft_config import PeftFields, parse_config
+from registry.adapters.peft_config import MAX_CONFIG_BYTES, PeftFields, parse_config
 from registry.adapters.safetensors import SCANNED_DTYPES, Header, read_header, scan_tensor
 from registry.adapters.training import training_metadata
 from registry.adapters.validate import Finding, raise_findings
@@ -172,7 +172,10 @@ def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes:
     findings: list[Finding] = []
     conf: dict[str, Any] | None = None
     try:
-        conf, found = VC.parse(read_regular(folder / CONFIG, limit=VC.MAX_BYTES))
+        raw = read_regular(folder / CONFIG, limit=MAX_CONFIG_BYTES)
+        conf, found = VC.parse(raw) if len(raw) <= MAX_CONFIG_BYTES else (None, [Finding(
+            "CONFIG_JSON", f"{CONFIG}: more than {MAX_CONFIG_BYTES} bytes, the most the registry reads",
+            file=CONFIG)])
     except OSError as e:
         found = [Finding("CONFIG_MISSING", f"{CONFIG}: cannot be read ({e.strerror or e})", file=CONFIG)]
     findings += found

@@ -14,7 +14,7 @@ from typing import Any
 from registry.adapters.validate import Finding, strictjson
 
 FILE = "adapter_config.json"
-MAX_BYTES = 16 * 1024 * 1024
+MAX_BYTES = 16 * 1024 * 1024  # push reads at most peft_config.MAX_CONFIG_BYTES of it (inspect passes that)
 # peft 0.21's PeftType values (tests/validation checks this against peft.PeftType)
 PEFT_TYPES = frozenset({
     "ADALORA", "ADAMSS", "ADAPTION_PROMPT", "BEFT", "BOFT", "C3A", "CARTRIDGE", "CPT", "DEFT", "DELORA",
