@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("catalog", "Who did what, newest first."),
     "base": ("catalog", "Register and list base models (identified by fingerprint)."),
     "bulk": ("release", "Operations on every version a query matches, all or nothing in one transaction."),
-    "check": ("catalog", "Static compatibility of an adapter version with a base model (no weights loaded)."),
+    "check": ("catalog", "Validate a folder (PATH, before any push) or check a version (REF) against its base."),
     "db": ("dbcmd", "Manage the catalog database schema (Alembic)."),
     "delete": ("release", "Delete a version from the catalog (refused while it holds a protected alias); "
                           "gc frees its blobs."),

@@ -171,9 +171,9 @@ def resolve(ctx, ref, as_json) -> None:
 @json_option
 @pass_ctx
 def check(ctx, ref, base_, as_json) -> None:
-    """Static compatibility of an adapter version with a base model (no weights loaded).
+    """Validate a folder (PATH, before any push) or check a version (REF) against its base.
 
-    Also validates a folder before any push: a REF that is an existing folder is validated as an adapter folder (adapter_config.json) or a
+    A PATH that is an existing folder is validated as an adapter folder (adapter_config.json) or a
     base model folder (config.json) by the passes push and `base add` run: every finding is
     printed, exit status 2 when anything is refused. Otherwise REF names a version (NAME,
     NAME@VERSION, NAME@ALIAS) and its static compatibility with a base is shown.
