@@ -233,13 +233,16 @@ class Registry:
         from registry.catalog import commands as C
         from registry.catalog import convert
 
-        items = _metric_items(metrics)
+        items = _metric_items(metrics, limit=self.settings.max_metrics_per_eval)
+        for what, value, most in (("dataset", dataset, 200), ("split", split, 100), ("source", source, 50)):
+            if value is not None and len(value) > most:
+                raise InvalidInput(f"{what} is {len(value)} characters long; at most {most} are accepted")
         r = parse_ref(ref)
         with self.db.write() as s:
             _a, row = Q.get_version(s, r)
             vref = f"{r.name}@{row.version}"
-            evs = [C.add_eval(s, row, ref=vref, metric=k, value=float(v), dataset=dataset, split=split,
-                              source=source, details=details, actor=self.actor) for k, v in items]
+            evs = C.add_evals(s, row, ref=vref, metrics=[(k, float(v)) for k, v in items], dataset=dataset,
+                              split=split, source=source, details=details, actor=self.actor)
             return [convert.eval_result(e, vref) for e in evs]
 
     def add_lm_eval(self, ref: str, results_file: str | Path) -> list[T.EvalResult]:
@@ -269,9 +272,21 @@ def _tags(tags: Mapping[str, str] | Iterable[str]) -> dict[str, str]:
     return dict(tags) if isinstance(tags, Mapping) else dict(parse_tag(t) for t in tags)
 
 
-def _metric_items(metrics: Mapping[str, float] | Iterable[str]) -> list[tuple[str, float]]:
-    """(name, value) pairs from a mapping or NAME=VALUE strings, each checked (finite numbers only)."""
-    items = list(metrics.items()) if isinstance(metrics, Mapping) else [parse_metric_value(m) for m in metrics]
+def _metric_items(metrics: Mapping[str, float] | Iterable[str], *, limit: int) -> list[tuple[str, float]]:
+    """(name, value) pairs from a mapping or NAME=VALUE strings, each checked (finite numbers only), at most `limit`."""
+    if isinstance(metrics, Mapping):
+        if len(metrics) > limit:
+            raise InvalidInput(f"{len(metrics)} metrics in one evaluation; this registry records at most {limit} "
+                               "metrics per evaluation", hint="split them over several evaluations", limit=limit)
+        items = list(metrics.items())
+    else:
+        items = []
+        for m in metrics:  # an iterable may be unbounded: stop counting past the limit
+            if len(items) >= limit:
+                raise InvalidInput(f"more than {limit} metrics in one evaluation; this registry records at most "
+                                   f"{limit} metrics per evaluation", hint="split them over several evaluations",
+                                   limit=limit)
+            items.append(parse_metric_value(m))
     if not items:
         raise InvalidInput("no metrics given", hint="pass --metric NAME=VALUE")
     for k, v in items:

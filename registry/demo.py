@@ -124,7 +124,9 @@ def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool =
     import uvicorn
 
     from registry.api import create_app
+    from registry.api.limits import server_config
 
+    sweep_at_start(registry)
     app = create_app(registry)
     sock = listening_socket(host, port)
     actual = sock.getsockname()[1]
@@ -134,7 +136,7 @@ def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool =
           file=sys.stderr, flush=True)
     if worker and stop_worker is None:
         print("  (no job worker: the job queue is not in this build)", file=sys.stderr, flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(server_config(app, registry.settings))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
@@ -147,15 +149,29 @@ def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool =
     print("adapter-registry stopped", file=sys.stderr, flush=True)
 
 
-class ServerThread:
-    """uvicorn on 127.0.0.1:<free port> in a daemon thread (tests and benchmarks)."""
+def sweep_at_start(registry) -> int:
+    """Remove temp files that killed pushes and uploads left (registry.release.gc.sweep_temp); how many went."""
+    from registry.release.gc import sweep_temp
 
-    def __init__(self, app, *, host: str = "127.0.0.1"):
+    s = registry.settings
+    removed = sweep_temp(registry.store, home=s.home, older_than_s=s.temp_max_age_s)
+    if removed:
+        print(f"removed {removed} stale temp file(s) of killed pushes or uploads", file=sys.stderr, flush=True)
+    return removed
+
+
+class ServerThread:
+    """uvicorn on 127.0.0.1:<free port> in a daemon thread (tests and benchmarks), with the server's limits."""
+
+    def __init__(self, app, *, host: str = "127.0.0.1", settings=None):
         import uvicorn
+
+        from registry.api.limits import server_config
 
         self.sock = listening_socket(host, 0)
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        settings = settings if settings is not None else app.state.registry.settings
+        self.server = uvicorn.Server(server_config(app, settings))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> ServerThread:

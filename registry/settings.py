@@ -60,6 +60,36 @@ class Settings:
         default=None, metadata=_meta("Bearer token for the remote registry server.", "TOKEN"))
     open_reads: bool = field(
         default=True, metadata=_meta("Serve reads over HTTP without a token (writes always need one).", "OPEN_READS"))
+    limits: bool = field(
+        default=True, metadata=_meta("Enforce the HTTP limits below (authentication before the body, body size, "
+                                     "concurrency, body timeout). Off only to measure what they cost.", "LIMITS"))
+    max_body_bytes: int = field(
+        default=1024 * 1024, metadata=_meta("Largest request body of a JSON route, in bytes (413 past it; "
+                                            "pushes are limited by max_upload_bytes).", "MAX_BODY_BYTES"))
+    max_concurrent_requests: int = field(
+        default=64, metadata=_meta("HTTP requests handled at once; more are answered 503 at once (0: no limit; "
+                                   "/healthz is exempt).", "MAX_CONCURRENT_REQUESTS"))
+    max_connections: int = field(
+        default=1024, metadata=_meta("Open HTTP connections the server accepts (uvicorn's limit_concurrency: "
+                                     "503 past it).", "MAX_CONNECTIONS"))
+    body_timeout_s: float = field(
+        default=60.0, metadata=_meta("Seconds a request body may stall between two chunks before the request "
+                                     "is answered 408.", "BODY_TIMEOUT_S"))
+    header_timeout_s: float = field(
+        default=30.0, metadata=_meta("Seconds a connection may take to send a request's headers before it is "
+                                     "closed.", "HEADER_TIMEOUT_S"))
+    keep_alive_s: int = field(
+        default=5, metadata=_meta("Seconds an idle keep-alive connection stays open (uvicorn's "
+                                  "timeout_keep_alive).", "KEEP_ALIVE_S"))
+    max_request_header_bytes: int = field(
+        default=16 * 1024, metadata=_meta("Largest request line plus headers, in bytes (h11's max incomplete "
+                                          "event size: the connection is refused past it).",
+                                          "MAX_REQUEST_HEADER_BYTES"))
+    max_metrics_per_eval: int = field(
+        default=2000, metadata=_meta("Most metrics one evaluation may record.", "MAX_METRICS_PER_EVAL"))
+    temp_max_age_s: float = field(
+        default=24 * 3600.0, metadata=_meta("Temp files of pushes, uploads and store writes older than this are "
+                                            "removed at server start and by gc, in seconds.", "TEMP_MAX_AGE_S"))
     hf_endpoint: str | None = field(
         default=None, metadata=_meta("Hugging Face Hub endpoint for hf:// publishing (default: huggingface_hub's).",
                                      "HF_ENDPOINT"))
@@ -118,6 +148,8 @@ def _coerce(f: dataclasses.Field, raw: str) -> Any:
         return raw.strip().lower() in ("1", "true", "yes", "on")
     if kind == "int":
         return int(raw)
+    if kind == "float":
+        return float(raw)
     if kind == "Path":
         return Path(raw)
     return raw

@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 
 from registry.api import errors
+from registry.api.limits import Limits
 
 HERE = Path(__file__).parent
 
@@ -31,6 +32,8 @@ def create_app(registry, settings=None) -> FastAPI:
                   docs_url="/api/docs", redoc_url=None, generate_unique_id_function=lambda route: route.name)
     app.state.registry = registry
     errors.install(app)
+    # Authentication before the body, body size and time, concurrency: before any route runs.
+    app.add_middleware(Limits, registry=registry)
     # jobs and release go first: their paths (/adapters/{name}/aliases, ...) are more specific
     # than /adapters/{name}, which would otherwise take them as adapter names.
     for mod in (jobs, release, adapters, push, bases, files, admin, targets, pages):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -35,8 +36,10 @@ from registry.catalog import commands as C
 from registry.catalog import models as M
 from registry.errors import BlobNotFound
 from registry.release import types as RT
+from registry.storage.local import sweep_older_than
 
 GRACE_SECONDS = 3600.0
+TEMP_MAX_AGE_S = 24 * 3600.0  # the default of settings.temp_max_age_s
 BATCH = 200
 
 
@@ -64,9 +67,37 @@ def referenced_digests(s: Session) -> set[str]:
     return {d for d in out if d}
 
 
+def sweep_temp(store, *, home: Path | None = None, older_than_s: float = TEMP_MAX_AGE_S,
+               now: float | None = None) -> int:
+    """Remove temp files of killed pushes, uploads and store writes untouched for `older_than_s` seconds.
+
+    Swept: everything under `<home>/tmp` (the upload folders of HTTP pushes under tmp/uploads/,
+    one per upload) and the store's own temp folder (a local store's in-flight puts). A writer
+    that is still running touches its files, so it is younger than any sensible threshold.
+    Returns how many entries were removed. The server sweeps at start (registry/demo.py), gc on
+    every run.
+    """
+    removed = 0
+    if home is not None:
+        tmp = Path(home) / "tmp"
+        removed += sweep_older_than(tmp / "uploads", older_than_s=older_than_s, now=now)
+        removed += sweep_older_than(tmp, older_than_s=older_than_s, now=now, keep=("uploads",))
+    clean = getattr(store, "clean_tmp", None)
+    if callable(clean):
+        removed += int(clean(older_than_s=older_than_s, now=now))
+    return removed
+
+
 def collect(db, store, *, dry_run: bool = False, grace_seconds: float = GRACE_SECONDS,
-            now: dt.datetime | None = None, actor: str = "") -> RT.GcReport:
-    """Delete unreferenced blobs older than the grace period; report what was (or would be) freed."""
+            now: dt.datetime | None = None, actor: str = "", home: Path | None = None,
+            temp_max_age_s: float = TEMP_MAX_AGE_S) -> RT.GcReport:
+    """Delete unreferenced blobs older than the grace period; report what was (or would be) freed.
+
+    Also sweeps stale temp files (sweep_temp: the store's, and `<home>/tmp` when `home` is given),
+    except with `dry_run`.
+    """
+    if not dry_run:
+        sweep_temp(store, home=home, older_than_s=temp_max_age_s)
     now = now or M.utcnow()
     cutoff = now - dt.timedelta(seconds=grace_seconds)
     # List the store before reading the catalog: anything uploaded after the listing is not a

@@ -228,22 +228,56 @@ class LocalBlobStore:
                 if is_digest(blob.name) and blob.name[:2] == fan_out.name:
                     yield blob.name
 
-    def clean_tmp(self, *, older_than_s: float = 24 * 3600) -> int:
-        """Remove temp files left by crashed writers; returns how many were removed."""
-        import time
+    def clean_tmp(self, *, older_than_s: float = 24 * 3600, now: float | None = None) -> int:
+        """Remove temp files (and folders) left by killed or crashed writers; returns how many were removed.
 
-        if not self.tmp_dir.is_dir():
-            return 0
-        cutoff = time.time() - older_than_s
-        removed = 0
-        for entry in self.tmp_dir.iterdir():
-            try:
-                if entry.stat().st_mtime < cutoff:
-                    entry.unlink()
+        Only entries untouched for `older_than_s` go: a put in progress writes its temp file, so
+        its mtime is recent.
+        """
+        return sweep_older_than(self.tmp_dir, older_than_s=older_than_s, now=now)
+
+
+def sweep_older_than(folder: Path, *, older_than_s: float, now: float | None = None,
+                     keep: tuple[str, ...] = ()) -> int:
+    """Remove the entries of `folder` (files, or whole folders) not modified for `older_than_s` seconds.
+
+    A folder's age is that of the newest thing inside it (an upload in progress writes into its
+    folder's files, which does not touch the folder itself). Returns how many entries went;
+    entries that vanish meanwhile (another sweep, the writer finishing) are not errors. Names in
+    `keep` stay whatever their age.
+    """
+    import shutil
+    import time
+
+    if not folder.is_dir():
+        return 0
+    cutoff = (time.time() if now is None else now) - older_than_s
+    removed = 0
+    for entry in list(folder.iterdir()):
+        if entry.name in keep:
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                if _newest_mtime(entry) < cutoff:
+                    shutil.rmtree(entry)
                     removed += 1
+            elif entry.lstat().st_mtime < cutoff:
+                entry.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _newest_mtime(folder: Path) -> float:
+    newest = folder.lstat().st_mtime
+    for root, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            try:
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
             except FileNotFoundError:
                 pass
-        return removed
+    return newest
 
 
 def _seekable(stream: BinaryIO) -> bool:
