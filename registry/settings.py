@@ -68,7 +68,7 @@ class Settings:
                                             "pushes are limited by max_upload_bytes).", "MAX_BODY_BYTES"))
     max_concurrent_requests: int = field(
         default=64, metadata=_meta("HTTP requests handled at once; more are answered 503 at once (0: no limit; "
-                                   "/healthz is exempt).", "MAX_CONCURRENT_REQUESTS"))
+                                   "/api/v1/healthz is exempt).", "MAX_CONCURRENT_REQUESTS"))
     max_connections: int = field(
         default=1024, metadata=_meta("Open HTTP connections the server accepts (uvicorn's limit_concurrency: "
                                      "503 past it).", "MAX_CONNECTIONS"))

@@ -12,7 +12,7 @@
   keeps its own `max_upload_bytes` (registry/api/upload.py).
 - **Body timeout.** A body that stalls for `body_timeout_s` between two chunks ends with 408.
 - **Concurrency.** At most `max_concurrent_requests` requests are handled at once; the next one is
-  answered 503 at once (with Retry-After) instead of queueing without bound. /healthz is exempt,
+  answered 503 at once (with Retry-After) instead of queueing without bound. /api/v1/healthz is exempt,
   so a busy server still reports that it is alive.
 
 Every refusal has the one error shape (registry/api/errors.py). `settings.limits = False` turns
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The multipart push streams to disk under its own limit (max_upload_bytes).
 UPLOAD_ROUTE = re.compile(r"/api/v1/adapters/.+/versions/?")
-EXEMPT = frozenset({"/healthz", "/api/v1/healthz"})
+EXEMPT = frozenset({"/api/v1/healthz"})
 
 
 class BodyTooLarge(HTTPException):

@@ -8,6 +8,7 @@ stops with 413 as soon as it passes the limit.
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,15 +23,24 @@ from registry.errors import InvalidInput, TooLarge
 MAX_FILES = 1000
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 200
+MAX_PATH_CHARS = 500  # the catalog's version_files.path
+MAX_NAME_BYTES = 255  # one path component (NAME_MAX on Linux, macOS, Windows)
+MAX_PART_HEADER_BYTES = 16 * 1024  # all headers of one part together
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def safe_relpath(rel: str) -> str:
-    """A relative POSIX path with no '..', no absolute root and no backslashes, else InvalidInput."""
+    """A relative POSIX path with no '..', no absolute root, no backslashes and no control characters, each
+    part at most MAX_NAME_BYTES long in UTF-8 (what file systems take), else InvalidInput."""
     p = PurePosixPath(rel)
-    if (not rel or len(rel) > 500 or p.is_absolute() or "\\" in rel or "\x00" in rel
+    if (not rel or len(rel) > MAX_PATH_CHARS or p.is_absolute() or "\\" in rel or _CONTROL.search(rel)
             or any(part in ("", ".", "..") for part in rel.split("/"))):
-        raise InvalidInput(f"not a safe relative file name: {rel!r}", hint="send each file with its path relative "
-                           "to the adapter folder as the part's filename")
+        raise InvalidInput(f"not a safe relative file name: {rel[:200]!r}", hint="send each file with its path "
+                           "relative to the adapter folder as the part's filename")
+    for part in rel.split("/"):
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise InvalidInput(f"file name {part[:60]!r}... is longer than {MAX_NAME_BYTES} bytes",
+                               hint="file systems take at most 255 bytes per name")
     return str(p)
 
 
@@ -59,6 +69,9 @@ class _Sink:
         self._buf = bytearray()
         self._file: BinaryIO | None = None
         self._nfields = 0
+        self._header_bytes = 0
+        self._file_set: set[str] = set()
+        self._folders: set[str] = set()
         self.ended = False
 
     def callbacks(self) -> dict:
@@ -69,11 +82,19 @@ class _Sink:
 
     def part_begin(self) -> None:
         self._headers, self._field, self._buf, self._file = {}, None, bytearray(), None
+        self._header_bytes = 0
+
+    def _count_header(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > MAX_PART_HEADER_BYTES:
+            raise InvalidInput(f"a part's headers are longer than {MAX_PART_HEADER_BYTES} bytes")
 
     def header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._hname += data[start:end]
 
     def header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._hvalue += data[start:end]
 
     def header_end(self) -> None:
@@ -91,17 +112,23 @@ class _Sink:
             self._field = name
             return
         rel = safe_relpath(filename.decode("utf-8", "replace"))
-        if rel in self.files:
+        if rel in self._file_set:
             raise InvalidInput(f"file {rel!r} sent twice")
         if len(self.files) >= MAX_FILES:
             raise InvalidInput(f"more than {MAX_FILES} files")
         target = self.folder / rel
-        if any(str(PurePosixPath(f)).startswith(rel + "/") for f in self.files) or (
-                target.parent != self.folder and target.parent.is_file()):
-            raise InvalidInput(f"{rel!r} is both a file and a folder")
+        # "a" and "a/b" (in either order, at any depth): one name cannot be a file and a folder.
+        parents = {"/".join(rel.split("/")[:i]) for i in range(1, rel.count("/") + 1)}
+        if rel in self._folders or parents & self._file_set:
+            raise InvalidInput(f"{rel!r} is both a file and a folder in this upload")
         target.parent.mkdir(parents=True, exist_ok=True)
         self.files.append(rel)
-        self._file = open(target, "xb")
+        self._file_set.add(rel)
+        self._folders |= parents
+        try:
+            self._file = open(target, "xb")
+        except OSError as e:  # a name the file system refuses (too long for it, reserved): the client's input
+            raise InvalidInput(f"cannot store a file named {rel[:200]!r}: {e.strerror}") from None
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
         if self._file is not None:

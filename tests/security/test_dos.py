@@ -155,3 +155,55 @@ def test_metrics_past_the_setting_are_a_400_naming_the_limit(sqlite_registry, ti
     assert len(small.add_eval(ref, {"a": 1, "b": 2, "c": 3})) == 3
     with pytest.raises(InvalidInput, match="dataset"):
         small.add_eval(ref, {"a": 1}, dataset="x" * 201)
+
+
+def _push_parts(client, toks, parts, name="team-a/crafted"):
+    return client.post(f"/api/v1/adapters/{name}/versions", files=parts, headers=bearer(toks.write))
+
+
+def _part(filename: str, data: bytes = b"x"):
+    return ("files", (filename, data, "application/octet-stream"))
+
+
+@pytest.mark.parametrize(("names", "says"), [
+    (["a" * 256], "longer than 255 bytes"),
+    (["sub/" + "é" * 128], "longer than 255 bytes"),  # 256 bytes in UTF-8, 128 characters
+    (["a", "a/b"], "both a file and a folder"),
+    (["a", "a/b/c"], "both a file and a folder"),
+    (["a/b/c", "a/b"], "both a file and a folder"),
+    (["a/b/c", "a"], "both a file and a folder"),
+])
+def test_crafted_upload_file_names_are_a_400_with_a_one_line_reason(api, tiny_adapter, names, says):
+    reg, client, toks = api
+    parts = adapter_files(tiny_adapter) + [_part(n) for n in names]
+    r = _push_parts(client, toks, parts)
+    assert r.status_code == 400, r.text
+    msg = r.json()["message"]
+    assert says in msg and "\n" not in msg
+    assert list((reg.settings.home / "tmp" / "uploads").iterdir()) == []
+
+
+def _raw_push(client, toks, filename: bytes, extra_header: bytes = b""):
+    boundary = b"b0undary"
+    body = (b"--" + boundary + b"\r\nContent-Disposition: form-data; name=\"files\"; filename=\"" + filename
+            + b"\"\r\n" + extra_header + b"\r\nx\r\n--" + boundary + b"--\r\n")
+    return client.post("/api/v1/adapters/team-a/crafted/versions", content=body,
+                       headers={**bearer(toks.write), "Content-Type": "multipart/form-data; boundary=b0undary"})
+
+
+def test_a_file_name_with_control_characters_is_a_400(api):
+    _reg, client, toks = api
+    r = _raw_push(client, toks, b"x\x01y")  # httpx would escape it; sent raw
+    assert r.status_code == 400, r.text
+    assert "not a safe relative file name" in r.json()["message"]
+
+
+def test_an_oversized_part_header_is_a_400_not_unbounded_memory(api):
+    _reg, client, toks = api
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a\"\r\n"
+            f"X-Junk: {'j' * 200_000}\r\n\r\nx\r\n--{boundary}--\r\n").encode()
+    r = client.post("/api/v1/adapters/team-a/crafted/versions", content=body,
+                    headers={**bearer(toks.write), "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 400, r.text
+    assert "header" in r.json()["message"]
