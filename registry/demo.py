@@ -81,13 +81,15 @@ def _release(registry) -> Iterator[str]:
 
 
 def _merge_and_publish(registry, work: Path) -> Iterator[str]:
-    """Verify, merge and publish team-a/support-bot@2 to a local folder (in this process)."""
+    """Verify, merge and publish team-a/support-bot@2 to a local folder next to the home (in this process)."""
     ref = "team-a/support-bot@2"
     job = registry.jobs.verify(ref, inline=True)
     yield f"verified {ref}: {job.state}" + (f" ({job.error})" if job.error else "")
     m = registry.merge(ref)
     yield f"merged {ref} -> artifact #{m.id} ({m.dtype}, {m.engine})"
-    target = work / "published" / "support-bot-v2"
+    # Publish targets are never inside the registry's own home, store or cache: a sibling of home.
+    home = registry.settings.home
+    target = home.parent / f"{home.name}-published" / "support-bot-v2"
     job = registry.jobs.publish(ref, to=f"dir://{target}", force=job.state != "succeeded", inline=True)
     yield f"published {ref} to {target}: {job.state}" + (f" ({job.error})" if job.error else "")
 
