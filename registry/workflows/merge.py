@@ -114,6 +114,7 @@ class _Job:
     base_ref: str
     base_info: dict[str, Any]
     dtype: str
+    files: dict[str, str] = dataclasses.field(default_factory=dict)  # the version's files: relpath -> digest
 
     @classmethod
     def read(cls, s: Session, ref: str, dtype: str | None) -> _Job:
@@ -126,7 +127,7 @@ class _Job:
         return cls(f"{r.name}@{row.version}", r.name, row.version, row.id, row.content_digest,
                    f"{base.name}@{base.fingerprint[:16]}",
                    {"name": base.name, "fingerprint": base.fingerprint, "revision": base.revision},
-                   dtypes.or_default(dtype, base.dtype))
+                   dtypes.or_default(dtype, base.dtype), {f.path: f.digest for f in row.files})
 
 
 def _run_engine(core: Core, job: _Job, work: Path, *, engine: str, device: str, validate: bool,
@@ -134,10 +135,27 @@ def _run_engine(core: Core, job: _Job, work: Path, *, engine: str, device: str, 
     from registry import merge as engines
 
     return engines.merge(
-        base_folder(core, job.base_ref), adapter_folder(core, job.ref), work / "model", engine=engine,
+        base_folder(core, job.base_ref), _verified_adapter(core, job), work / "model", engine=engine,
         dtype=job.dtype, device=device, max_shard_size=max_shard_size, validate=validate, progress=progress,
         card={"adapter": {"name": job.name, "version": job.version, "digest": job.digest},
               "base": job.base_info, "tags": ["adapter-registry"]})
+
+
+def _verified_adapter(core: Core, job: _Job) -> Path:
+    """The version's files as a folder, every byte checked: its cache path is computable from the
+    public content digest, so what is there is merged only when it is the version's own."""
+    from registry.storage import cache
+
+    folder = adapter_folder(core, job.ref)
+    bad = cache.mismatched(folder, job.files)
+    if bad:
+        cache.evict(core.settings.cache_dir / "blobs", [job.files[rel] for rel in bad])
+        cache.discard(folder)
+        folder = adapter_folder(core, job.ref, warn=False)
+        bad = cache.mismatched(folder, job.files)
+    if bad:
+        raise IntegrityFailure(f"{job.ref}: {bad[0]} does not match its recorded digest", ref=job.ref, file=bad[0])
+    return folder
 
 
 def _record(core: Core, job: _Job, key: str, res: Any, files: dict[str, dict[str, Any]], *, validate: bool) -> int:

@@ -165,3 +165,14 @@ def test_job_errors_carry_no_server_paths(teams):
     for folder in (reg.settings.home, reg.settings.store_url, reg.settings.cache_dir):
         assert str(folder) not in shown
     assert "<store>" in error  # what the message kept: which of the registry's folders
+
+
+def test_an_adapter_folder_planted_in_the_resolve_cache_is_not_merged(teams, b_reference, tiny_adapter):
+    """The adapter folder a merge reads is keyed by the version's public content digest too."""
+    reg, _client, _secrets = teams
+    digest = reg.show("team-b/bot@1").content_digest
+    planted = reg.settings.cache_dir / "adapters" / digest
+    planted.parent.mkdir(parents=True)
+    shutil.copytree(tiny_adapter, planted)  # team-a's adapter: the same file names and sizes
+    m = reg.merge("team-b/bot@1", dtype="float32")
+    assert weights(m.path) == weights(b_reference)
