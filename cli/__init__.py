@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("catalog", "Record and list evaluation results."),
     "engines": ("engines", "Serving engine environments (vLLM, llama.cpp): install them pinned, list them."),
     "events": ("release", "The catalog's change events, oldest first (JSON lines with --follow --json)."),
+    "export": ("export", "Convert NAME@REF with llama.cpp's own converter (pinned); refused when it cannot express "
+                         "the adapter."),
     "gc": ("release", "Delete blobs no version, merged artifact, publication or stored base references."),
     "impact": ("release", "What BASE's newest revision (or NAME@REV) leaves unverified: versions, aliases, "
                           "merged artifacts."),

@@ -146,6 +146,23 @@ class EngineSupport(_Result):
 
 
 @dataclass(frozen=True)
+class Export(_Result):
+    """An adapter version converted for an engine (`export --format gguf`), recorded with its digest."""
+
+    ref: str
+    base: BaseRef
+    format: str  # gguf
+    type: str  # f32 | f16 | bf16 | q8_0 (the converter's --outtype)
+    merged: bool  # True: the merged model; False: a LoRA adapter file for the base's own GGUF
+    converter: str  # the engine whose converter made it (llama.cpp)
+    converter_version: str  # its pinned version
+    digest: str  # sha256 of the file
+    size_bytes: int
+    path: Path  # the file written
+    seconds: float
+
+
+@dataclass(frozen=True)
 class MergedArtifact(_Result):
     id: int
     ref: str

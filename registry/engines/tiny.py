@@ -33,14 +33,18 @@ def build_tokenizer(out: Path) -> int:
     return len(pieces)
 
 
-def build_llama(out: Path, *, seed: int = 0, hidden_size: int = 64, num_layers: int = 2,
+def build_llama(out: Path, *, seed: int = 0, hidden_size: int = 128, num_heads: int = 2, num_layers: int = 2,
                 tie_word_embeddings: bool = False) -> Path:
-    """A tiny random LlamaForCausalLM (float32) whose vocabulary is exactly its tokenizer's."""
+    """A tiny random LlamaForCausalLM (float32) whose vocabulary is exactly its tokenizer's.
+
+    Head size 64: vLLM's CPU attention has no kernel for 16 ("Unsupported CPU attention configuration").
+    """
     from registry.testing.tiny import build_llama as _build
 
     n = build_tokenizer(out / ".tok")
-    _build(out, hidden_size=hidden_size, intermediate_size=hidden_size * 2, num_layers=num_layers, vocab_size=n,
-           tie_word_embeddings=tie_word_embeddings, seed=seed, with_tokenizer=False)
+    _build(out, hidden_size=hidden_size, intermediate_size=hidden_size * 2, num_layers=num_layers,
+           num_heads=num_heads, vocab_size=n, tie_word_embeddings=tie_word_embeddings, seed=seed,
+           with_tokenizer=False)
     for f in (out / ".tok").iterdir():
         f.rename(out / f.name)
     (out / ".tok").rmdir()

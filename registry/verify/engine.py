@@ -56,18 +56,15 @@ def peft_greedy(model: Any, prompts: list[list[int]], *, max_tokens: int = MAX_T
     tokens, logprobs = [], []
     with torch.no_grad():
         for p in prompts:
-            ids = torch.tensor([p], device=device)
+            seq = list(p)
             out_t, out_lp = [], []
-            past = None
-            step_ids = ids
-            for _ in range(max_tokens):
-                out = model(input_ids=step_ids, past_key_values=past, use_cache=True)
-                past = out.past_key_values
-                lp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+            for _ in range(max_tokens):  # whole sequence each step: tiny probes, and no cache API to track
+                logits = model(input_ids=torch.tensor([seq], device=device)).logits
+                lp = torch.log_softmax(logits[0, -1].float(), dim=-1)
                 nxt = int(lp.argmax())
                 out_t.append(nxt)
                 out_lp.append(float(lp[nxt]))
-                step_ids = torch.tensor([[nxt]], device=device)
+                seq.append(nxt)
             tokens.append(out_t)
             logprobs.append(out_lp)
     return {"tokens": tokens, "logprobs": logprobs, "seconds": time.monotonic() - t}

@@ -69,13 +69,15 @@ class Result:
 
 def run(core: Core, ref: str, *, base: str | None = None, dtype: str | None = None, device: str = "cpu",
         models: Any = None, check_stop: Callable[[], None] | None = None, stage: Stage | None = None,
-        engine: str = "peft", engines_dir: str | None = None) -> Result:
+        engine: str = "peft", engines_dir: str | None = None, serving: dict[str, Any] | None = None) -> Result:
     """Static check, then (when it passes) the dynamic checks with the base from `models`.
 
     Args:
         engine: "peft" (the reference: merged equals unmerged), or a serving engine ("vllm",
             "llama.cpp") whose output must equal peft's
         engines_dir: where the engine environments are (registry/engines/install.py)
+        serving: the engine's serving configuration to verify under (vllm: {"lora_target_modules":
+            [...]}, the server's --lora-target-modules); recorded in the figures
         models: a registry.verify.cache.ModelCache (a worker's, so bases stay loaded); a fresh
             one on `device` when None
         check_stop: called between steps; raises to stop (a job's cancellation point)
@@ -98,7 +100,7 @@ def run(core: Core, ref: str, *, base: str | None = None, dtype: str | None = No
     if engine != "peft":
         return _run_engine(core, ref, engine, report, vid=vid, bid=bid, digest=digest, base_ref=base_ref,
                            base_fp=base_fp, dtype=out_dtype, device=device, models=models, say=say,
-                           engines_dir=engines_dir)
+                           engines_dir=engines_dir, serving=serving or {})
     if report.status == "fail":
         outcome = V.Outcome(False, {"static": report.status, "static_errors": list(report.errors)},
                             tuple(report.errors))
@@ -119,10 +121,13 @@ def run(core: Core, ref: str, *, base: str | None = None, dtype: str | None = No
 
 
 ENGINES = ("peft", "vllm", "llama.cpp")
+# serving configuration a verification can be run under, per engine (the runner's request keys)
+SERVING_OPTIONS = {"vllm": {"lora_target_modules"}}
 
 
 def _run_engine(core: Core, ref: str, engine: str, report: Any, *, vid: int, bid: int, digest: str, base_ref: str,
-                base_fp: str, dtype: str, device: str, models: Any, say: Stage, engines_dir: str | None) -> Result:
+                base_fp: str, dtype: str, device: str, models: Any, say: Stage, engines_dir: str | None,
+                serving: dict[str, Any]) -> Result:
     import time
 
     from registry import verify as V
@@ -139,7 +144,10 @@ def _run_engine(core: Core, ref: str, engine: str, report: Any, *, vid: int, bid
     t0 = time.monotonic()
     env = install.require(engine, install.engines_dir(engines_dir))
     versions = {**library_versions(device), "engine": engine, "engine_version": env.version}
-    figures: dict[str, Any] = {"static": report.status}
+    unknown = set(serving) - SERVING_OPTIONS.get(engine, set())
+    if unknown:
+        raise InvalidInput(f"unknown {engine} serving option(s): {', '.join(sorted(unknown))}")
+    figures: dict[str, Any] = {"static": report.status, "serving": serving}
     reasons: list[str] = list(report.errors) if report.status == "fail" else []
     adapter_dir, base_dir = adapter_folder(core, ref), base_folder(core, base_ref)
     pre = preflight.check(engine, preflight.facts_from_folders(adapter_dir, base_dir))
@@ -155,7 +163,8 @@ def _run_engine(core: Core, ref: str, engine: str, report: Any, *, vid: int, bid
         ref_runs = E.reference(models, base_dir, adapter_dir, base_key=base_fp, adapter_key=digest, dtype=dtype,
                                prompts=prompts)
         say(engine)
-        answer = engine_runs(core, engine, env, base_dir, base_fp, [(digest, adapter_dir)], prompts, dtype=dtype)
+        answer = engine_runs(core, engine, env, base_dir, base_fp, [(digest, adapter_dir)], prompts, dtype=dtype,
+                             serving=serving)
         figs, why = E.judge(engine, ref_runs, answer.get("base"), answer["adapters"].get(digest), dtype=dtype,
                             refused=answer["errors"].get(digest))
         figures.update(figs)
@@ -168,7 +177,7 @@ def _run_engine(core: Core, ref: str, engine: str, report: Any, *, vid: int, bid
 
 
 def engine_runs(core: Core, engine: str, env: Any, base_dir: Any, base_fp: str, adapters: list[tuple[str, Any]],
-                prompts: list[list[int]], *, dtype: str) -> dict[str, Any]:
+                prompts: list[list[int]], *, dtype: str, serving: dict[str, Any] | None = None) -> dict[str, Any]:
     """One engine process for a base and several adapters (the engine stays loaded across them)."""
     from pathlib import Path
 
@@ -187,7 +196,7 @@ def engine_runs(core: Core, engine: str, env: Any, base_dir: Any, base_fp: str, 
 
         req = {"base": str(base_dir), "adapters": [{"key": k, "path": str(d)} for k, d in adapters],
                "prompts": prompts, "max_tokens": MAX_TOKENS, "dtype": dtype,
-               "max_lora_rank": vllm_rank(max(ranks or [1]))}
+               "max_lora_rank": vllm_rank(max(ranks or [1])), **(serving or {})}
         return run_runner(env, req)
     outtype = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}[dtype]
     cache = Path(core.settings.cache_dir) / "gguf"
@@ -214,9 +223,10 @@ def engine_runs(core: Core, engine: str, env: Any, base_dir: Any, base_fp: str, 
 
 
 def verify(core: Core, ref: str, *, base: str | None, dtype: str | None, device: str, engine: str = "peft",
-           engines_dir: str | None = None) -> T.Verification:
+           engines_dir: str | None = None, serving: dict[str, Any] | None = None) -> T.Verification:
     """Run a verification in this process and record it; returns the recorded verification."""
-    res = run(core, ref, base=base, dtype=dtype, device=device, engine=engine, engines_dir=engines_dir)
+    res = run(core, ref, base=base, dtype=dtype, device=device, engine=engine, engines_dir=engines_dir,
+              serving=serving)
     with core.db.write() as s:
         row = res.record(s)
         s.flush()

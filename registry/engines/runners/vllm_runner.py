@@ -1,10 +1,13 @@
 """Greedy tokens + logprobs from vLLM's offline LLM, without and with each LoRA (run in vLLM's venv).
 
 Request: {"base": DIR, "adapters": [{"key": K, "path": DIR}], "prompts": [[token ids]], "max_tokens": N,
-          "dtype": "float32", "max_lora_rank": R}
+          "dtype": "float32", "max_lora_rank": R, "lora_target_modules": [suffixes] or null}
 Answer:  {"engine_version": V, "base": RUN, "adapters": {K: RUN}, "load_s": S, "errors": {K: MESSAGE}}
          RUN = {"tokens": [[ids]], "logprobs": [[float]], "seconds": S}
-One LLM serves every adapter of the base (the engine stays loaded across adapters). An adapter vLLM
+One LLM serves every adapter of the base (the engine stays loaded across adapters).
+`lora_target_modules` is the server's `--lora-target-modules` (a deployment-time filter: vLLM
+loads an adapter's other modules and silently does not apply them), so a verification can be run
+against the configuration the adapter will really be served with. An adapter vLLM
 refuses is reported in "errors" with vLLM's own message.
 """
 
@@ -42,7 +45,7 @@ def main(req_path, out_path):
     t = time.monotonic()
     llm = LLM(model=req["base"], enable_lora=True, max_lora_rank=req.get("max_lora_rank", 16), max_loras=1,
               enforce_eager=True, dtype=req.get("dtype", "float32"), max_model_len=req.get("max_model_len", 128),
-              seed=0, skip_tokenizer_init=True, gpu_memory_utilization=0.5)
+              seed=0, skip_tokenizer_init=True, lora_target_modules=req.get("lora_target_modules"))
     load_s = time.monotonic() - t
     params = SamplingParams(temperature=0.0, max_tokens=req["max_tokens"], logprobs=1, detokenize=False,
                             ignore_eos=True)
