@@ -116,3 +116,11 @@ def test_show_json_lists_engines(registry, tiny_llama, tiny_adapter, models_dir)
     assert rs_engines["vllm"]["ok"] and not rs_engines["llama.cpp"]["ok"]
     lc = rs_engines["llama.cpp"]
     assert lc["reasons"][0].startswith("llama.cpp.rslora:") and "merged" in lc["fix"]
+
+
+def test_every_rule_is_documented_with_its_source():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "ENGINES.md").read_text()
+    for r in P.all_rules():
+        assert f"`{r.id}`" in doc and r.source in doc, f"{r.id} is not in docs/ENGINES.md with its source"
