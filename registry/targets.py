@@ -242,10 +242,9 @@ class Targets:
     def matching(self, name: str, url: str, *, kind: str = "publish") -> Target | None:
         """The most specific target of `name`'s namespace (or a global one) that `url` is under, or None."""
         p = place(url)
-        found = [(len(place(t.url).parts), t.namespace is not None, t) for t in self.list(namespace=namespace_of(name),
-                                                                                         kind=kind)
-                 if _under_url(p, t.url)]
-        return max(found, key=lambda x: (x[0], x[1]))[2] if found else None
+        found = [t for t in self.list(namespace=namespace_of(name), kind=kind) if _under_url(p, t.url)]
+        # the deepest root wins, a namespace's own before a global one of the same depth
+        return max(found, key=lambda t: (len(place(t.url).parts), t.namespace is not None), default=None)
 
     # -- the rules ---------------------------------------------------------------------------------
     def check_publish(self, name: str, url: str) -> Target | None:
