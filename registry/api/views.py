@@ -41,6 +41,13 @@ def shown(job: T.Job, caller: Caller) -> T.Job:
                                result=redact_paths(job.result))
 
 
+def base_shown(base: T.BaseModel, caller: Caller) -> T.BaseModel:
+    """A base as this caller may see it: its server-side location only for the unrestricted admin."""
+    if caller.registry.core.is_operator:
+        return base
+    return dataclasses.replace(base, location=redact_paths(base.location))
+
+
 def check_workers(caller: Caller) -> None:
     """Workers are infrastructure, not catalog: with closed reads only admin tokens list them."""
     if not caller.open_reads and not (caller.token is not None and caller.token.allows("admin")):

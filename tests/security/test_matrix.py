@@ -128,9 +128,8 @@ ROUTES: dict[tuple[str, str], tuple[Policy, Call]] = {
         "url": f"dir://{t.publish_root}/extra-{next(_n)}", "namespace": "team-a"}}),
     ("DELETE", "/api/v1/targets/{id}"): (OPERATOR, get("/api/v1/targets/999999")),
 }
-# With closed reads these routes still show team-b's token team-a's names: routes/bases.py lists
-# and shows every base (see test_the_bases_api_is_narrowed_with_closed_reads).
-KNOWN_NARROWING_GAPS = {("GET", "/api/v1/bases")}
+# Routes that may still show another namespace's names with closed reads (none).
+KNOWN_NARROWING_GAPS: set[tuple[str, str]] = set()
 
 
 def routes(app) -> list[tuple[str, str]]:
@@ -213,11 +212,23 @@ def test_junk_and_revoked_tokens_are_401_on_every_route_but_healthz(matrix_tenan
                 assert c.request(method, kw.pop("url"), headers=t.headers(who), **kw).status_code == 401, (method, path)
 
 
-@pytest.mark.xfail(strict=True, reason="routes/bases.py (not this suite's) lists every base: it should pass "
-                                       "namespace=caller.read_namespace() to catalog.queries.list_bases")
 def test_the_bases_api_is_narrowed_with_closed_reads(matrix_tenants):
     t = matrix_tenants
     t.registry.add_base(t.base_path, name="team-a/only-a")
     with make_client(t.registry, open_reads=False) as c:
         names = [b["name"] for b in c.get("/api/v1/bases", headers=t.headers("write_other")).json()]
+        shown = c.get("/api/v1/bases/team-a/only-a", headers=t.headers("write_other"))
+        own = c.get("/api/v1/bases/team-a/only-a", headers=t.headers("write"))
     assert "team-a/only-a" not in names
+    assert shown.status_code == 404
+    assert own.status_code == 200
+
+
+def test_base_locations_are_server_paths_only_the_unrestricted_admin_sees(matrix_tenants):
+    t = matrix_tenants
+    t.registry.add_base(t.base_path, name="team-a/only-a")
+    with make_client(t.registry, open_reads=True) as c:
+        for who in ("anonymous", "read", "ns_admin"):
+            r = c.get("/api/v1/bases/team-a/only-a", headers=t.headers(who))
+            assert r.status_code == 200 and str(t.base_path) not in r.text, who
+        assert str(t.base_path) in c.get("/api/v1/bases/team-a/only-a", headers=t.headers("admin")).text

@@ -8,23 +8,39 @@ from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
 
 from registry import types as T
+from registry.api import views
 from registry.api.deps import Reader, Writer
 from registry.api.errors import responses
 from registry.api.render import json
+from registry.catalog import queries as Q
+from registry.errors import BaseModelNotFound
 
 router = APIRouter(prefix="/api/v1", tags=["base models"])
 
 
 @router.get("/bases", response_model=list[T.BaseModel], responses=responses(401, 403, 422))
 def list_bases(caller: Reader, name: Annotated[str | None, Query(max_length=200)] = None):
-    """Every registered base model (all revisions), by name."""
-    return json(caller.registry.list_bases(name))
+    """Every registered base model (all revisions) the caller may see, by name (with closed reads, a
+    namespaced token sees the bases named in its namespace or used by its versions)."""
+    with caller.registry.db.read() as s:
+        bases = Q.list_bases(s, name, namespace=caller.read_namespace())
+    return json([views.base_shown(b, caller) for b in bases])
 
 
 @router.get("/bases/{ref:path}", response_model=T.BaseModel, responses=responses(400, 401, 403, 404, 422))
 def show_base(ref: str, caller: Reader):
-    """One base model: NAME (newest revision), NAME@REVISION or a fingerprint prefix."""
-    return json(caller.registry.show_base(ref))
+    """One base model: NAME (newest revision), NAME@REVISION or a fingerprint prefix (404 when the
+    caller's closed reads do not reach it, as for one that does not exist)."""
+    b = caller.registry.show_base(ref)
+    ns = caller.read_namespace()
+    if ns is not None and not any(x.fingerprint == b.fingerprint for x in _visible(caller, b.name, ns)):
+        raise BaseModelNotFound(f"no base model {ref!r}", ref=ref)
+    return json(views.base_shown(b, caller))
+
+
+def _visible(caller, name: str, ns: str) -> list[T.BaseModel]:
+    with caller.registry.db.read() as s:
+        return Q.list_bases(s, name, namespace=ns)
 
 
 class BaseIn(BaseModel):
