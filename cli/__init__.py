@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "delete": ("release", "Delete a version from the catalog (refused while it holds a protected alias); "
                           "gc frees its blobs."),
     "demo": ("server", "Seed a small demo catalog when the catalog is empty, then serve it with a worker (make run)."),
+    "deploy": ("deploy", "Load moved-to versions and unload moved-from ones, so the server's NAME@ALIAS are the "
+                         "alias set."),
     "deprecate": ("release", "Deprecate a version: hidden from search, resolve warns."),
     "eval": ("catalog", "Record and list evaluation results."),
     "engines": ("engines", "Serving engine environments (vLLM, llama.cpp): install them pinned, list them."),

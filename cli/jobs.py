@@ -180,12 +180,48 @@ def workers_ls(c, include_stopped, as_json) -> None:
 @click.option("--inline", is_flag=True, help="Run it in this process instead of a worker (implies --wait).")
 @click.option("--device", default="cpu", show_default=True, help="Device for --inline.")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait at most.")
+@click.option("--engine", type=click.Choice(["peft", "vllm", "llama.cpp"]), default="peft", show_default=True,
+              help="peft: merged equals unmerged. vllm / llama.cpp: that engine's greedy output must equal peft's "
+                   "(runs here, on the local catalog, in the engine's pinned environment).")
+@click.option("--lora-target-modules", "lora_target_modules", multiple=True, metavar="SUFFIX",
+              help="vllm: verify under the server's --lora-target-modules (repeatable).")
+@click.option("--engines-dir", envvar="ADAPTER_REGISTRY_ENGINES_DIR", metavar="DIR",
+              help="Where engine environments live (default ~/.cache/adapter-registry/engines).")
 @json_option
 @pass_ctx
-def verify_cmd(c, ref, base, dtype, wait, inline, device, timeout, as_json) -> None:
+def verify_cmd(c, ref, base, dtype, wait, inline, device, timeout, engine, lora_target_modules, engines_dir,
+               as_json) -> None:
     """Enqueue a dynamic verification of NAME@REF: load it on a worker's device and probe it."""
+    if engine != "peft":
+        return _verify_engine(c, ref, base=base, dtype=dtype, device=device, engine=engine,
+                              serving={"lora_target_modules": list(lora_target_modules)} if lora_target_modules
+                              else None, engines_dir=engines_dir, as_json=as_json)
     j = c.registry.jobs.verify(ref, base=base, dtype=dtype, inline=inline, device=device)
     _finish(c, j, wait=wait or inline, timeout=timeout, as_json=as_json)
+
+
+def _verify_engine(c, ref, *, base, dtype, device, engine, serving, engines_dir, as_json) -> None:
+    """An engine verification, in this process on the local catalog (recorded at once)."""
+    from registry import dtypes
+    from registry.workflows import verify as verify_wf
+
+    from .server import _local
+
+    click.echo(f"verifying {ref} on {engine} (the engine starts in its own process) ...", err=True)
+    v = verify_wf.verify(_local(c).core, ref, base=base, dtype=dtypes.optional(dtype), device=device, engine=engine,
+                         engines_dir=engines_dir, serving=serving)
+    if as_json:
+        print_json(v)
+    else:
+        f = v.figures
+        kv([("ref", v.ref), ("engine", f"{engine} {v.versions.get('engine_version')}"),
+            ("passed", v.passed), ("device", v.device_kind), ("dtype", v.dtype),
+            ("tokens equal (adapter / base)", f"{f.get('adapter_tokens_equal')} / {f.get('base_tokens_equal')}"),
+            ("max logprob diff", f.get("adapter_max_logprob_diff")), ("seconds", f"{v.duration_s:.1f}")])
+        for r in f.get("reasons", []):
+            click.echo(f"  - {r}")
+    if not v.passed:
+        sys.exit(1)
 
 
 @click.command("publish")

@@ -1,0 +1,88 @@
+"""Make a running vLLM serve exactly an alias set: `adapter-registry deploy --vllm URL --alias production`.
+
+The registry names what it loads `NAME@ALIAS` and points it at the version's folder; vLLM's
+/v1/models lists each loaded LoRA with its `root` (the folder), so a moved alias shows as a
+different root. `plan` (pure) compares what should be served with what is, and `apply` loads and
+unloads through vLLM's runtime API (/v1/load_lora_adapter, /v1/unload_lora_adapter; the server needs
+VLLM_ALLOW_RUNTIME_LORA_UPDATING=True). Only names ending in `@ALIAS` are touched: adapters someone
+else loaded stay. A version that is not verified on vLLM against the served base is not loaded
+(`require_verified=False` relaxes that), nor one vLLM's preflight rules refuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from registry.errors import InvalidInput, RegistryError
+
+
+class DeployFailed(RegistryError, RuntimeError):
+    """vLLM refused a load or unload (its answer is kept)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    alias: str
+    load: dict[str, str] = field(default_factory=dict)  # served name -> adapter folder
+    unload: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    skipped: dict[str, str] = field(default_factory=dict)  # NAME@ALIAS -> why it is not served
+
+    def to_dict(self) -> dict:
+        return {"alias": self.alias, "load": dict(self.load), "unload": list(self.unload), "keep": list(self.keep),
+                "skipped": dict(self.skipped)}
+
+
+def plan(alias: str, desired: Mapping[str, str], current: Mapping[str, str], *,
+         skipped: Mapping[str, str] | None = None) -> Plan:
+    """What to load and unload so that the `@alias` names served are exactly `desired` (name -> folder).
+
+    A name served from another folder (the alias moved) is unloaded, then loaded from the new one.
+    """
+    suffix = f"@{alias}"
+    mine = {n: root for n, root in current.items() if n.endswith(suffix)}
+    load = {n: p for n, p in sorted(desired.items()) if mine.get(n) != p}
+    unload = tuple(sorted(n for n in mine if n not in desired or n in load))
+    keep = tuple(sorted(n for n in mine if n in desired and n not in load))
+    return Plan(alias, load, unload, keep, dict(skipped or {}))
+
+
+def served(url: str, *, timeout: float = 30) -> tuple[str | None, dict[str, str]]:
+    """(the base model vLLM serves, {LoRA name: root folder}) from /v1/models."""
+    import httpx
+
+    try:
+        r = httpx.get(f"{url.rstrip('/')}/v1/models", timeout=timeout)
+        r.raise_for_status()
+    except httpx.HTTPError as e:
+        raise DeployFailed(f"cannot list the models of the vLLM server at {url}: {e}") from e
+    base, loras = None, {}
+    for m in r.json().get("data", []):
+        if m.get("parent"):
+            loras[m["id"]] = str(m.get("root") or "")
+        else:
+            base = m.get("root") or m.get("id")
+    return base, loras
+
+
+def apply(url: str, p: Plan, *, timeout: float = 120) -> None:
+    """Unload, then load (a moved alias is briefly absent rather than served from the old version)."""
+    import httpx
+
+    root = url.rstrip("/")
+    for name in p.unload:
+        r = httpx.post(f"{root}/v1/unload_lora_adapter", json={"lora_name": name}, timeout=timeout)
+        if r.status_code >= 400:
+            raise DeployFailed(f"vLLM refused to unload {name}: {r.status_code} {r.text[:300]}")
+    for name, path in p.load.items():
+        r = httpx.post(f"{root}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path}, timeout=timeout)
+        if r.status_code >= 400:
+            raise DeployFailed(f"vLLM refused to load {name} from {path}: {r.status_code} {r.text[:300]}")
+
+
+def check_alias(alias: str) -> None:
+    if not alias or "@" in alias:
+        raise InvalidInput(f"invalid alias {alias!r}")
