@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from registry.engines.versions import LLAMA_CPP
 
-from . import EngineCheck, Facts, Rule, data_lines, verdict
+from .rules import EngineCheck, Facts, Rule, data_lines, verdict
 
 PIN = LLAMA_CPP
 _S = f"llama.cpp vendored by llama-cpp-python {PIN.version}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from registry.engines.versions import VLLM
 
-from . import EngineCheck, Facts, Rule, data_lines, verdict
+from .rules import EngineCheck, Facts, Rule, data_lines, verdict
 
 PIN = VLLM
 _S = f"vllm {PIN.version}"
