@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,7 +57,7 @@ class Verdict:
 PEFT = "peft"
 
 
-def engine_of(versions: dict | None) -> str:
+def engine_of(versions: dict[str, Any] | None) -> str:
     """The engine a verification ran on (rows recorded before engines existed are peft's)."""
     return str((versions or {}).get("engine") or PEFT)
 
