@@ -15,9 +15,7 @@ KINDS = ("publish", "base")  # registry.targets.KINDS, without importing the reg
 
 
 def _targets(ctx):
-    from registry.targets import Targets
-
-    return Targets(_local(ctx).core)
+    return _local(ctx).targets
 
 
 @click.group()

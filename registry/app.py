@@ -28,6 +28,7 @@ from registry.settings import Settings
 if TYPE_CHECKING:  # pragma: no cover
     from registry.jobs.api import JobsAPI
     from registry.release.api import Release
+    from registry.targets import Targets
     from registry.tokens import TokenInfo, Tokens
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -61,6 +62,13 @@ class Registry:
         from registry.tokens import Tokens
 
         return Tokens(self.core)
+
+    @cached_property
+    def targets(self) -> Targets:
+        """Publish targets and base roots per namespace (admin policy)."""
+        from registry.targets import Targets
+
+        return Targets(self.core)
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -257,15 +265,9 @@ class Registry:
 
     # -- audit -------------------------------------------------------------------------------
     def audit(self, *, limit: int = 100, target: str | None = None) -> list[T.AuditEntry]:
-        from sqlalchemy import select
-
-        from registry.catalog import models as M
-
+        """Audit entries, newest first; `target` is a literal prefix of the entry's target."""
         with self.db.read() as s:
-            q = select(M.AuditEntry).order_by(M.AuditEntry.id.desc()).limit(limit)
-            if target:
-                q = q.where(M.AuditEntry.target.startswith(target))
-            return [T.AuditEntry(a.id, a.at, a.actor, a.action, a.target, a.details) for a in s.scalars(q)]
+            return Q.audit(s, limit=limit, target=target)
 
 
 def _tags(tags: Mapping[str, str] | Iterable[str]) -> dict[str, str]:

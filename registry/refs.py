@@ -35,6 +35,8 @@ def parse_ref(text: str) -> Ref:
     check_name(name)
     if not ref or ref == "latest":
         return Ref(name)
+    if ref.removeprefix("v").isdigit() and len(ref.removeprefix("v")) > 12:
+        raise InvalidInput(f"invalid version {ref!r}: version numbers have at most 12 digits")
     if ref.isdigit():
         return Ref(name, version=int(ref))
     if ref.startswith("v") and ref[1:].isdigit():

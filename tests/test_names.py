@@ -36,3 +36,11 @@ def test_token_names_and_namespaces_refuse_a_trailing_newline(registry):
     with pytest.raises(InvalidInput, match="namespace"):
         registry.tokens.create("ci", scope="read", namespace="team-a\n")
     assert registry.tokens.create("ci", scope="read", namespace="team-a").info.namespace == "team-a"
+
+
+@pytest.mark.parametrize("ref", ["team-a/bot@99999999999999999999", "team-a/bot@v99999999999999999999"])
+def test_a_version_number_too_large_for_the_catalog_is_refused_not_a_500(ref, registry):
+    with pytest.raises(InvalidInput, match="at most 12 digits"):
+        parse_ref(ref)
+    with pytest.raises(InvalidInput):
+        registry.show(ref)

@@ -228,7 +228,8 @@ class Release:
     # -- gc --------------------------------------------------------------------------------------
     def gc(self, *, dry_run: bool = False, grace_seconds: float = G.GRACE_SECONDS) -> RT.GcReport:
         """Delete blobs nothing references and that are older than the grace period (see release.gc)."""
-        return G.collect(self.db, self.core.store, dry_run=dry_run, grace_seconds=grace_seconds, actor=self.actor)
+        return G.collect(self.db, self.core.store, dry_run=dry_run, grace_seconds=grace_seconds, actor=self.actor,
+                         home=self.core.settings.home, temp_max_age_s=self.core.settings.temp_max_age_s)
 
     # -- events and webhooks ---------------------------------------------------------------------
     def events(self, after_id: int = 0, limit: int = 100, *, kinds: Iterable[str] = ()) -> list[T.EventInfo]:

@@ -25,11 +25,15 @@ def adapter_folder(core: Core, ref: str, *, warn: bool = True) -> Path:
     with core.db.read() as s:
         _a, row = Q.get_version(s, parse_ref(ref))
         files = {f.path: f.digest for f in row.files}
+        sizes = {f.path: f.size for f in row.files}
         digest, deprecated, reason = row.content_digest, row.deprecated, row.deprecation_reason
     if deprecated and warn:
         warnings.warn(f"{ref} is deprecated" + (f": {reason}" if reason else ""), DeprecationWarning, stacklevel=3)
     dest = core.settings.cache_dir / "adapters" / digest
-    return materialize(core.store, files, dest, cache_root=core.settings.cache_dir / "blobs")
+    # The folder's name is a public digest: trust only a folder this registry sealed, with the
+    # catalog's sizes (merge also checks every byte before merging).
+    return materialize(core.store, files, dest, cache_root=core.settings.cache_dir / "blobs", sizes=sizes,
+                       sealed=True)
 
 
 def base_folder(core: Core, ref: str) -> Path:
@@ -49,7 +53,8 @@ def base_folder(core: Core, ref: str) -> Path:
         from registry.storage import materialize
 
         dest = core.settings.cache_dir / "bases" / fpr
+        sizes = {k: v["size"] for k, v in files.items() if isinstance(v.get("size"), int)}
         return materialize(core.store, {k: v["digest"] for k, v in files.items()}, dest,
-                           cache_root=core.settings.cache_dir / "blobs")
+                           cache_root=core.settings.cache_dir / "blobs", sizes=sizes, sealed=True)
     raise BaseModelNotFound(f"base model {ref!r} is not at {location} any more and its weights are not stored",
                             hint="register it again with --store-weights, or restore the folder")

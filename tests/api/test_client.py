@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -46,18 +47,27 @@ def test_client_reads_equal_the_local_registry(remote, api_registry):
     assert same(remote.show("team-a/bot"), api_registry.show("team-a/bot"))
     assert same(remote.adapter("team-a/bot"), api_registry.adapter("team-a/bot"))
     assert same(remote.evals("team-a/bot@2"), api_registry.evals("team-a/bot@2"))
-    assert same(remote.list_bases(), api_registry.list_bases())
-    assert same(remote.show_base("tiny-llama"), api_registry.show_base("tiny-llama"))
+    # A base's location is a server path: only an unrestricted admin sees it over HTTP.
+    assert same([unplaced(b) for b in remote.list_bases()], [unplaced(b) for b in api_registry.list_bases()])
+    assert same(unplaced(remote.show_base("tiny-llama")), unplaced(api_registry.show_base("tiny-llama")))
+    assert remote.show_base("tiny-llama").location == "<server path>"
     v = remote.show("team-a/bot@1")
     assert v.created_at.tzinfo is not None and isinstance(v.files, tuple) and v.base.name == "tiny-llama"
 
 
+def unplaced(base):
+    return dataclasses.replace(base, location="")
+
+
 def test_client_resolve_gives_a_verified_local_folder_with_the_same_files(remote, api_registry):
+    from registry.storage.cache import MARKER  # the local cache's seal (which files this registry wrote)
+
     local = api_registry.resolve("team-a/bot@2")
     path = remote.resolve("team-a/bot@2")
-    assert path != local and sorted(p.name for p in path.iterdir()) == sorted(p.name for p in local.iterdir())
-    for p in local.iterdir():
-        assert (path / p.name).read_bytes() == p.read_bytes()
+    files = sorted(p.name for p in local.iterdir() if p.name != MARKER)
+    assert path != local and sorted(p.name for p in path.iterdir() if p.name != MARKER) == files
+    for name in files:
+        assert (path / name).read_bytes() == (local / name).read_bytes()
     assert remote.resolve("team-a/bot@2") == path  # cached by digest
 
 

@@ -69,10 +69,10 @@ def test_gc_sweeps_stale_temp_files_and_keeps_fresh_ones(sqlite_registry):
     _assert_swept(files)
 
 
-def test_release_gc_sweeps_the_stores_temp_files(sqlite_registry):
+def test_release_gc_sweeps_stale_uploads_and_temp_files_too(sqlite_registry):
     files = _leftovers(sqlite_registry.settings)
     sqlite_registry.release.gc()
-    assert not files["put-old"].exists() and files["put-new"].exists()
+    _assert_swept(files)
 
 
 def test_a_dry_run_gc_sweeps_nothing(sqlite_registry):

@@ -60,10 +60,8 @@ def add_base(body: Annotated[BaseIn, Body()], caller: Writer):
     stay where they are). The folder must be under a base root of the name's namespace
     (`adapter-registry target add dir:///root --kind base`); an admin without a namespace may name
     any folder but the registry's own."""
-    from registry.targets import Targets
-
     caller.can_write(body.name)
-    folder = Targets(caller.registry.core).check_base_path(body.name, body.path)
+    folder = caller.registry.targets.check_base_path(body.name, body.path)
     b = caller.registry.add_base(folder, name=body.name, revision=body.revision, store_weights=body.store_weights,
                                  full_hash=body.full_hash)
     return json(b, 201 if b.created else 200)

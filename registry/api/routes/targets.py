@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from registry.api.deps import Admin
 from registry.api.errors import responses
 from registry.api.render import json
-from registry.targets import Target, Targets
+from registry.targets import Target
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -25,7 +25,7 @@ def list_targets(caller: Admin, namespace: Annotated[str | None, Query(max_lengt
     core = caller.registry.core
     if not core.is_operator and caller.token is not None:
         namespace = caller.token.namespace
-    return json(Targets(core).list(namespace=namespace, kind=kind))
+    return json(caller.registry.targets.list(namespace=namespace, kind=kind))
 
 
 class TargetIn(BaseModel):
@@ -41,7 +41,7 @@ class TargetIn(BaseModel):
 @router.post("/targets", response_model=Target, status_code=201, responses=responses(400, 401, 403, 409, 422))
 def add_target(body: Annotated[TargetIn, Body()], caller: Admin):
     """Add a publish target or base root (an admin without a namespace)."""
-    t = Targets(caller.registry.core).add(body.url, namespace=body.namespace, kind=body.kind,
+    t = caller.registry.targets.add(body.url, namespace=body.namespace, kind=body.kind,
                                           options=body.options)
     return json(t, 201)
 
@@ -49,4 +49,4 @@ def add_target(body: Annotated[TargetIn, Body()], caller: Admin):
 @router.delete("/targets/{id}", response_model=Target, responses=responses(401, 403, 404, 422))
 def remove_target(id: Annotated[int, Path(ge=1, le=2**62, description="Target id")], caller: Admin):
     """Remove a publish target or base root by id (an admin without a namespace); returns it."""
-    return json(Targets(caller.registry.core).remove(id))
+    return json(caller.registry.targets.remove(id))
