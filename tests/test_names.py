@@ -44,3 +44,9 @@ def test_a_version_number_too_large_for_the_catalog_is_refused_not_a_500(ref, re
         parse_ref(ref)
     with pytest.raises(InvalidInput):
         registry.show(ref)
+
+
+def test_the_audit_target_prefix_is_literal_not_a_like_pattern(registry):
+    registry.tokens.create("team-b-ci", scope="read")
+    assert [a.target for a in registry.audit(target="token:team-b")] == ["token:team-b-ci"]
+    assert registry.audit(target="token:team_b") == []
