@@ -20,39 +20,48 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def vllm_server(vllm_env, engine_llama, tmp_path):
+def start_vllm(vllm_env, base, tmp_path, extra_env=None):
+    """`vllm serve BASE` on a free loopback port; returns (url, process)."""
     port = _port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    env.update(VLLM_ALLOW_RUNTIME_LORA_UPDATING="True", VLLM_CPU_KVCACHE_SPACE="1", VLLM_TARGET_DEVICE="cpu")
-    log = open(tmp_path / "vllm-serve.log", "w")
+    env.update(VLLM_ALLOW_RUNTIME_LORA_UPDATING="True", VLLM_CPU_KVCACHE_SPACE="1", VLLM_TARGET_DEVICE="cpu",
+               **(extra_env or {}))
+    log = tmp_path / f"vllm-serve-{port}.log"
     # `vllm serve` (the console script and vllm.entrypoints.cli.main) looks up package metadata named
     # vllm, which vllm-cpu does not have; the OpenAI server module starts the same server.
-    proc = subprocess.Popen([vllm_env.python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(engine_llama),
+    proc = subprocess.Popen([vllm_env.python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(base),
                              "--host", "127.0.0.1", "--port", str(port), "--enable-lora", "--max-lora-rank", "8",
                              "--max-loras", "2", "--enforce-eager", "--dtype", "float32", "--max-model-len", "128",
-                             "--skip-tokenizer-init"], stdout=log, stderr=subprocess.STDOUT, env=env)
+                             "--skip-tokenizer-init"], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env,
+                            cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     end = time.monotonic() + 300
-    try:
-        while time.monotonic() < end:
-            assert proc.poll() is None, (tmp_path / "vllm-serve.log").read_text()[-3000:]
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("vllm serve did not start in 300 s")
-        yield url
-    finally:
-        proc.terminate()
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            pytest.fail(log.read_text()[-3000:])
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return url, proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    proc.kill()
+    pytest.fail("vllm serve did not start in 300 s")
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def vllm_server(vllm_env, engine_llama, tmp_path):
+    url, proc = start_vllm(vllm_env, engine_llama, tmp_path)
+    yield url
+    stop(proc)
 
 
 def _tokens(url, model, prompt):
@@ -100,3 +109,44 @@ def test_deploy_serves_the_alias_set_and_follows_alias_moves(sqlite_registry, vl
     p = deploy_wf.deploy(reg.core, vllm_server, alias="production", base="llama", require_verified=False)
     assert list(p.load) == ["bot@production"]
     assert _tokens(vllm_server, "bot@production", prompt) == _peft_tokens(engine_llama, second, prompt)
+
+
+def test_the_resolver_serves_name_at_alias_from_the_registry_only_when_verified_on_vllm(
+        sqlite_registry, vllm_env, engines_root, engine_llama, engine_adapter, models_dir, tmp_path):
+    """vLLM's `vllm.general_plugins` entry point (the [vllm] extra) registers the registry's LoRAResolver."""
+    import sys
+    from pathlib import Path
+
+    from registry.testing.tiny import build_adapter
+
+    reg = sqlite_registry
+    reg.add_base(engine_llama, name="llama")
+    reg.push(engine_adapter, name="team-a/bot", base="llama")
+    reg.push(build_adapter(engine_llama, models_dir / "engine-unverified", r=8, seed=16), name="team-a/raw",
+             base="llama")
+    assert verify_wf.verify(reg.core, "team-a/bot@1", base=None, dtype=None, device="cpu", engine="vllm",
+                            engines_dir=str(engines_root)).passed
+    reg.release.set_alias("team-a/bot", "production", 1)
+    reg.release.set_alias("team-a/raw", "production", 1)
+    # what `pip install adapter-registry[vllm]` puts in vLLM's environment: the package and its entry point
+    site = tmp_path / "site"
+    dist = site / "adapter_registry_vllm-0.1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: adapter-registry-vllm\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[vllm.general_plugins]\n"
+                                           "adapter-registry = registry.engines.vllm_resolver:register\n")
+    root = Path(__file__).resolve().parents[2]
+    st = reg.core.settings
+    boot = f'import sys; sys.path.insert(0, "{root}"); from registry.__main__ import main; main()'
+    cli = f"{sys.executable} -c '{boot}'"
+    url, proc = start_vllm(vllm_env, engine_llama, tmp_path, {
+        "PYTHONPATH": f"{site}:{root}", "ADAPTER_REGISTRY_CLI": cli, "ADAPTER_REGISTRY_HOME": str(st.home),
+        "ADAPTER_REGISTRY_DB": st.db_url, "ADAPTER_REGISTRY_STORE": st.store_url})
+    try:
+        prompt = [259, 267, 264, 271, 271, 274]
+        assert _tokens(url, "team-a/bot@production", prompt) == _peft_tokens(engine_llama, engine_adapter, prompt)
+        r = httpx.post(url + "/v1/completions", json={"model": "team-a/raw@production", "prompt": prompt,
+                                                      "max_tokens": 4}, timeout=60)
+        assert r.status_code == 404, r.text  # registered, aliased, but never verified on vLLM: not served
+    finally:
+        stop(proc)
