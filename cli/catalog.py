@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from .common import human, json_option, kv, pass_ctx, print_json, progress_bar, short, table
@@ -181,7 +183,7 @@ def check(ctx, ref, base_, as_json) -> None:
     from pathlib import Path
 
     if Path(ref).is_dir():
-        return _check_folder(ctx, Path(ref), as_json)
+        return _check_folder(ctx, Path(ref), base_, as_json)
     rep = ctx.registry.check(ref, base=base_)
     if as_json:
         print_json(rep)
@@ -196,21 +198,33 @@ def check(ctx, ref, base_, as_json) -> None:
         raise click.exceptions.Exit(2)
 
 
-def _check_folder(ctx, path, as_json: bool) -> None:
-    from registry.adapters.validate.run import check_path
+def _check_folder(ctx, path, base, as_json: bool) -> None:
+    if base is None:  # the folder alone: no catalog needed
+        from registry.adapters.validate.run import check_path
 
-    what, findings = check_path(path, max_header_bytes=ctx.settings.max_header_bytes)  # local: no catalog needed
-    status = "refused" if findings else "ok"
-    if as_json:
-        print_json({"path": str(path), "kind": what, "status": status, "findings": findings})
+        what, findings = check_path(path, max_header_bytes=ctx.settings.max_header_bytes)
+        out: dict[str, Any] = {"path": str(path), "kind": what, "status": "refused" if findings else "ok",
+                               "findings": findings, "compat": None}
     else:
-        click.echo(f"{path} ({what} folder): {status}" + (f", {len(findings)} findings" if findings else ""))
+        out = ctx.registry.check_folder(path, base=base)
+    findings, compat = out["findings"], out["compat"]
+    if as_json:
+        print_json(out)
+    else:
+        click.echo(f"{path} ({out['kind']} folder): {out['status']}"
+                   + (f", {len(findings)} findings" if findings else ""))
         for f in findings:
             where = ":".join(x for x in (f.get("file"), f.get("field")) if x)
             click.echo(f"  {f['code']}{' ' + where if where else ''}: {f['message']}")
             if f.get("hint"):
                 click.echo(f"      hint: {f['hint']}")
-    if findings:
+        if compat is not None:
+            click.echo(f"  against {compat['base']['name']}: {compat['status']}")
+            for e in compat["errors"]:
+                click.echo(f"    error: {e}")
+            for w in compat["warnings"]:
+                click.echo(f"    warning: {w}")
+    if out["status"] != "ok":
         raise click.exceptions.Exit(2)
 
 

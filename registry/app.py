@@ -189,6 +189,13 @@ class Registry:
 
         return resolve_wf.adapter_folder(self.core, ref)
 
+    def check_folder(self, path: str | Path, *, base: str | None = None) -> dict[str, Any]:
+        """Validate a folder before any push; with `base`, also against that registered base
+        (workflows.push.check_folder). Nothing is registered."""
+        from registry.workflows import push as push_wf
+
+        return push_wf.check_folder(self.core, Path(path), base=base)
+
     def check(self, ref: str, *, base: str | None = None) -> T.CompatReport:
         """Static compatibility of a version with its base (or another one); stored when it is its own base."""
         from registry.workflows import push as push_wf

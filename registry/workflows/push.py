@@ -110,6 +110,31 @@ def compat_report(manifest: AdapterManifest, base: M.BaseModelRow) -> dict[str, 
     return rep
 
 
+def check_folder(core: Core, path: Path, *, base: str | None = None) -> dict[str, Any]:
+    """Validate a folder before any push (the passes push and add_base run) and, for an adapter
+    folder with `base`, the checks only that registered base shows plus its static compatibility.
+
+    Returns: {"path", "kind" (adapter|base), "status" (ok|refused), "findings": [...],
+    "compat": {status, errors, warnings} | None}
+    """
+    from registry.adapters.validate.run import check_path
+
+    what, findings = check_path(path, max_header_bytes=core.settings.max_header_bytes)
+    compat = None
+    if what == "adapter" and base is not None and not findings:
+        manifest = inspect_adapter(path, allow_pickle=False, max_header_bytes=core.settings.max_header_bytes)
+        with core.db.read() as s:
+            base_row = Q.get_base(s, base)
+            findings = [f.to_dict() for f in against_base(manifest, base_row)]
+            if not findings:
+                rep = compat_report(manifest, base_row)
+                compat = {"base": rep["base"], "status": rep["status"], "errors": rep["errors"],
+                          "warnings": rep["warnings"]}
+    refused = bool(findings) or (compat is not None and compat["status"] == "fail")
+    return {"path": str(path), "kind": what, "status": "refused" if refused else "ok", "findings": findings,
+            "compat": compat}
+
+
 def check(core: Core, ref: str, *, base: str | None) -> T.CompatReport:
     """Static compatibility of a version with its base (or another one); stored when it is its own base."""
     r = parse_ref(ref)
