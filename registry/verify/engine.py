@@ -5,7 +5,9 @@ differ), peft (transformers + peft, the reference) and the engine each generate 
 greedy tokens, EOS ignored, and report the logprob of each chosen token. The engine passes when:
 1. it accepted the adapter (vLLM and llama.cpp refuse some at load time: their message is the reason);
 2. its greedy token ids equal peft's, with the adapter and without it (same base, same adapter);
-3. the logprobs of those tokens are within LOGPROB_TOLERANCE of peft's (absolute, per token);
+3. the logprobs of those tokens are within LOGPROB_TOLERANCE of peft's (absolute, per token; where
+   the engine reports one: llama-server leaves out tokens whose text is not complete UTF-8 yet,
+   counted in `engine_logprobs_missing`);
 4. the adapter changes the engine's output (an adapter the engine loads but silently does not
    apply fails here and in 2.).
 torch is imported only inside the functions.
@@ -97,7 +99,8 @@ def _max_lp_diff(a: dict[str, Any], b: dict[str, Any]) -> float:
         for u, v, x, y in zip(ta, tb, la, lb):
             if u != v:
                 break
-            worst = max(worst, abs(x - y))
+            if x is not None and y is not None:  # llama-server reports no logprob for some byte tokens
+                worst = max(worst, abs(x - y))
     return worst
 
 
@@ -128,6 +131,8 @@ def judge(engine: str, ref: dict[str, Any], base_run: dict[str, Any] | None, ada
                            f"{got} vs {want})")
         if not diff <= tol:
             reasons.append(f"{engine}'s logprobs {label} differ from peft's by {diff:.3g} > {tol:g}")
+    figures["engine_logprobs_missing"] = sum(x is None for run in (adapter_run, base_run)
+                                             for row in run["logprobs"] for x in row)
     changed = _first_divergence(adapter_run["tokens"], base_run["tokens"]) is not None
     effect = _max_lp_diff(adapter_run, base_run)
     figures["engine_effect"] = effect

@@ -3,7 +3,7 @@
 Request: {"server": PATH to llama-server, "base": GGUF, "adapters": [{"key": K, "path": GGUF}],
           "prompts": [[token ids]], "max_tokens": N, "threads": T}
 Answer:  {"engine_version": V, "base": RUN, "adapters": {K: RUN}, "load_s": S, "errors": {K: MESSAGE}}
-         RUN = {"tokens": [[ids]], "logprobs": [[float]], "seconds": S}
+         RUN = {"tokens": [[ids]], "logprobs": [[float or null]], "seconds": S}
 One server, on a free loopback port, holds the base and every adapter (`--lora-init-without-apply`);
 each request picks its adapter with the per-request "lora" scales (all 0: the base).
 """
@@ -54,9 +54,19 @@ def _run(url, prompts, max_tokens, scales):
             "ignore_eos": True, "cache_prompt": False, "return_tokens": True, "samplers": ["top_k"],
             "lora": [{"id": i, "scale": s} for i, s in enumerate(scales)],
         })
-        probs = out.get("completion_probabilities") or []
-        tokens.append([int(x["id"]) for x in probs] or list(out.get("tokens") or []))
-        logprobs.append([float(x["logprob"]) for x in probs])
+        # "tokens" has every generated id; completion_probabilities leaves out the tokens whose text
+        # is not complete UTF-8 yet (byte-fallback pieces), so logprobs are aligned by id, None where absent.
+        ids = [int(t) for t in out.get("tokens") or []]
+        probs = list(out.get("completion_probabilities") or [])
+        lps, j = [], 0
+        for t in ids:
+            if j < len(probs) and int(probs[j]["id"]) == t:
+                lps.append(float(probs[j]["logprob"]))
+                j += 1
+            else:
+                lps.append(None)
+        tokens.append(ids)
+        logprobs.append(lps)
     return {"tokens": tokens, "logprobs": logprobs, "seconds": time.monotonic() - t}
 
 
