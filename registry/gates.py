@@ -17,8 +17,8 @@ What counts as verified, exactly:
 - **Which engine:** "verified" means verified by peft (the reference: merged equals unmerged)
   unless an engine is asked for: `engine="vllm"` (or "llama.cpp") counts only that engine's
   verifications (its greedy output equal to peft's, registry/verify/engine.py), and a vLLM
-  verification never counts as, nor overrides, a peft one. The engine is recorded in the
-  verification's `versions` ({"engine": ..., "engine_version": ...}); rows without it are peft's.
+  verification never counts as, nor overrides, a peft one. The engine is the verification's
+  `engine` column (rows from before engines are peft's).
 - **Where verifications come from:** `verify` jobs (and `Registry.verify`), and `merge
   --validate`, whose logits comparison of the merged checkpoint against base + adapter is
   recorded as a verification of the version in the merge's dtype.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -57,24 +56,19 @@ class Verdict:
 PEFT = "peft"
 
 
-def engine_of(versions: dict[str, Any] | None) -> str:
-    """The engine a verification ran on (rows recorded before engines existed are peft's)."""
-    return str((versions or {}).get("engine") or PEFT)
-
-
 def verdict(s: Session, version_id: int, base_id: int, *, dtype: str | None = None,
             engine: str | None = None) -> Verdict:
     """The newest verification of `version_id` against `base_id` by `engine` (None: peft), in `dtype`
     when given, decides."""
     V = M.Verification
-    want = engine or PEFT
-    q = select(V.id, V.passed, V.dtype, V.versions).where(V.version_id == version_id, V.base_model_id == base_id)
+    q = select(V.id, V.passed, V.dtype).where(V.version_id == version_id, V.base_model_id == base_id,
+                                              V.engine == (engine or PEFT))
     if dtype is not None:
         q = q.where(V.dtype == dtype)
-    for row in s.execute(q.order_by(V.id.desc())):  # a version has a handful: filtered here, not in JSON SQL
-        if engine_of(row.versions) == want:
-            return Verdict(bool(row.passed), row.id, row.dtype)
-    return Verdict(None, dtype=dtype)
+    row = s.execute(q.order_by(V.id.desc()).limit(1)).first()
+    if row is None:
+        return Verdict(None, dtype=dtype)
+    return Verdict(bool(row.passed), row.id, row.dtype)
 
 
 def latest_verdicts(s: Session, version_ids: list[int]) -> dict[int, dict[int, bool]]:
@@ -87,10 +81,9 @@ def latest_verdicts(s: Session, version_ids: list[int]) -> dict[int, dict[int, b
     if not version_ids:
         return out
     V = M.Verification
-    for vid, bid, passed, versions in s.execute(select(V.version_id, V.base_model_id, V.passed, V.versions)
-                                                .where(V.version_id.in_(version_ids)).order_by(V.id)):
-        if engine_of(versions) == PEFT:
-            out[vid][bid] = bool(passed)  # later rows overwrite: the newest decides
+    for vid, bid, passed in s.execute(select(V.version_id, V.base_model_id, V.passed)
+                                      .where(V.version_id.in_(version_ids), V.engine == PEFT).order_by(V.id)):
+        out[vid][bid] = bool(passed)  # later rows overwrite: the newest decides
     return out
 
 

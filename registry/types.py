@@ -132,6 +132,8 @@ class Verification(_Result):
     versions: dict[str, Any]
     duration_s: float
     created_at: dt.datetime
+    engine: str = "peft"  # what ran it: peft (the reference), vllm, llama.cpp
+    engine_version: str | None = None
 
 
 @dataclass(frozen=True)

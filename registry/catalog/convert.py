@@ -71,7 +71,8 @@ def alias_move(row: M.AliasHistory, name: str) -> T.AliasMove:
 
 def verification(row: M.Verification, ref: str, base: M.BaseModelRow) -> T.Verification:
     return T.Verification(ref, base_ref(base), row.passed, row.device_kind, row.dtype, dict(row.figures or {}),
-                          dict(row.versions or {}), row.duration_s, row.created_at)
+                          dict(row.versions or {}), row.duration_s, row.created_at, row.engine or "peft",
+                          row.engine_version)
 
 
 def merged(row: M.MergedArtifact, ref: str, base: M.BaseModelRow, **extra: Any) -> T.MergedArtifact:

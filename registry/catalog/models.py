@@ -257,6 +257,8 @@ class AliasPolicy(Base):
     alias: Mapped[str] = mapped_column(String(100), primary_key=True)
     require_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     require_metrics: Mapped[list[str]] = mapped_column(Json, default=list)  # ["mmlu>=0.62", ...]
+    # serving engines a version must also be verified on (release/policy.py), e.g. ["vllm"]
+    require_verified_engines: Mapped[list[str]] = mapped_column(Json, default=list, server_default="[]")
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200), default="")
 
@@ -362,6 +364,9 @@ class Worker(Base):
 
 
 class Verification(Base):
+    """One verification of a version against a base, by one engine (peft, the reference, or a serving
+    engine whose output was compared with peft's: registry/verify/engine.py)."""
+
     __tablename__ = "verifications"
     __table_args__ = (Index("ix_verifications_version_base", "version_id", "base_model_id"),)
 
@@ -376,6 +381,9 @@ class Verification(Base):
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
     job_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    # what ran it: "peft" (rows from before engines are peft's), "vllm", "llama.cpp"; and its version
+    engine: Mapped[str] = mapped_column(String(50), default="peft", server_default="peft")
+    engine_version: Mapped[str | None] = mapped_column(String(50))
 
 
 class MergedArtifact(Base):

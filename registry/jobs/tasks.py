@@ -73,9 +73,11 @@ def merged_result(m: T.MergedArtifact) -> dict[str, Any]:
 
 
 def verify(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
-    """Static check, then the dynamic checks on this worker's device; records a Verification."""
+    """Static check, then the dynamic checks on this worker's device (peft's, or a serving engine's
+    output against peft's with payload["engine"]); records a Verification."""
     res = verify_wf.run(ctx.core, payload["ref"], base=payload.get("base"), dtype=payload.get("dtype"),
-                        device=ctx.device, models=ctx.models, check_stop=ctx.check, stage=ctx.progress)
+                        device=ctx.device, models=ctx.models, check_stop=ctx.check, stage=ctx.progress,
+                        engine=payload.get("engine") or "peft", serving=payload.get("serving"))
 
     def record(s: Session) -> None:
         res.record(s, job_id=ctx.job.id)

@@ -9,8 +9,8 @@ a recorded verification counts for.
 preflight rules (registry/engines/preflight/); then the engine itself, in its pinned environment,
 as a subprocess, generates greedy tokens for the probe prompts with and without the adapter, and
 they must equal peft's on the same device. The verification is recorded with the engine and its
-version (in `versions`: {"engine": ..., "engine_version": ...}), so one version has one verdict
-per (base fingerprint, engine, engine version, device kind, dtype).
+version (columns `engine`, `engine_version`), so one version has one verdict per (base
+fingerprint, engine, engine version, device kind, dtype).
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ class Result:
     def record(self, s: Session, *, job_id: int | None = None) -> M.Verification:
         row = M.Verification(version_id=self.version_id, base_model_id=self.base_id, device_kind=self.device_kind,
                              dtype=self.dtype, versions=self.versions, passed=self.passed, figures=self.figures,
-                             duration_s=self.duration_s, job_id=job_id)
+                             duration_s=self.duration_s, job_id=job_id, engine=self.engine,
+                             engine_version=self.engine_version)
         s.add(row)
         return row
 

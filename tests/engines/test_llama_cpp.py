@@ -40,7 +40,7 @@ def test_llama_cpp_serves_the_adapter_as_peft_does(sqlite_registry, llama_env, e
     reg.push(engine_adapter, name="bot", base="llama")
     v = _verify(reg, "bot@1", engines_root)
     assert v.passed, v.figures["reasons"]
-    assert v.versions["engine"] == "llama.cpp" and v.figures["engine_tokens"] == v.figures["peft_tokens"]
+    assert v.engine == "llama.cpp" and v.figures["engine_tokens"] == v.figures["peft_tokens"]
 
 
 def test_an_rslora_adapter_is_refused_because_llama_cpp_would_mis_scale_it(sqlite_registry, llama_env,

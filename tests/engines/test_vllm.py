@@ -27,7 +27,7 @@ def test_vllm_serves_the_adapter_as_peft_does_and_is_recorded_per_engine(sqlite_
     reg.push(engine_adapter, name="bot", base="llama")
     v = _verify(reg, "bot@1", engines_root)
     assert v.passed, v.figures["reasons"]
-    assert v.versions["engine"] == "vllm" and v.versions["engine_version"] == "0.32.0"
+    assert (v.engine, v.engine_version) == ("vllm", "0.32.0")
     f = v.figures
     assert f["adapter_tokens_equal"] and f["base_tokens_equal"] and f["engine_tokens_changed_by_adapter"]
     assert f["adapter_max_logprob_diff"] <= f["logprob_tolerance"]
@@ -37,7 +37,7 @@ def test_vllm_serves_the_adapter_as_peft_does_and_is_recorded_per_engine(sqlite_
         assert gates.verdict(s, vid, bid, engine="vllm").passed
         assert gates.verdict(s, vid, bid).verified is None  # a vLLM pass is not peft's verification
     shown = reg.show("bot@1").verifications[0]
-    assert shown.versions["engine"] == "vllm" and shown.passed
+    assert shown.engine == "vllm" and shown.passed
 
 
 def test_an_adapter_vllm_loads_but_silently_does_not_apply_fails(sqlite_registry, vllm_env, engines_root,
@@ -70,3 +70,22 @@ def test_an_adapter_vllm_refuses_fails_with_vllms_reason(sqlite_registry, vllm_e
     reg.push(tok, name="tok", base="llama")
     v = _verify(reg, "tok@1", engines_root)
     assert not v.passed and any("vllm.trainable_tokens" in r for r in v.figures["reasons"])
+
+
+def test_verify_with_an_engine_is_a_job_kind_recorded_in_the_guarded_finish(sqlite_registry, vllm_env,
+                                                                            engines_root, engine_llama,
+                                                                            engine_adapter, monkeypatch):
+    from registry.enums import JobKind
+
+    monkeypatch.setenv("ADAPTER_REGISTRY_ENGINES_DIR", str(engines_root))
+    reg = sqlite_registry
+    reg.add_base(engine_llama, name="llama")
+    reg.push(engine_adapter, name="bot", base="llama")
+    job = reg.jobs.enqueue(JobKind.VERIFY, {"ref": "bot@1", "engine": "vllm"})
+    done = reg.jobs.run(job.id, device="cpu")
+    assert done.state == "succeeded", done.error
+    assert done.result["engine"] == "vllm" and done.result["passed"]
+    vid, bid = _ids(reg, "bot@1")
+    with reg.core.db.read() as s:
+        v = gates.verdict(s, vid, bid, engine="vllm")
+        assert v.passed and gates.verdict(s, vid, bid).verified is None

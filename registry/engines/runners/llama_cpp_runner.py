@@ -58,7 +58,8 @@ def _run(url, prompts, max_tokens, scales):
         # is not complete UTF-8 yet (byte-fallback pieces), so logprobs are aligned by id, None where absent.
         ids = [int(t) for t in out.get("tokens") or []]
         probs = list(out.get("completion_probabilities") or [])
-        lps, j = [], 0
+        lps: list = []
+        j = 0
         for t in ids:
             if j < len(probs) and int(probs[j]["id"]) == t:
                 lps.append(float(probs[j]["logprob"]))
