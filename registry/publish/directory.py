@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from registry.errors import AlreadyExists, InvalidInput, RegistryError, translate_os_error
 from registry.publish.base import MANIFEST, Progress, Published, plan, sha256_file
-from registry.storage.fsutil import fsync_dir, temp_name
+from registry.storage.fsutil import clone_or_copy, fsync_dir, temp_name
 
 
 class DirectoryPublisher:
@@ -27,7 +27,7 @@ class DirectoryPublisher:
         return cls(Path(path))
 
     def publish(self, folder: Path, *, progress: Progress | None = None) -> Published:
-        """Copy `folder` to the destination. Publishing the same manifest again is a no-op.
+        """Copy `folder` to the destination (each file fsynced). Publishing the same manifest again is a no-op.
 
         Raises:
             AlreadyExists: the destination holds something else
@@ -50,9 +50,7 @@ class DirectoryPublisher:
             for i, rel in enumerate(files):
                 target = tmp / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(Path(folder) / rel, target)
-                with open(target, "rb+") as f:
-                    os.fsync(f.fileno())
+                clone_or_copy(Path(folder) / rel, target)  # a reflink or one copy, never a link into the cache
                 if progress:
                     progress("copy", i + 1, len(files))
             fsync_dir(tmp)

@@ -29,7 +29,7 @@ from typing import Protocol
 
 from registry.errors import InvalidInput, RegistryError, StorageError, translate_os_error
 from registry.storage.digest import check_digest, sha256_file
-from registry.storage.fsutil import fsync_dir, temp_name
+from registry.storage.fsutil import clone_or_copy, fsync_dir, temp_name
 
 CACHE_MODE = 0o444
 MARKER = ".adapter-registry-folder"  # in a sealed folder: which files it was built with (never published)
@@ -139,6 +139,47 @@ def install(folder: Path, dest: Path, files: Mapping[str, str], *, cache_root: P
     return not folder.exists()
 
 
+def export_files(sources: Mapping[str, Path], dest: Path) -> Path:
+    """Copy `sources` ({relative path: a file the caller checked}) into a new folder `dest` the user owns.
+
+    Each file is a reflink where the file system allows, else one in-kernel copy, never a hard
+    link: a user writing to `dest` cannot change a cached file or a stored blob. Nothing is
+    hashed (the caller's completeness check is the integrity rule). Built beside `dest` and
+    renamed, so `dest` is absent or complete.
+
+    Raises:
+        AlreadyExists: `dest` appeared meanwhile
+        DiskFull, StorageError: writing failed (nothing is left at or beside `dest`)
+    """
+    from registry.errors import AlreadyExists
+
+    dest = Path(dest)
+    wanted = {_check_relpath(rel): Path(src) for rel, src in sources.items()}
+    _check_no_file_dir_clash(wanted)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        build = dest.parent / temp_name(f".{dest.name}.")
+        build.mkdir()
+    except OSError as e:
+        raise translate_os_error(e, path=str(dest)) from e
+    try:
+        for rel, src in sorted(wanted.items()):
+            target = build / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            clone_or_copy(src, target)
+        _fsync_tree(build)
+        if dest.exists():
+            raise AlreadyExists(f"{dest} already exists", path=str(dest))
+        os.rename(build, dest)
+        fsync_dir(dest.parent)
+    except BaseException as e:
+        shutil.rmtree(build, ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, RegistryError):
+            raise translate_os_error(e, path=str(dest)) from e
+        raise
+    return dest
+
+
 def mismatched(folder: Path, files: Mapping[str, str]) -> list[str]:
     """The files of `files` that `folder` lacks or whose sha256 differs (reads every byte)."""
     bad = []
@@ -190,7 +231,7 @@ def _check_relpath(rel: str) -> str:
     return str(p)
 
 
-def _check_no_file_dir_clash(wanted: Mapping[str, str]) -> None:
+def _check_no_file_dir_clash(wanted: Mapping[str, object]) -> None:
     dirs = {str(parent) for rel in wanted for parent in PurePosixPath(rel).parents}
     clash = sorted(dirs & set(wanted))
     if clash:

@@ -109,6 +109,42 @@ class LocalBlobStore:
             if tmp is not None:
                 unlink_quietly(tmp)
 
+    def adopt(self, path: Path, digest: str) -> BlobInfo | None:
+        """Make a file this process wrote a blob without copying it: fsynced, made read-only (0444)
+        and hard-linked into the layout, so the caller's path and the blob are one inode.
+
+        The caller vouches for `digest` (it hashed the bytes while writing them); nothing is
+        re-read. Returns None where a link is impossible (another file system, no link support):
+        the caller then stores a copy with put_file.
+        """
+        check_digest(digest)
+        path = Path(path)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.fchmod(fd, BLOB_MODE)
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.tmp_dir / temp_name("adopt-")
+            try:
+                os.link(path, tmp)
+            except OSError as e:
+                if e.errno in _NO_LINK or e.errno == errno.EXDEV:
+                    return None
+                raise
+            try:
+                created = self._publish(tmp, digest, size)
+            finally:
+                unlink_quietly(tmp)
+        except RegistryError:
+            raise
+        except OSError as e:
+            raise translate_os_error(e, path=str(self.root)) from e
+        return BlobInfo(digest=digest, size=size, created=created)
+
     def _already_stored(
         self, stream: BinaryIO, expected: str, progress: Callable[[int], None] | None
     ) -> BlobInfo | None:

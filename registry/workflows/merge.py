@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import shutil
 import time
 import uuid
@@ -93,13 +94,33 @@ def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, 
     try:
         res = _run_engine(core, job, work, engine=engine, device=device, validate=validate,
                           max_shard_size=max_shard_size, progress=progress)
-        blobs = ingest(core, {res.out_dir / rel: (sha, (res.out_dir / rel).stat().st_size)
-                              for rel, sha in sorted(res.files.items())}, stage="store")
-        files = {rel: {"digest": sha, "size": blobs[res.out_dir / rel].size} for rel, sha in sorted(res.files.items())}
+        sizes = _land(core, res.out_dir, res.files)
+        files = {rel: {"digest": sha, "size": sizes[rel]} for rel, sha in sorted(res.files.items())}
         mid = _record(core, job, key, res, files, validate=validate)
         return _with_folder(core, mid, out, created=existing is None, built=res.out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _land(core: Core, folder: Path, digests: dict[str, str]) -> dict[str, int]:
+    """Put the engine's files into the store, written once: {relative path: size}.
+
+    The engine hashed every file while writing it, so a local store on the same file system
+    adopts each file as it is (a hard link into the content-addressed layout, read-only); the
+    rest (another file system, an S3 store) goes through `ingest`, which copies and verifies.
+    The gc protocol is ingest's: the blobs are marked in use before the store is looked at.
+    """
+    sizes = {rel: (folder / rel).stat().st_size for rel in digests}
+    with core.db.write() as s:
+        C.touch_blobs(s, {sha: sizes[rel] for rel, sha in digests.items()})
+    adopt = getattr(core.store, "adopt", None)
+    rest = {}
+    for rel, sha in sorted(digests.items()):
+        if adopt is None or adopt(folder / rel, sha) is None:
+            rest[folder / rel] = (sha, sizes[rel])
+    if rest:
+        ingest(core, rest, stage="store")
+    return sizes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,7 +231,7 @@ def merged_dir(core: Core, key: str) -> Path:
 
 def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool,
                  built: Path | None = None) -> T.MergedArtifact:
-    """The artifact with a local folder: the merged cache or `out`.
+    """The artifact with a local folder: the merged cache, or `out` copied from it.
 
     The cache folder's path is computable from public fields, so anyone who can write there (a
     publish target that pointed into the cache, a hand copy) could plant a folder: it is used only
@@ -230,11 +251,49 @@ def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool,
         art = convert.merged(m, f"{name}@{v.version}", base, created=created)
     blobs = core.settings.cache_dir / "blobs"
     hashed = [MANIFEST] if MANIFEST in files else []
-    if out is None and built is not None and _holds(built, files, sizes):
+    if out is not None:
+        stored = _stored_paths(core, files, sizes)
+        if stored is not None:  # the user's own copy, straight from the stored blobs
+            return dataclasses.replace(art, path=cache.export_files(stored, out))
+    if built is not None and _holds(built, files, sizes) and not _aliases_store(core, built, files):
         cache.install(built, merged_dir(core, m.cache_key), files, cache_root=blobs, sizes=sizes, hashed=hashed)
-    target = out or merged_dir(core, m.cache_key)
-    path = materialize(core.store, files, target, cache_root=blobs, sizes=sizes, sealed=out is None, hashed=hashed)
+    path = materialize(core.store, files, merged_dir(core, m.cache_key), cache_root=blobs, sizes=sizes, sealed=True,
+                       hashed=hashed)
+    if out is not None:
+        # The user's own copy: reflinks or one copy of the sealed cache folder, never links to it.
+        path = cache.export_files({rel: path / rel for rel in files}, out)
     return dataclasses.replace(art, path=path)
+
+
+def _stored_paths(core: Core, files: dict[str, str], sizes: dict[str, int]) -> dict[str, Path] | None:
+    """{relative path: the stored blob} when the store is a local folder holding every file at its
+    catalog size, else None. A local store's blobs were verified (or hashed while written) before
+    they became visible, so they are copied without another hash."""
+    where = getattr(core.store, "path", None)
+    if where is None:
+        return None
+    paths = {rel: Path(where(digest)) for rel, digest in files.items()}
+    try:
+        if all(p.stat().st_size == sizes[rel] and not p.is_symlink() for rel, p in paths.items()):
+            return paths
+    except OSError:
+        pass
+    return None
+
+
+def _aliases_store(core: Core, folder: Path, files: dict[str, str]) -> bool:
+    """Whether a file of `folder` is a stored blob itself (adopted by a local store): such a folder
+    never becomes the cache folder, where an edit in place would change the blob."""
+    where = getattr(core.store, "path", None)
+    if where is None:
+        return False
+    for rel, digest in files.items():
+        try:
+            if os.path.samefile(folder / rel, where(digest)):
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def _holds(folder: Path, files: dict[str, str], sizes: dict[str, int]) -> bool:

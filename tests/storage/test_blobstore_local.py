@@ -13,6 +13,7 @@ import pytest
 
 from registry.errors import DiskFull, RegistryError
 from registry.storage import LocalBlobStore, open_store
+from registry.storage.digest import sha256_file
 from tests.factories import put_from_two_processes
 
 
@@ -130,3 +131,17 @@ def test_concurrent_puts_of_same_content_from_two_processes_both_succeed_with_on
     store = LocalBlobStore(root)
     assert list(store.iter_digests()) == [digest] and store.verify(digest)
     assert os.listdir(store.tmp_dir) == []
+
+
+def test_a_local_store_adopts_a_file_as_its_blob_without_copying(local_store, tmp_path):
+    src = tmp_path / "written-by-us"
+    src.write_bytes(b"merged bytes" * 1000)
+    digest = sha256_file(src)
+    info = local_store.adopt(src, digest)
+    assert info is not None and info.created and info.size == 12000
+    assert os.path.samefile(src, local_store.path(digest))
+    assert src.stat().st_mode & 0o777 == 0o444 and local_store.verify(digest)
+    other = tmp_path / "same-bytes-again"
+    other.write_bytes(b"merged bytes" * 1000)
+    again = local_store.adopt(other, digest)
+    assert again is not None and not again.created  # the first blob stays

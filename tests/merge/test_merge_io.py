@@ -1,0 +1,136 @@
+"""merge --out and publish at the I/O floor: merged bytes written once, stored blobs immutable through
+every folder a user gets, cache hits that copy once, interrupted merges that leave nothing visible."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from registry.catalog import models as M
+from registry.storage.digest import sha256_file
+
+WEIGHTS = "model.safetensors"
+
+
+@pytest.fixture
+def pushed(sqlite_registry, tiny_llama, tiny_adapter):
+    reg = sqlite_registry
+    reg.add_base(tiny_llama, name="tiny-llama")
+    reg.push(tiny_adapter, name="bot", base="tiny-llama")
+    return reg
+
+
+def files_of(reg, art) -> dict[str, str]:
+    with reg.core.db.read() as s:
+        return {k: f["digest"] for k, f in s.get(M.MergedArtifact, art.id).files.items()}
+
+
+def merged_cache(reg, art) -> Path:
+    from registry.workflows.merge import merged_dir
+
+    with reg.core.db.read() as s:
+        return merged_dir(reg.core, s.get(M.MergedArtifact, art.id).cache_key)
+
+
+def weight_files(files: dict[str, str]) -> list[str]:
+    return [rel for rel in files if rel.endswith(".safetensors")]
+
+
+def written_bytes() -> int:
+    """Bytes this process has passed to write() and friends so far (the kernel's own count)."""
+    io = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(io["wchar"])
+
+
+def test_fresh_merge_out_writes_the_merged_bytes_once_plus_one_copy(pushed, tmp_path):
+    before = written_bytes()
+    art = pushed.merge("bot", out=tmp_path / "out")
+    written = written_bytes() - before
+    files = files_of(pushed, art)
+    for rel, digest in files.items():  # the engine's own files became the blobs: read-only, verified
+        blob = pushed.core.store.path(digest)
+        assert blob.stat().st_mode & 0o777 == 0o444 and pushed.core.store.verify(digest)
+        assert not os.path.samefile(blob, tmp_path / "out" / rel)
+    # the engine's write plus the copy into --out (copy_file_range counts here too); before: 3x
+    assert written < 2.3 * art.size_bytes, (written, art.size_bytes)
+
+
+def test_editing_an_out_file_changes_no_stored_blob_and_no_cached_file(pushed, tmp_path):
+    out = tmp_path / "out"
+    art = pushed.merge("bot", out=out)
+    files = files_of(pushed, art)
+    rel = weight_files(files)[0]
+    target = out / rel
+    assert target.stat().st_mode & 0o200  # the user's own folder: writable
+    assert target.stat().st_nlink == 1  # a copy or a reflink, never a link to a stored blob
+    with open(target, "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff" * 64)
+    assert sha256_file(target) != files[rel]
+    assert pushed.core.store.verify(files[rel])
+    cache = pushed.merge("bot").path
+    assert sha256_file(cache / rel) == files[rel] and not os.path.samefile(cache / rel, target)
+    again = pushed.merge("bot", out=tmp_path / "again")
+    assert all(sha256_file(tmp_path / "again" / r) == d for r, d in files_of(pushed, again).items())
+
+
+def test_cache_hit_out_copies_from_the_merged_folder_without_fetching_blobs(pushed, tmp_path):
+    first = pushed.merge("bot", out=tmp_path / "one")
+    blob_cache = pushed.settings.cache_dir / "blobs"
+    shutil.rmtree(blob_cache, ignore_errors=True)
+    second = pushed.merge("bot", out=tmp_path / "two")
+    assert not second.created and second.id == first.id and second.path == tmp_path / "two"
+    assert all(sha256_file(tmp_path / "two" / r) == d for r, d in files_of(pushed, second).items())
+    assert not blob_cache.exists()  # nothing fetched from the store, nothing re-hashed but the manifest
+    assert not (tmp_path / "two" / ".adapter-registry-folder").exists()
+
+
+def test_cache_hit_on_a_planted_merged_folder_rebuilds_it_before_copying(pushed, tmp_path):
+    art = pushed.merge("bot")
+    cache = merged_cache(pushed, art)
+    files = files_of(pushed, art)
+    rel = weight_files(files)[0]
+    size = (cache / rel).stat().st_size
+    os.unlink(cache / rel)  # a planted file of the same size, not the stored blob
+    (cache / rel).write_bytes(b"\0" * size)
+    (cache / ".adapter-registry-folder").unlink()
+    pushed.merge("bot", out=tmp_path / "out")
+    assert sha256_file(tmp_path / "out" / rel) == files[rel]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_merge_leaves_no_cache_folder_no_row_and_no_out(pushed, tmp_path):
+    def stop(done, total, what):
+        if done == 3:
+            raise Interrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(Interrupt):
+        pushed.merge("bot", out=out, progress=stop)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    merged_root = pushed.settings.cache_dir / "merged"
+    assert not merged_root.exists() or not list(merged_root.iterdir())
+    with pushed.core.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(M.MergedArtifact)) == 0
+    art = pushed.merge("bot", out=out)  # and the next merge runs as if nothing happened
+    assert art.created and all(sha256_file(out / r) == d for r, d in files_of(pushed, art).items())
+
+
+def test_publish_to_dir_copies_from_the_cache_and_never_aliases_a_stored_blob(pushed, tmp_path):
+    from registry.workflows import publish as publish_wf
+
+    art = pushed.merge("bot")
+    dest = tmp_path / "published"
+    publish_wf.run(pushed.core, "bot@1", to=f"dir://{dest}", dtype=None, engine="auto", device="cpu", force=True)
+    files = files_of(pushed, art)
+    for rel, digest in files.items():
+        assert (dest / rel).stat().st_nlink == 1
+        assert sha256_file(dest / rel) == digest
+    assert not (dest / ".adapter-registry-folder").exists()
