@@ -2,6 +2,12 @@
 
     .venv/bin/python bench/merge.py                # ~1.1B-parameter bf16 Llama, rank-16 LoRA on all linears
     .venv/bin/python bench/merge.py --size small   # a quick run (~70M parameters)
+    .venv/bin/python bench/merge.py --e2e --size 200m   # the CLI as a user runs it (issue 13)
+
+--e2e runs `adapter-registry merge REF --out DIR` on a fresh catalog (base add + push beforehand,
+not timed), then a cache-hit `merge --out` and `publish --to dir://` of the same version, each in
+its own process, interleaved with peft (from_pretrained + merge_and_unload + save_pretrained) and
+`cp -r` of the base and of the merged folder; the engine's own time comes from the merge's JSON.
 
 The base (random weights, sharded) and the adapter are generated straight into safetensors files
 with numpy (no torch model is instantiated) and cached under bench/results/ (git-ignored). Every
@@ -31,6 +37,7 @@ SIZES = {
     # TinyLlama-1.1B's shape
     "1b": dict(hidden=2048, inter=5632, layers=22, heads=32, kv=4, vocab=32000),
     "small": dict(hidden=512, inter=1536, layers=8, heads=8, kv=4, vocab=32000),
+    "200m": dict(hidden=1024, inter=2816, layers=12, heads=16, kv=4, vocab=32000),  # ~200M, 0.4 GB bf16
     # Llama-3-8B's shape (16 GB in bf16): the GPU benchmark of issue 3
     "8b": dict(hidden=4096, inter=14336, layers=32, heads=32, kv=8, vocab=128256),
 }
@@ -130,21 +137,81 @@ def build_adapter(out: Path, base: Path, s: dict, *, r: int = 16) -> Path:
 GPU_PEAK = "; import sys, torch; print('GPUMEM', torch.cuda.max_memory_allocated(), file=sys.stderr)"
 
 
-def run_measured(cmd: list[str]) -> tuple[float, float, float | None]:
+def run_measured(cmd: list[str], *, stdout: list[str] | None = None) -> tuple[float, float, float | None]:
     """(wall seconds, peak RSS in GiB, peak GPU memory in GiB or None) of one fresh process.
 
     Measured by GNU time around the command: a child forked from this (large) process would
-    report our own RSS as its peak before it execs.
+    report our own RSS as its peak before it execs. `stdout`, when given, receives its output.
     """
     with open(os.devnull, "w") as null:
         r = subprocess.run(["/usr/bin/time", "-f", "BENCH %e %M", *cmd], cwd=ROOT, stderr=subprocess.PIPE,
-                           stdout=null, text=True)
+                           stdout=subprocess.PIPE if stdout is not None else null, text=True)
+    if stdout is not None:
+        stdout.append(r.stdout)
     line = [x for x in r.stderr.splitlines() if x.startswith("BENCH ")]
     if r.returncode != 0 or not line:
         raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-2000:]}")
     _, wall, kib = line[-1].split()
     gpu = [x for x in r.stderr.splitlines() if x.startswith("GPUMEM ")]
     return float(wall), int(kib) / 2**20, (int(gpu[-1].split()[1]) / 2**30 if gpu else None)
+
+
+def _ok(cmd: list[str]) -> None:
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout[-1000:]}{r.stderr[-2000:]}")
+
+
+def end_to_end(base: Path, adapter: Path, res_dir: Path, *, repeats: int, peft_cmd: list[str]) -> dict:
+    """merge --out on a fresh catalog, a cache-hit merge --out, publish --to dir://, peft, cp -r; medians."""
+    cli = [str(Path(sys.executable).with_name("adapter-registry"))]
+    home, out, hit, pub, peft_out = (res_dir / n for n in ("e2e-home", "e2e-out", "e2e-hit", "e2e-pub", "out"))
+    names = ("cp-base", "peft", "merge-out", "cp-merged", "merge-out-hit", "publish-dir")
+    runs: dict[str, list] = {n: [] for n in names}
+    engine_s: list[float] = []
+    for _ in range(repeats):
+        for d in (home, out, hit, pub, peft_out):
+            shutil.rmtree(d, ignore_errors=True)
+        h = [*cli, "--home", str(home)]
+        _ok([*h, "base", "add", str(base), "--name", "bench-base"])
+        _ok([*h, "push", str(adapter), "--name", "bench/bot", "--base", "bench-base"])
+        subprocess.run(["sync"], check=True)
+        runs["cp-base"].append(run_measured(["cp", "-r", str(base), str(peft_out)]))
+        shutil.rmtree(peft_out)
+        subprocess.run(["sync"], check=True)
+        runs["peft"].append(run_measured(peft_cmd))
+        shutil.rmtree(peft_out)
+        subprocess.run(["sync"], check=True)
+        printed: list[str] = []
+        runs["merge-out"].append(run_measured([*h, "merge", "bench/bot@1", "--out", str(out), "--json"],
+                                              stdout=printed))
+        engine_s.append(json.loads(printed[-1])["validation"]["seconds"])
+        subprocess.run(["sync"], check=True)
+        runs["cp-merged"].append(run_measured(["cp", "-r", str(out), str(peft_out)]))
+        subprocess.run(["sync"], check=True)
+        runs["merge-out-hit"].append(run_measured([*h, "merge", "bench/bot@1", "--out", str(hit)]))
+        subprocess.run(["sync"], check=True)
+        runs["publish-dir"].append(run_measured([*h, "publish", "bench/bot@1", "--to", f"dir://{pub}", "--force",
+                                                 "--inline"]))
+    results: dict = {}
+    for n in names:
+        results[n] = {"seconds": statistics.median(r[0] for r in runs[n]),
+                      "peak_rss_gib": statistics.median(r[1] for r in runs[n]), "runs": [r[:2] for r in runs[n]]}
+        print(f"{n:14s} {results[n]['seconds']:7.2f} s  {results[n]['peak_rss_gib']:6.2f} GiB  "
+              f"runs={[tuple(round(x, 2) for x in r[:2]) for r in runs[n]]}", flush=True)
+    results["engine_seconds"] = statistics.median(engine_s)
+    m, p = results["merge-out"], results["peft"]
+    results["ratios"] = {
+        "merge-out/peft time": m["seconds"] / p["seconds"], "merge-out/peft rss": m["peak_rss_gib"] / p["peak_rss_gib"],
+        "merge-out/engine": m["seconds"] / results["engine_seconds"],
+        "merge-out-hit/cp-merged": results["merge-out-hit"]["seconds"] / results["cp-merged"]["seconds"],
+        "publish-dir/cp-merged": results["publish-dir"]["seconds"] / results["cp-merged"]["seconds"]}
+    print(f"engine (in the merge)  {results['engine_seconds']:.2f} s")
+    for k, v in results["ratios"].items():
+        print(f"{k:26s} {v:.2f}x")
+    for d in (home, out, hit, pub, peft_out):
+        shutil.rmtree(d, ignore_errors=True)
+    return results
 
 
 def main() -> None:
@@ -154,6 +221,7 @@ def main() -> None:
     ap.add_argument("--engines", default="cp,peft-raw,peft,streaming")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where peft and the streaming engine compute")
+    ap.add_argument("--e2e", action="store_true", help="the CLI end to end (merge --out, cache hit, publish)")
     args = ap.parse_args()
     dev = args.device
     tail = GPU_PEAK if dev.startswith("cuda") else ""
@@ -178,6 +246,14 @@ def main() -> None:
                                 f"{str(out)!r}, engine='streaming', device={dev!r})" + tail],
     }
     subprocess.run(["cat", *map(str, sorted(base.glob("*.safetensors")))], stdout=subprocess.DEVNULL, check=True)
+    if args.e2e:
+        results = end_to_end(base, adapter, res_dir, repeats=args.repeats, peft_cmd=cmds["peft-raw"])
+        results["setup"] = {"size": args.size, "parameters": sum(int(np.prod(sh)) for _, sh in _shapes(s)),
+                            "dtype": "bfloat16", "rank": 16, "cpus": os.cpu_count(), "repeats": args.repeats,
+                            "loadavg": os.getloadavg()}
+        print(f"parameters {results['setup']['parameters'] / 1e6:.0f}M, load average {os.getloadavg()}")
+        (res_dir / f"merge-e2e-{args.size}.json").write_text(json.dumps(results, indent=2))
+        return
     results = {}
     for name in args.engines.split(","):
         runs = []

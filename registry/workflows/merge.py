@@ -9,13 +9,14 @@ version in the merge's dtype (registry/gates.py says what counts as verified).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +82,18 @@ def _lookup(core: Core, ref: str, *, dtype: str | None, engine: str, device: str
 
 
 def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, validate: bool,
-          out: Path | None, max_shard_size: str | int, progress: MergeProgress | None) -> T.MergedArtifact:
-    """Merge (or find cached) and return the artifact with a local folder (`out` when given)."""
+          out: Path | None, max_shard_size: str | int, progress: MergeProgress | None,
+          folder: bool = True) -> T.MergedArtifact:
+    """Merge (or find cached) and return the artifact with a local folder (`out` when given).
+
+    With `folder=False` and no `out`, no cache folder is built (a publish reads the stored blobs
+    through `publish_folder`) and the artifact's `path` is None unless one already exists.
+    """
     if out is not None and out.exists():
         raise AlreadyExists(f"{out} already exists", path=str(out))
     job, key, existing = _lookup(core, ref, dtype=dtype, engine=engine, device=device)
     if existing is not None and not (validate and "logits" not in (existing.validation or {})):
-        return _with_folder(core, existing.id, out, created=False)
+        return _with_folder(core, existing.id, out, created=False, folder=folder)
     merged_root = core.settings.cache_dir / "merged"
     sweep_work_dirs(merged_root)
     work = merged_root / f".work-{uuid.uuid4().hex[:12]}"
@@ -97,7 +103,7 @@ def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, 
         sizes = _land(core, res.out_dir, res.files)
         files = {rel: {"digest": sha, "size": sizes[rel]} for rel, sha in sorted(res.files.items())}
         mid = _record(core, job, key, res, files, validate=validate)
-        return _with_folder(core, mid, out, created=existing is None, built=res.out_dir)
+        return _with_folder(core, mid, out, created=existing is None, built=res.out_dir, folder=folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -230,7 +236,7 @@ def merged_dir(core: Core, key: str) -> Path:
 
 
 def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool,
-                 built: Path | None = None) -> T.MergedArtifact:
+                 built: Path | None = None, folder: bool = True) -> T.MergedArtifact:
     """The artifact with a local folder: the merged cache, or `out` copied from it.
 
     The cache folder's path is computable from public fields, so anyone who can write there (a
@@ -257,6 +263,8 @@ def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool,
             return dataclasses.replace(art, path=cache.export_files(stored, out))
     if built is not None and _holds(built, files, sizes) and not _aliases_store(core, built, files):
         cache.install(built, merged_dir(core, m.cache_key), files, cache_root=blobs, sizes=sizes, hashed=hashed)
+    if not folder and out is None:
+        return art
     path = materialize(core.store, files, merged_dir(core, m.cache_key), cache_root=blobs, sizes=sizes, sealed=True,
                        hashed=hashed)
     if out is not None:
@@ -315,6 +323,46 @@ def _cache_folder(core: Core, merged_id: int) -> Path:
     path = _with_folder(core, merged_id, None, created=False).path
     assert path is not None  # _with_folder always sets it
     return path
+
+
+@contextlib.contextmanager
+def publish_folder(core: Core, merged_id: int) -> Iterator[Path]:
+    """A folder of the artifact's files, every byte checked against the catalog, for a publisher to read.
+
+    With a local store that holds every blob, it is hard links to the stored blobs in a private
+    work folder, removed afterwards: each stored byte is hashed once and nothing is copied before
+    the publisher's own copy or upload (publishers only read their folder). Otherwise (another
+    store, or a stored blob that fails its digest) it is the verified cache folder (`verified_folder`).
+
+    Raises:
+        IntegrityFailure: a stored blob (or the rebuilt cache folder) differs from the catalog record
+    """
+    from registry.storage import cache
+
+    with core.db.read() as s:
+        m = need(s, M.MergedArtifact, merged_id)
+        files = {k: f["digest"] for k, f in m.files.items()}
+        sizes = {k: int(f["size"]) for k, f in m.files.items()}
+    stored = _stored_paths(core, files, sizes)
+    work = core.settings.cache_dir / "merged" / f".work-{uuid.uuid4().hex[:12]}"
+    try:
+        if stored is not None and (not _link_all(stored, work) or cache.mismatched(work, files)):
+            stored = None  # a stored blob changed in place ships never: the cache copy, checked, or nothing
+        yield work if stored is not None else verified_folder(core, merged_id)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _link_all(sources: dict[str, Path], folder: Path) -> bool:
+    """Hard-link `sources` ({relative path: file}) into a new `folder`; False where links are impossible."""
+    try:
+        for rel, src in sources.items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.link(src, folder / rel)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return False
+    return True
 
 
 def verified_folder(core: Core, merged_id: int) -> Path:

@@ -121,12 +121,12 @@ def run(core: Core, ref: str, *, to: str, dtype: str | None, engine: str, device
         raise refusal(t, v)
     say("merge")
     m = merge_wf.merge(core, t.ref, dtype=t.dtype, engine=engine, device=device, validate=False, out=None,
-                       max_shard_size="5GB", progress=merge_progress)
-    folder = merge_wf.verified_folder(core, m.id)  # every byte as recorded, or rebuilt from the store
-    if sha256_file(folder / "manifest.json") != m.manifest_digest:
-        raise IntegrityFailure(f"the merged folder of {t.ref} does not hold its recorded manifest", ref=t.ref)
-    say("publish")
-    res = publisher.publish(folder, progress=progress)
+                       max_shard_size="5GB", progress=merge_progress, folder=False)
+    with merge_wf.publish_folder(core, m.id) as folder:  # every byte as recorded (the stored blobs, or the cache)
+        if sha256_file(folder / "manifest.json") != m.manifest_digest:
+            raise IntegrityFailure(f"the merged folder of {t.ref} does not hold its recorded manifest", ref=t.ref)
+        say("publish")
+        res = publisher.publish(folder, progress=progress)
     if res.manifest_digest != m.manifest_digest:  # the folder changed while it was being published
         raise IntegrityFailure(f"{res.uri} received manifest {res.manifest_digest[:12]}, not the recorded "
                                f"{m.manifest_digest[:12]} of {t.ref}", ref=t.ref, uri=res.uri)

@@ -134,3 +134,43 @@ def test_publish_to_dir_copies_from_the_cache_and_never_aliases_a_stored_blob(pu
         assert (dest / rel).stat().st_nlink == 1
         assert sha256_file(dest / rel) == digest
     assert not (dest / ".adapter-registry-folder").exists()
+
+
+def test_publish_after_merge_out_hashes_and_copies_the_stored_blobs_once(pushed, tmp_path):
+    from registry.workflows import publish as publish_wf
+
+    art = pushed.merge("bot", out=tmp_path / "out")
+    dest = tmp_path / "published"
+    publish_wf.run(pushed.core, "bot@1", to=f"dir://{dest}", dtype=None, engine="auto", device="cpu", force=True)
+    assert all(sha256_file(dest / r) == d for r, d in files_of(pushed, art).items())
+    from registry.storage.cache import cache_path
+
+    blobs = pushed.settings.cache_dir / "blobs"
+    assert not any(cache_path(blobs, d).exists() for d in files_of(pushed, art).values())  # nothing fetched
+    assert not merged_cache(pushed, art).exists()  # and no cache folder built just to be copied again
+    assert not [p for p in (pushed.settings.cache_dir / "merged").iterdir() if p.name.startswith(".work-")]
+
+
+def test_a_stored_blob_changed_in_place_is_never_published(pushed, tmp_path):
+    from registry.errors import IntegrityFailure
+    from registry.workflows import publish as publish_wf
+
+    art = pushed.merge("bot")  # its cache folder holds a verified copy
+    files = files_of(pushed, art)
+    rel = weight_files(files)[0]
+    blob = pushed.core.store.path(files[rel])
+    blob.chmod(0o644)
+    with open(blob, "r+b") as f:  # the same size: only its sha256 tells
+        f.seek(-100, os.SEEK_END)
+        byte = f.read(1)[0]
+        f.seek(-100, os.SEEK_END)
+        f.write(bytes([byte ^ 0xFF]))
+    dest = tmp_path / "published"
+    publish_wf.run(pushed.core, "bot@1", to=f"dir://{dest}", dtype=None, engine="auto", device="cpu", force=True)
+    assert all(sha256_file(dest / r) == d for r, d in files.items())  # the checked cache copy shipped
+    shutil.rmtree(merged_cache(pushed, art))
+    shutil.rmtree(pushed.settings.cache_dir / "blobs")
+    with pytest.raises(IntegrityFailure):  # no good copy left: refused, nothing written
+        publish_wf.run(pushed.core, "bot@1", to=f"dir://{tmp_path / 'again'}", dtype=None, engine="auto",
+                       device="cpu", force=True)
+    assert not (tmp_path / "again").exists()
