@@ -164,7 +164,8 @@ def _ok(cmd: list[str]) -> None:
 
 def end_to_end(base: Path, adapter: Path, res_dir: Path, *, repeats: int, peft_cmd: list[str]) -> dict:
     """merge --out on a fresh catalog, a cache-hit merge --out, publish --to dir://, peft, cp -r; medians."""
-    cli = [str(Path(sys.executable).with_name("adapter-registry"))]
+    # the console script's own entry point, run from this checkout (an installed copy may be older)
+    cli = [sys.executable, "-m", "registry"]
     home, out, hit, pub, peft_out = (res_dir / n for n in ("e2e-home", "e2e-out", "e2e-hit", "e2e-pub", "out"))
     names = ("cp-base", "peft", "merge-out", "cp-merged", "merge-out-hit", "publish-dir")
     runs: dict[str, list] = {n: [] for n in names}
