@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: run test venv clean bench lint migration-regen
+.PHONY: run test test-engines venv clean bench lint migration-regen
 
 venv: $(STAMP)
 

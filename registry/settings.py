@@ -90,6 +90,9 @@ class Settings:
     temp_max_age_s: float = field(
         default=24 * 3600.0, metadata=_meta("Temp files of pushes, uploads and store writes older than this are "
                                             "removed at server start and by gc, in seconds.", "TEMP_MAX_AGE_S"))
+    engines_dir: str = field(
+        default="", metadata=_meta("Where the pinned serving-engine environments live (`engines install`): outside "
+                                   "any checkout. Default: ~/.cache/adapter-registry/engines.", "ENGINES_DIR"))
     hf_endpoint: str | None = field(
         default=None, metadata=_meta("Hugging Face Hub endpoint for hf:// publishing (default: huggingface_hub's).",
                                      "HF_ENDPOINT"))

@@ -14,11 +14,6 @@ from pathlib import Path
 import pytest
 
 
-def pytest_configure(config):
-    # pyproject's pytest markers belong to the packaging owner; registered here meanwhile.
-    config.addinivalue_line("markers", "engines: runs a real serving engine (make test-engines)")
-
-
 def _asked_for(config) -> bool:
     return "engines" in (config.getoption("-m") or "") or os.environ.get("ADAPTER_REGISTRY_TEST_ENGINES") == "1"
 
