@@ -238,6 +238,26 @@ class MergeError(RegistryError, RuntimeError):
     code = "merge_error"
 
 
+class EngineFailed(RegistryError, RuntimeError):
+    """The serving engine's process failed (its own message is kept)."""
+
+    exit_code = 1
+    status = 502
+    code = "engine_failed"
+
+
+class EngineInstallFailed(EngineFailed):
+    """Building a serving-engine environment failed (its log has the details)."""
+
+    code = "engine_install_failed"
+
+
+class DeployFailed(EngineFailed):
+    """vLLM refused a load or unload (its answer is kept)."""
+
+    code = "deploy_failed"
+
+
 class Unsupported(InvalidInput, NotImplementedError):
     """The streaming engine cannot do this exactly."""
 

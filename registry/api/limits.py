@@ -43,17 +43,16 @@ UPLOAD_ROUTE = re.compile(r"/api/v1/adapters/.+/versions/?")
 EXEMPT = frozenset({"/api/v1/healthz"})
 
 
-class BodyTooLarge(HTTPException):
-    """Raised from `receive` while a route reads its body: an HTTPException, so FastAPI's body
-    parsing lets it through to the error handler (it turns other exceptions into a 400)."""
+def body_too_large(limit: int) -> HTTPException:
+    """Raised from `receive` while a route reads its body: an HTTPException (not a registry error),
+    so FastAPI's body parsing lets it through to the error handler (it turns other exceptions
+    into a 400)."""
+    return HTTPException(413, f"the request body passed {limit} bytes, the most this server accepts on this route")
 
-    def __init__(self, limit: int):
-        super().__init__(413, f"the request body passed {limit} bytes, the most this server accepts on this route")
 
-
-class BodyTimeout(HTTPException):
-    def __init__(self, seconds: float):
-        super().__init__(408, f"the request body stalled for more than {seconds:g} s")
+def body_timeout(seconds: float) -> HTTPException:
+    """The body stalled between two chunks: a 408 through the same path as body_too_large."""
+    return HTTPException(408, f"the request body stalled for more than {seconds:g} s")
 
 
 class Limits:
@@ -118,12 +117,12 @@ class Limits:
                 try:
                     message = await asyncio.wait_for(receive(), timeout)
                 except asyncio.TimeoutError:
-                    raise BodyTimeout(timeout) from None
+                    raise body_timeout(timeout) from None
             if message["type"] == "http.request":
                 complete = not message.get("more_body", False)
                 seen += len(message.get("body", b""))
                 if cap is not None and seen > cap:
-                    raise BodyTooLarge(cap)
+                    raise body_too_large(cap)
             return message
 
         return wrapped

@@ -14,13 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from registry.errors import InvalidInput, RegistryError
-
-
-class DeployFailed(RegistryError, RuntimeError):
-    """vLLM refused a load or unload (its answer is kept)."""
-
-    exit_code = 1
+from registry.errors import DeployFailed, InvalidInput
 
 
 @dataclass(frozen=True)

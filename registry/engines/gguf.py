@@ -12,8 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from registry.errors import EngineFailed
+
 from .install import EngineEnv
-from .run import EngineFailed
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 

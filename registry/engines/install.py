@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from registry.errors import InvalidInput, RegistryError
+from registry.errors import EngineInstallFailed, InvalidInput
 
 from .versions import ENGINE_TRANSFORMERS, INSTALLABLE, LLAMA_CPP, PINS, TORCH_VERSION, VLLM
 
@@ -35,12 +35,6 @@ VLLM_CUDA_LEFTOVERS = ("torchvision", "torchaudio", "torchcodec")
 LLAMA_TARGETS = ("llama-server", "llama-completion")
 
 Progress = Callable[[str], None]
-
-
-class EngineInstallFailed(RegistryError, RuntimeError):
-    """Building an engine environment failed (its log has the details)."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from registry.errors import RegistryError
+from registry.errors import EngineFailed
 
 from .install import EngineEnv
 
 RUNNERS = Path(__file__).parent / "runners"
 SCRIPT = {"vllm": "vllm_runner.py", "llama.cpp": "llama_cpp_runner.py"}
-
-
-class EngineFailed(RegistryError, RuntimeError):
-    """The engine process failed (its own message is kept)."""
-
-    exit_code = 1
 
 
 def run_runner(env: EngineEnv, request: dict[str, Any], *, timeout: float = 900) -> dict[str, Any]:
