@@ -100,19 +100,29 @@ def alias_ls(ctx, name, as_json) -> None:
           [(a.name, a.alias, a.version, _at(a.updated_at), a.updated_by, status(a)) for a in rows])
 
 
+VERIFIED_ON = ("peft", "vllm", "llama.cpp")  # registry.workflows.verify.ENGINES, without importing it
+
+
 @alias.command("protect")
 @click.argument("name")
 @click.argument("alias_", metavar="ALIAS")
-@click.option("--require-verified", is_flag=True, help="Require a passed verification against the base.")
+@click.option("--require-verified", "verified_on", multiple=True, is_flag=False, flag_value="peft",
+              metavar="[ENGINE]", help="Require a passed verification against the base: in peft (no value), or "
+                                       "on a serving engine (vllm, llama.cpp: `verify --engine`). Repeatable.")
 @click.option("--require-metric", "metrics", multiple=True, help="e.g. 'mmlu>=0.62' (repeatable).")
 @json_option
 @pass_ctx
-def alias_protect(ctx, name, alias_, require_verified, metrics, as_json) -> None:
+def alias_protect(ctx, name, alias_, verified_on, metrics, as_json) -> None:
     """Protect NAME@ALIAS: moves must pass these gates (replaces an earlier policy)."""
-    p = _rel(ctx).protect_alias(name, alias_, require_verified=require_verified, require_metrics=list(metrics))
+    bad = [e for e in verified_on if e not in VERIFIED_ON]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not one of {', '.join(VERIFIED_ON)}", param_hint="--require-verified")
+    p = _rel(ctx).protect_alias(name, alias_, require_verified="peft" in verified_on, require_metrics=list(metrics),
+                                require_verified_engines=[e for e in verified_on if e != "peft"])
     if as_json:
         return print_json(p)
-    gates = (["verified against its base"] if p.require_verified else []) + list(p.require_metrics)
+    gates = ((["verified against its base"] if p.require_verified else [])
+             + [f"verified on {e}" for e in p.require_verified_engines] + list(p.require_metrics))
     click.echo(f"protected {name}@{alias_}: requires {', '.join(gates) or 'nothing but not deprecated'}")
     if p.current is not None:
         click.echo(f"current version {p.current.ref}: {'passes' if p.current.allowed else 'does NOT pass'}")

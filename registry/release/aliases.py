@@ -38,20 +38,23 @@ def base_ref_text(b: M.BaseModelRow) -> str:
     return f"{b.name}@{b.revision or b.fingerprint}"
 
 
-def facts(s: Session, name: str, row: V) -> VersionFacts:
-    """What the gates look at for one version."""
+def facts(s: Session, name: str, row: V, spec: PolicySpec | None = None) -> VersionFacts:
+    """What the gates look at for one version (with `spec`, also the serving engines it requires)."""
     base = row.base_model
     verified = gates.verdict(s, row.id, base.id).verified if base is not None else None
     metrics = dict(s.execute(select(M.MetricValue.metric, M.MetricValue.value)
                              .where(M.MetricValue.version_id == row.id)).all())
+    engines = spec.require_verified_engines if spec is not None else ()
+    engine_verified = gates.engine_verdicts(s, row.id, base.id, engines) if base is not None and engines else {}
     return VersionFacts(f"{name}@{row.version}", base_label(base) if base is not None else None,
-                        verified, metrics, bool(row.deprecated))
+                        verified, metrics, bool(row.deprecated), engine_verified)
 
 
 def policy_spec(p: M.AliasPolicy | None) -> PolicySpec | None:
     if p is None:
         return None
-    return PolicySpec.parse(require_verified=p.require_verified, require_metrics=p.require_metrics or ())
+    return PolicySpec.parse(require_verified=p.require_verified, require_metrics=p.require_metrics or (),
+                            require_verified_engines=p.require_verified_engines or ())
 
 
 def resolve_target(s: Session, adapter: M.Adapter, version: int | str) -> V:
@@ -84,7 +87,7 @@ def move(s: Session, adapter: M.Adapter, alias: str, target: V | None, *, actor:
         s.delete(cur)
         policy = None
     else:
-        policy = evaluate(alias, spec, facts(s, adapter.name, target))
+        policy = evaluate(alias, spec, facts(s, adapter.name, target, spec))
         if cur is not None and cur.version_id == target.id:
             return RT.AliasChange(adapter.name, alias, from_version, target.version, changed=False,
                                   overridden=False, policy=policy)
@@ -117,9 +120,11 @@ def protect(s: Session, adapter: M.Adapter, alias: str, spec: PolicySpec, *, act
         p = M.AliasPolicy(adapter_id=adapter.id, alias=alias, created_by=actor)
         s.add(p)
     p.require_verified, p.require_metrics = spec.require_verified, spec.expressions
+    p.require_verified_engines = list(spec.require_verified_engines)
     p.created_at, p.created_by = M.utcnow(), actor
     C.record(s, actor, "alias.protect", f"{adapter.name}@{alias}",
-             {"require_verified": spec.require_verified, "require_metrics": spec.expressions})
+             {"require_verified": spec.require_verified, "require_metrics": spec.expressions,
+              "require_verified_engines": list(spec.require_verified_engines)})
     s.flush()
     return p
 
@@ -138,9 +143,10 @@ def policy_info(s: Session, adapter: M.Adapter, p: M.AliasPolicy) -> RT.AliasPol
     cur = s.get(M.Alias, (adapter.id, p.alias))
     current = None
     if cur is not None:
-        current = evaluate(p.alias, policy_spec(p), facts(s, adapter.name, need(s, V, cur.version_id)))
+        spec = policy_spec(p)
+        current = evaluate(p.alias, spec, facts(s, adapter.name, need(s, V, cur.version_id), spec))
     return RT.AliasPolicy(adapter.name, p.alias, p.require_verified, tuple(p.require_metrics or ()),
-                          p.created_at, p.created_by, current)
+                          p.created_at, p.created_by, current, tuple(p.require_verified_engines or ()))
 
 
 def list_aliases(s: Session, name: str | None = None) -> list[RT.AliasInfo]:

@@ -81,9 +81,16 @@ class Release:
             return A.list_aliases(s, name)
 
     def protect_alias(self, name: str, alias: str, *, require_verified: bool = False,
-                      require_metrics: Iterable[str] = ()) -> RT.AliasPolicy:
-        """Protect an alias with promotion gates (replacing any earlier policy of it)."""
-        spec = PolicySpec.parse(require_verified=require_verified, require_metrics=require_metrics)
+                      require_metrics: Iterable[str] = (),
+                      require_verified_engines: Iterable[str] = ()) -> RT.AliasPolicy:
+        """Protect an alias with promotion gates (replacing any earlier policy of it).
+
+        Args:
+            require_verified_engines: serving engines ("vllm", "llama.cpp") each version must also
+                pass `verify --engine` on, against its base ("peft" is require_verified)
+        """
+        spec = PolicySpec.parse(require_verified=require_verified, require_metrics=require_metrics,
+                                require_verified_engines=require_verified_engines)
         with self.db.write() as s:
             adapter = A.lock_adapter(s, name)
             return A.policy_info(s, adapter, A.protect(s, adapter, alias, spec, actor=self.actor))
@@ -105,7 +112,7 @@ class Release:
             adapter = Q.get_adapter(s, name)
             target = A.resolve_target(s, adapter, version)
             spec = A.policy_spec(s.get(M.AliasPolicy, (adapter.id, check_alias(alias))))
-            return evaluate(alias, spec, A.facts(s, adapter.name, target))
+            return evaluate(alias, spec, A.facts(s, adapter.name, target, spec))
 
     # -- deprecation and deletion -------------------------------------------------------------
     def deprecate(self, ref: str, *, successor: str | None = None, reason: str | None = None) -> T.AdapterVersion:

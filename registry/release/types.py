@@ -46,6 +46,7 @@ class AliasPolicy(T._Result):
     created_at: dt.datetime
     created_by: str
     current: PolicyResult | None = None  # the version the alias points to now, evaluated
+    require_verified_engines: tuple[str, ...] = ()  # serving engines it must also be verified on (vllm, llama.cpp)
 
 
 @dataclass(frozen=True)

@@ -104,3 +104,36 @@ def test_cli_gc_dry_run_then_delete(bot):
     assert code == 0 and json.loads(out)["deleted"] and json.loads(out)["dry_run"]
     code, out, _ = bot("gc", "--grace", "0")
     assert code == 0 and out.startswith("deleted ") and "freed" in out
+
+
+def _record_verification(home, ref: str, *, engine: str, passed: bool = True) -> None:
+    """A recorded verification of `ref` by `engine` (what `verify --engine` stores after running it)."""
+    from registry.catalog import queries as Q
+    from registry.refs import parse_ref
+    from registry.workflows.verify import Result
+    from tests.factories import open_registry
+
+    reg = open_registry(home)
+    with reg.core.db.write() as s:
+        _a, row = Q.get_version(s, parse_ref(ref))
+        versions = {} if engine == "peft" else {"engine": engine, "engine_version": "0.32.0"}
+        Result(ref, row.id, row.base_model_id, passed, (), "cpu", "float32", {}, 0.1, versions, engine).record(s)
+    reg.close()
+
+
+def test_an_alias_can_require_a_verification_on_a_serving_engine(bot, tmp_path):
+    code, out, _ = bot("alias", "protect", "bot", "production", "--require-verified", "vllm", "--json")
+    policy = json.loads(out)
+    assert code == 0 and policy["require_verified_engines"] == ["vllm"] and policy["require_verified"] is False
+    _record_verification(tmp_path / "home", "bot@2", engine="peft")
+    code, _, err = bot("alias", "set", "bot", "production", "2")
+    assert code == 4 and "vllm" in err  # verified in peft only: not enough
+    _record_verification(tmp_path / "home", "bot@2", engine="vllm")
+    assert bot("alias", "set", "bot", "production", "2")[0] == 0
+    code, out, _ = bot("alias", "protect", "bot", "production", "--require-verified", "--require-verified", "vllm")
+    assert code == 0 and "verified against its base, verified on vllm" in out
+
+
+def test_require_verified_names_only_known_engines(bot):
+    code, _, err = bot("alias", "protect", "bot", "production", "--require-verified", "sglang")
+    assert code == 2 and "sglang" in err
