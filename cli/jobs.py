@@ -182,21 +182,23 @@ def workers_ls(c, include_stopped, as_json) -> None:
 @click.option("--timeout", type=float, default=None, help="Seconds to wait at most.")
 @click.option("--engine", type=click.Choice(["peft", "vllm", "llama.cpp"]), default="peft", show_default=True,
               help="peft: merged equals unmerged. vllm / llama.cpp: that engine's greedy output must equal peft's "
-                   "(runs here, on the local catalog, in the engine's pinned environment).")
+                   "(a job like any verify: the worker runs the engine in its pinned environment).")
 @click.option("--lora-target-modules", "lora_target_modules", multiple=True, metavar="SUFFIX",
-              help="vllm: verify under the server's --lora-target-modules (repeatable).")
-@click.option("--engines-dir", envvar="ADAPTER_REGISTRY_ENGINES_DIR", metavar="DIR",
-              help="Where engine environments live (default ~/.cache/adapter-registry/engines).")
+              help="vllm: verify under the server's --lora-target-modules (repeatable; runs here, on the local "
+                   "catalog).")
+@click.option("--engines-dir", metavar="DIR",
+              help="Run the engine from this engines folder, here, on the local catalog (default: the "
+                   "engines_dir setting, on the worker).")
 @json_option
 @pass_ctx
 def verify_cmd(c, ref, base, dtype, wait, inline, device, timeout, engine, lora_target_modules, engines_dir,
                as_json) -> None:
     """Enqueue a dynamic verification of NAME@REF: load it on a worker's device and probe it."""
-    if engine != "peft":
+    if engine != "peft" and (lora_target_modules or engines_dir):
         return _verify_engine(c, ref, base=base, dtype=dtype, device=device, engine=engine,
                               serving={"lora_target_modules": list(lora_target_modules)} if lora_target_modules
                               else None, engines_dir=engines_dir, as_json=as_json)
-    j = c.registry.jobs.verify(ref, base=base, dtype=dtype, inline=inline, device=device)
+    j = c.registry.jobs.verify(ref, base=base, dtype=dtype, engine=engine, inline=inline, device=device)
     _finish(c, j, wait=wait or inline, timeout=timeout, as_json=as_json)
 
 

@@ -276,9 +276,10 @@ class _RemoteJobs:
         job = self._job("POST", f"/adapters/{_q(name)}/versions/{_q(version)}/{what}", json=body)
         return self.wait(job.id, timeout=timeout) if wait and job.state in (JobState.QUEUED, JobState.RUNNING) else job
 
-    def verify(self, ref: str, *, base: str | None = None, dtype: str | None = None, wait: bool = False,
-               timeout: float | None = None, inline: bool = False, device: str = "cpu") -> T.Job:
-        return self._enqueue("verify", ref, {"base": base, "dtype": dtype}, wait=wait, timeout=timeout, inline=inline)
+    def verify(self, ref: str, *, base: str | None = None, dtype: str | None = None, engine: str = "peft",
+               wait: bool = False, timeout: float | None = None, inline: bool = False, device: str = "cpu") -> T.Job:
+        return self._enqueue("verify", ref, {"base": base, "dtype": dtype, "engine": engine}, wait=wait,
+                             timeout=timeout, inline=inline)
 
     def merge_async(self, ref: str, *, dtype: str | None = None, engine: str = "auto", validate: bool = False,
                     device: str | None = None, wait: bool = False, timeout: float | None = None,

@@ -37,8 +37,9 @@ class JobsProtocol(Protocol):
     def wait(self, job_id: int, *, timeout: float | None = None, poll_s: float = 0.5,
              progress: Callable[[T.Job], None] | None = None) -> T.Job: ...
 
-    def verify(self, ref: str, *, base: str | None = None, dtype: str | None = None, wait: bool = False,
-               timeout: float | None = None, inline: bool = False, device: str = "cpu") -> T.Job: ...
+    def verify(self, ref: str, *, base: str | None = None, dtype: str | None = None, engine: str = "peft",
+               wait: bool = False, timeout: float | None = None, inline: bool = False,
+               device: str = "cpu") -> T.Job: ...
 
     def merge_async(self, ref: str, *, dtype: str | None = None, engine: str = "auto", validate: bool = False,
                     device: str | None = None, wait: bool = False, timeout: float | None = None,

@@ -20,7 +20,7 @@ from registry.catalog import queries as Q
 from registry.catalog.rows import row
 from registry.core import Core
 from registry.enums import JobKind, JobState
-from registry.errors import BaseModelNotFound
+from registry.errors import BaseModelNotFound, InvalidInput
 from registry.jobs import queue
 from registry.jobs.follow import wait_for
 from registry.refs import parse_ref
@@ -94,16 +94,25 @@ class JobsAPI:
         return Worker(self.core, device=device, kinds=kinds, **worker_options).run(once=once, max_jobs=max_jobs)
 
     # -- the job kinds ------------------------------------------------------------------------------
-    def verify(self, ref: str, *, base: str | None = None, dtype: str | None = None, wait: bool = False,
-               timeout: float | None = None, inline: bool = False, device: str = "cpu") -> T.Job:
+    def verify(self, ref: str, *, base: str | None = None, dtype: str | None = None, engine: str = "peft",
+               wait: bool = False, timeout: float | None = None, inline: bool = False, device: str = "cpu") -> T.Job:
         """Enqueue a dynamic verification of a version (on its base, or `base`).
 
-        One verify of the same version, base and dtype at a time: a second call returns the first job.
+        One verify of the same version, base, dtype and engine at a time: a second call returns the
+        first job. `engine` "peft" is the reference check; "vllm" or "llama.cpp" runs that serving
+        engine (in its pinned environment on the worker) and compares its output with peft's.
         """
+        from registry.workflows.verify import ENGINES
+
+        if engine not in ENGINES:
+            raise InvalidInput(f"unknown verify engine {engine!r}", hint="one of " + ", ".join(ENGINES))
         v = self._version(ref, base)
         dt_ = dtypes.optional(dtype)
-        job = self.enqueue(JobKind.VERIFY, {"ref": v["ref"], "requested": ref, "base": v["base"], "dtype": dt_},
-                           unique_key=f"verify:{v['digest']}:{v['base_fp']}:{dt_ or 'default'}")
+        payload = {"ref": v["ref"], "requested": ref, "base": v["base"], "dtype": dt_}
+        if engine != "peft":  # peft jobs keep the payload (and unique key) they always had
+            payload["engine"] = engine
+        key = f"verify:{v['digest']}:{v['base_fp']}:{dt_ or 'default'}" + (f":{engine}" if engine != "peft" else "")
+        job = self.enqueue(JobKind.VERIFY, payload, unique_key=key)
         return self._follow(job, wait=wait, timeout=timeout, inline=inline, device=device)
 
     def merge_async(self, ref: str, *, dtype: str | None = None, engine: str = "auto", validate: bool = False,

@@ -142,3 +142,9 @@ def test_client_jobs_and_aliases_go_through_the_server(server, tokens, tmp_path,
         with pytest.raises(RemoteUnsupported):
             c.release.gc()
         assert not hasattr(c, "merge")  # local-only methods are absent, so hasattr() answers honestly
+
+
+def test_the_http_api_and_the_client_enqueue_an_engine_verify(api_registry, remote):
+    job = remote.jobs.verify("team-a/bot@1", engine="llama.cpp")
+    assert job.kind == "verify" and job.payload["engine"] == "llama.cpp"
+    assert api_registry.jobs.get(job.id).payload["engine"] == "llama.cpp"

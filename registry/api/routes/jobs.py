@@ -69,6 +69,8 @@ def list_workers(caller: Reader, stopped: Annotated[bool, Query(description="Inc
 class VerifyIn(BaseModel):
     base: str | None = Field(default=None, max_length=200, description="Verify against this base instead")
     dtype: Dtype | None = None
+    engine: Literal["peft", "vllm", "llama.cpp"] = Field(
+        default="peft", description="peft (the reference), or a serving engine whose output must equal peft's")
 
 
 class MergeIn(BaseModel):
@@ -96,7 +98,7 @@ def _status(job: T.Job) -> int:
 def verify(name: str, ref: str, caller: Writer, body: Annotated[VerifyIn, Body()] = VerifyIn()):
     """Enqueue a dynamic verification of a version (a worker loads base and adapter and compares)."""
     caller.can_write(name)
-    job = caller.registry.jobs.verify(f"{name}@{ref}", base=body.base, dtype=body.dtype)
+    job = caller.registry.jobs.verify(f"{name}@{ref}", base=body.base, dtype=body.dtype, engine=body.engine)
     return json(shown(job, caller), _status(job))
 
 
