@@ -56,6 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "target": ("targets", "Publish targets and base roots per namespace: where writes may publish (admin only)."),
     "token": ("tokens", "API tokens for the HTTP server (stored hashed; the secret is printed once)."),
     "undeprecate": ("release", "Undo a deprecation."),
+    "version": ("catalog", "Change what the catalog records about a version (its files and digest never change)."),
     "verify": ("jobs", "Enqueue a dynamic verification of NAME@REF: load it on a worker's device and probe it."),
     "webhook": ("release", "Webhooks: POST each event, signed with HMAC-SHA256 (X-Registry-Signature), retried."),
     "worker": ("jobs", "Run jobs from the catalog's queue until stopped (SIGTERM: finish or hand back the "

@@ -1,4 +1,4 @@
-"""Catalog commands: base, push, ls, show, resolve, check, eval, audit."""
+"""Catalog commands: base, push, ls, show, resolve, check, version, eval, audit."""
 
 from __future__ import annotations
 
@@ -228,6 +228,26 @@ def _check_folder(ctx, path, base, as_json: bool) -> None:
         raise click.exceptions.Exit(2)
 
 
+@click.group()
+def version() -> None:
+    """Change what the catalog records about a version (its files and digest never change)."""
+
+
+@version.command("set-base")
+@click.argument("ref")
+@click.argument("base_")
+@click.option("--force", is_flag=True, help="Replace a base the version already has.")
+@json_option
+@pass_ctx
+def version_set_base(ctx, ref, base_, force, as_json) -> None:
+    """Record BASE as the base model of REF (pushed without --base); the checks push runs re-run."""
+    v = ctx.registry.set_base(ref, base_, force=force)
+    if as_json:
+        return print_json(v)
+    click.echo(f"{v.ref} base={v.base.name if v.base else '-'} compat={v.compat_status or 'unknown'} "
+               f"digest {v.content_digest[:12]}")
+
+
 @click.group("eval")
 def eval_() -> None:
     """Record and list evaluation results."""
@@ -285,4 +305,4 @@ def audit(ctx, limit, target, as_json) -> None:
 
 
 # The top-level commands of this module; cli/__init__.py's COMMANDS table names each one.
-COMMANDS = (base, push, ls, show, resolve, check, eval_, audit)
+COMMANDS = (base, push, ls, show, resolve, check, version, eval_, audit)

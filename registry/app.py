@@ -189,6 +189,12 @@ class Registry:
 
         return resolve_wf.adapter_folder(self.core, ref)
 
+    def set_base(self, ref: str, base: str, *, force: bool = False) -> T.AdapterVersion:
+        """Record the base of a version pushed without one (workflows.push.set_base; audited)."""
+        from registry.workflows import push as push_wf
+
+        return push_wf.set_base(self.core, ref, base, force=force)
+
     def check_folder(self, path: str | Path, *, base: str | None = None) -> dict[str, Any]:
         """Validate a folder before any push; with `base`, also against that registered base
         (workflows.push.check_folder). Nothing is registered."""

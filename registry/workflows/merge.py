@@ -150,7 +150,7 @@ class _Job:
         base = row.base_model
         if base is None:
             raise BaseModelNotFound(f"{r.name}@{row.version} has no base model recorded",
-                                    hint="push it again with --base NAME")
+                                    hint="record one with: adapter-registry version set-base REF BASE")
         return cls(f"{r.name}@{row.version}", r.name, row.version, row.id, row.content_digest,
                    f"{base.name}@{base.fingerprint[:16]}",
                    {"name": base.name, "fingerprint": base.fingerprint, "revision": base.revision},

@@ -41,7 +41,8 @@ def target(core: Core, ref: str, *, dtype: str | None) -> Target:
         adapter, row = Q.get_version(s, r)
         b = row.base_model
         if b is None:
-            raise BaseModelNotFound(f"{ref} has no base model recorded", hint="push it again with --base NAME")
+            raise BaseModelNotFound(f"{ref} has no base model recorded",
+                                    hint="record one with: adapter-registry version set-base REF BASE")
         return Target(f"{adapter.name}@{row.version}", row.id, row.content_digest, b.id, convert.base_label(b),
                       dtypes.or_default(dtype, b.dtype))
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from registry import types as T
@@ -28,7 +28,7 @@ from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.core import Core
-from registry.errors import BaseModelNotFound, Incompatible
+from registry.errors import BaseModelNotFound, Conflict, Incompatible
 from registry.refs import parse_ref
 from registry.workflows.ingest import ingest
 from registry.workflows.resolve import adapter_folder
@@ -133,6 +133,45 @@ def check_folder(core: Core, path: Path, *, base: str | None = None) -> dict[str
     refused = bool(findings) or (compat is not None and compat["status"] == "fail")
     return {"path": str(path), "kind": what, "status": "refused" if refused else "ok", "findings": findings,
             "compat": compat}
+
+
+def set_base(core: Core, ref: str, base: str, *, force: bool = False) -> T.AdapterVersion:
+    """Record the base model of a version pushed without one (content and digest unchanged).
+
+    The checks push runs against a base run again (the findings only that base shows, and the static
+    compatibility, which is stored); the change is audited as `version.set_base`. Replacing a base
+    the version already has needs `force` (its verifications stay with the base they were run on).
+
+    Raises:
+        BaseModelNotFound: no such base
+        ValidationFailed / Incompatible: the version does not fit the base (nothing changed)
+        Conflict: the version already has another base and `force` is not given
+    """
+    r = parse_ref(ref)
+    folder = adapter_folder(core, ref, warn=False)
+    manifest = inspect_adapter(folder, allow_pickle=False, max_header_bytes=core.settings.max_header_bytes)
+    with core.db.write() as s:
+        _a, row = Q.get_version(s, r)
+        vref = f"{r.name}@{row.version}"
+        base_row = Q.get_base(s, base)
+        old = row.base_model
+        if old is not None and old.id == base_row.id:
+            return Q.hydrate(s, [row])[0]
+        if old is not None and not force:
+            raise Conflict(f"{vref} already has base {convert.base_label(old)}", ref=vref,
+                           hint="pass --force to replace it (its verifications stay with that base)")
+        raise_findings(against_base(manifest, base_row))
+        rep = compat_report(manifest, base_row)
+        if rep["status"] == "fail":
+            raise Incompatible(f"{vref}: does not fit base {base_row.name}: {rep['errors'][0]}", errors=rep["errors"])
+        row.base_model_id, row.compat, row.compat_status = base_row.id, rep, rep["status"]
+        s.execute(update(M.MetricValue).where(M.MetricValue.version_id == row.id).values(base_model_id=base_row.id))
+        C.record(s, core.actor, "version.set_base", vref,
+                 {"from": convert.base_label(old) if old is not None else None, "to": convert.base_label(base_row),
+                  "compat": rep["status"]})
+        s.flush()
+        s.refresh(row)
+        return Q.hydrate(s, [row])[0]
 
 
 def check(core: Core, ref: str, *, base: str | None) -> T.CompatReport:
