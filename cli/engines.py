@@ -16,8 +16,8 @@ from .common import json_option, pass_ctx, print_json, table
 ENGINE_NAMES = ("vllm", "llama.cpp")  # registry.engines.versions.INSTALLABLE, without importing it at start-up
 
 engines_dir_option = click.option(
-    "--engines-dir", envvar="ADAPTER_REGISTRY_ENGINES_DIR", metavar="DIR",
-    help="Where engine environments live (default ~/.cache/adapter-registry/engines).")
+    "--engines-dir", metavar="DIR",
+    help="Where engine environments live (default: the engines_dir setting, ~/.cache/adapter-registry/engines).")
 
 
 @click.group()
@@ -40,7 +40,7 @@ def engines_install(ctx, engine, engines_dir, force, as_json) -> None:
     def say(msg: str) -> None:
         click.echo(f"[{time.monotonic() - t0:5.0f}s] {msg}", err=True)
 
-    env = I.install(engine, I.engines_dir(engines_dir), progress=say, force=force)
+    env = I.install(engine, I.engines_dir(engines_dir or ctx.settings.engines_dir), progress=say, force=force)
     if as_json:
         return print_json(env)
     click.echo(env.path)
@@ -54,7 +54,7 @@ def engines_ls(ctx, engines_dir, as_json) -> None:
     """The engines, their pinned versions, devices and where their environments are."""
     from registry.engines import install as I
 
-    envs = I.list_envs(I.engines_dir(engines_dir))
+    envs = I.list_envs(I.engines_dir(engines_dir or ctx.settings.engines_dir))
     if as_json:
         return print_json(envs)
     table(["ENGINE", "VERSION", "PACKAGE", "DEVICES", "INSTALLED", "PATH"],

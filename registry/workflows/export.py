@@ -56,7 +56,7 @@ def export(core: Core, ref: str, *, fmt: str, out: Path, merged: bool = False, o
     if not verdict.ok:
         raise InvalidInput(f"llama.cpp {verdict.version} cannot express {canonical}: {'; '.join(verdict.reasons)}",
                            hint=verdict.fix)
-    env = install.require("llama.cpp", install.engines_dir(engines_dir))
+    env = install.require("llama.cpp", install.engines_dir(engines_dir or core.settings.engines_dir))
     name = f"{adapter.name.replace('/', '--')}-v{row.version}-{'merged' if merged else 'lora'}-{outtype}.gguf"
     target = Path(out) / name
     if target.exists():

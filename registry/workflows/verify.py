@@ -143,7 +143,7 @@ def _run_engine(core: Core, ref: str, engine: str, report: Any, *, vid: int, bid
         raise InvalidInput(f"engine verification runs on cpu here (the engine environments are CPU builds), "
                            f"not {device}", hint="bench/gpu.sh has the CUDA vLLM half")
     t0 = time.monotonic()
-    env = install.require(engine, install.engines_dir(engines_dir))
+    env = install.require(engine, install.engines_dir(engines_dir or core.settings.engines_dir))
     versions = {**library_versions(device), "engine": engine, "engine_version": env.version}
     unknown = set(serving) - SERVING_OPTIONS.get(engine, set())
     if unknown:
