@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from .common import human, json_option, kv, pass_ctx, print_json, progress_bar, short, table
@@ -200,11 +198,9 @@ def check(ctx, ref, base_, as_json) -> None:
 
 def _check_folder(ctx, path, base, as_json: bool) -> None:
     if base is None:  # the folder alone: no catalog needed
-        from registry.adapters.validate.run import check_path
+        from registry.adapters.validate.run import folder_report
 
-        what, findings = check_path(path, max_header_bytes=ctx.settings.max_header_bytes)
-        out: dict[str, Any] = {"path": str(path), "kind": what, "status": "refused" if findings else "ok",
-                               "findings": findings, "compat": None}
+        out = folder_report(path, max_header_bytes=ctx.settings.max_header_bytes)
     else:
         out = ctx.registry.check_folder(path, base=base)
     findings, compat = out["findings"], out["compat"]

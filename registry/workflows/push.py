@@ -117,22 +117,21 @@ def check_folder(core: Core, path: Path, *, base: str | None = None) -> dict[str
     Returns: {"path", "kind" (adapter|base), "status" (ok|refused), "findings": [...],
     "compat": {status, errors, warnings} | None}
     """
-    from registry.adapters.validate.run import check_path
+    from registry.adapters.validate.run import folder_report
 
-    what, findings = check_path(path, max_header_bytes=core.settings.max_header_bytes)
-    compat = None
-    if what == "adapter" and base is not None and not findings:
+    out = folder_report(path, max_header_bytes=core.settings.max_header_bytes)
+    if out["kind"] == "adapter" and base is not None and not out["findings"]:
         manifest = inspect_adapter(path, allow_pickle=False, max_header_bytes=core.settings.max_header_bytes)
         with core.db.read() as s:
             base_row = Q.get_base(s, base)
             findings = [f.to_dict() for f in against_base(manifest, base_row)]
             if not findings:
                 rep = compat_report(manifest, base_row)
-                compat = {"base": rep["base"], "status": rep["status"], "errors": rep["errors"],
-                          "warnings": rep["warnings"]}
-    refused = bool(findings) or (compat is not None and compat["status"] == "fail")
-    return {"path": str(path), "kind": what, "status": "refused" if refused else "ok", "findings": findings,
-            "compat": compat}
+                out["compat"] = {"base": rep["base"], "status": rep["status"], "errors": rep["errors"],
+                                 "warnings": rep["warnings"]}
+        out["findings"] = findings
+        out["status"] = "refused" if findings or (out["compat"] or {}).get("status") == "fail" else "ok"
+    return out
 
 
 def set_base(core: Core, ref: str, base: str, *, force: bool = False) -> T.AdapterVersion:

@@ -31,3 +31,10 @@ def check_path(path: Path, *, max_header_bytes: int = 100 * 1024 * 1024) -> tupl
     except InvalidAdapter:
         raise
     return ("base" if is_base else "adapter"), []
+
+
+def folder_report(path: Path, *, max_header_bytes: int = 100 * 1024 * 1024) -> dict[str, Any]:
+    """`check PATH --json` without a base: {path, kind, status (ok|refused), findings, compat: None}."""
+    what, findings = check_path(path, max_header_bytes=max_header_bytes)
+    return {"path": str(path), "kind": what, "status": "refused" if findings else "ok", "findings": findings,
+            "compat": None}
