@@ -6,12 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from registry import types as T
 from registry.api import views
 from registry.api.deps import Reader, Writer
 from registry.api.errors import responses
 from registry.api.render import json
+from registry.catalog import convert
+from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.errors import BaseModelNotFound
 
@@ -31,16 +34,14 @@ def list_bases(caller: Reader, name: Annotated[str | None, Query(max_length=200)
 def show_base(ref: str, caller: Reader):
     """One base model: NAME (newest revision), NAME@REVISION or a fingerprint prefix (404 when the
     caller's closed reads do not reach it, as for one that does not exist)."""
-    b = caller.registry.show_base(ref)
     ns = caller.read_namespace()
-    if ns is not None and not any(x.fingerprint == b.fingerprint for x in _visible(caller, b.name, ns)):
-        raise BaseModelNotFound(f"no base model {ref!r}", ref=ref)
-    return json(views.base_shown(b, caller))
-
-
-def _visible(caller, name: str, ns: str) -> list[T.BaseModel]:
     with caller.registry.db.read() as s:
-        return Q.list_bases(s, name, namespace=ns)
+        row = Q.get_base(s, ref)
+        if ns is not None and s.scalar(select(M.BaseModelRow.id).where(M.BaseModelRow.id == row.id,
+                                                                       Q.visible_bases(ns))) is None:
+            raise BaseModelNotFound(f"no base model {ref!r}", ref=ref)
+        b = convert.base_model(row)
+    return json(views.base_shown(b, caller))
 
 
 class BaseIn(BaseModel):
