@@ -25,7 +25,7 @@ import os
 import shutil
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from registry.errors import InvalidInput, RegistryError, StorageError, translate_os_error
 from registry.storage.digest import check_digest, sha256_file
@@ -91,30 +91,15 @@ def materialize(store: Fetches, files: Mapping[str, str], dest: Path, *, cache_r
         if rel in sources and sha256_file(sources[rel]) != wanted[rel]:
             evict(cache_root, [wanted[rel]])
             sources[rel] = cached(store, wanted[rel], cache_root)
+    build = _build_beside(dest)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        build = dest.parent / temp_name(f".{dest.name}.")
-        build.mkdir()
-    except OSError as e:
-        raise translate_os_error(e, path=str(dest)) from e
-    try:
-        for rel, src in sources.items():
-            target = build / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(src, target)
+        _fill(build, sources, _link_or_copy)
         if sealed:
             _write_seal(build, wanted)
         _fsync_tree(build)
         _move_into_place(build, dest, complete)
-    except RegistryError:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
-    except OSError as e:
-        shutil.rmtree(build, ignore_errors=True)
-        raise translate_os_error(e, path=str(dest)) from e
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
+    except BaseException as e:
+        _discard_build(build, dest, e)
     return dest
 
 
@@ -156,28 +141,44 @@ def export_files(sources: Mapping[str, Path], dest: Path) -> Path:
     dest = Path(dest)
     wanted = {_check_relpath(rel): Path(src) for rel, src in sources.items()}
     _check_no_file_dir_clash(wanted)
+    build = _build_beside(dest)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        build = dest.parent / temp_name(f".{dest.name}.")
-        build.mkdir()
-    except OSError as e:
-        raise translate_os_error(e, path=str(dest)) from e
-    try:
-        for rel, src in sorted(wanted.items()):
-            target = build / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            clone_or_copy(src, target)
+        _fill(build, wanted, clone_or_copy)
         _fsync_tree(build)
         if dest.exists():
             raise AlreadyExists(f"{dest} already exists", path=str(dest))
         os.rename(build, dest)
         fsync_dir(dest.parent)
     except BaseException as e:
-        shutil.rmtree(build, ignore_errors=True)
-        if isinstance(e, OSError) and not isinstance(e, RegistryError):
-            raise translate_os_error(e, path=str(dest)) from e
-        raise
+        _discard_build(build, dest, e)
     return dest
+
+
+def _build_beside(dest: Path) -> Path:
+    """A new empty temp folder beside `dest`, renamed to it once complete (never visible half-built)."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        build = dest.parent / temp_name(f".{dest.name}.")
+        build.mkdir()
+    except OSError as e:
+        raise translate_os_error(e, path=str(dest)) from e
+    return build
+
+
+def _fill(build: Path, sources: Mapping[str, Path], put: Callable[[Path, Path], object]) -> None:
+    """Put each source file at its relative path under `build` (`put(src, target)`: link or copy)."""
+    for rel, src in sorted(sources.items()):
+        target = build / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        put(src, target)
+
+
+def _discard_build(build: Path, dest: Path, e: BaseException) -> NoReturn:
+    """Remove a half-built folder and re-raise `e` (a foreign OSError as the registry's error for `dest`)."""
+    shutil.rmtree(build, ignore_errors=True)
+    if isinstance(e, OSError) and not isinstance(e, RegistryError):
+        raise translate_os_error(e, path=str(dest)) from e
+    raise e
 
 
 def mismatched(folder: Path, files: Mapping[str, str]) -> list[str]:
