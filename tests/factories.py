@@ -349,3 +349,20 @@ def assert_same_checkpoint(a: Path, b: Path) -> None:
 def leftovers(out_dir: Path) -> list[str]:
     """Anything a failed merge left at or beside out_dir."""
     return [p.name for p in out_dir.parent.iterdir() if p.name == out_dir.name or p.name.startswith(".tmp-")]
+
+
+def assert_lora_target_agrees_with_peft(conf: dict, names) -> None:
+    """registry.merge.targets.lora_target gives every module name the verdict peft's
+    check_target_module_exists gives it (targeted, excluded or not targeted) under `conf`."""
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import _ExcludedModule, check_target_module_exists
+
+    from registry.merge import targets
+
+    peft_conf = LoraConfig(**conf)
+    for name in names:
+        theirs = check_target_module_exists(peft_conf, name)
+        theirs = None if isinstance(theirs, _ExcludedModule) else bool(theirs)
+        ours = targets.lora_target(conf, name)
+        assert (None if ours is None else bool(ours)) == theirs, (name, conf)
+

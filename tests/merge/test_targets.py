@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from registry.merge import targets
+from tests.factories import assert_lora_target_agrees_with_peft
 
 NAMES = [
     "model.embed_tokens", "model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
@@ -31,15 +32,7 @@ CONFIGS = [
 
 @pytest.mark.parametrize("conf", CONFIGS, ids=[str(i) for i in range(len(CONFIGS))])
 def test_lora_target_agrees_with_peft_check_target_module_exists(conf):
-    from peft import LoraConfig
-    from peft.tuners.tuners_utils import _ExcludedModule, check_target_module_exists
-
-    peft_conf = LoraConfig(**conf)
-    for name in NAMES:
-        theirs = check_target_module_exists(peft_conf, name)
-        theirs = None if isinstance(theirs, _ExcludedModule) else bool(theirs)
-        ours = targets.lora_target(conf, name)
-        assert (None if ours is None else bool(ours)) == theirs, (name, conf)
+    assert_lora_target_agrees_with_peft(conf, NAMES)
 
 
 @pytest.mark.parametrize("keys", [

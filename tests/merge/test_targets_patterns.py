@@ -14,6 +14,7 @@ import pytest
 from registry.adapters import patterns as P
 from registry.errors import InvalidInput
 from registry.merge import targets
+from tests.factories import assert_lora_target_agrees_with_peft
 
 NAMES = [
     "model.embed_tokens", "model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
@@ -65,18 +66,10 @@ def test_fullmatch_and_match_agree_with_python_re(pattern):
 
 @pytest.mark.parametrize("layers_pattern", ["layers", ["layers", "h"], "h", r"(layers|blocks)", r"\w+?"])
 def test_the_layer_index_lazy_capture_agrees_with_peft(layers_pattern):
-    from peft import LoraConfig
-    from peft.tuners.tuners_utils import _ExcludedModule, check_target_module_exists
-
     for idx in ([0], [1, 2], [3]):
         conf = {"target_modules": ["q_proj", "w1", "c_attn", "c_proj", "qkv"], "layers_to_transform": idx,
                 "layers_pattern": layers_pattern}
-        peft_conf = LoraConfig(**conf)
-        for name in NAMES:
-            theirs = check_target_module_exists(peft_conf, name)
-            theirs = None if isinstance(theirs, _ExcludedModule) else bool(theirs)
-            ours = targets.lora_target(conf, name)
-            assert (None if ours is None else bool(ours)) == theirs, (name, conf)
+        assert_lora_target_agrees_with_peft(conf, NAMES)
 
 
 @pytest.mark.parametrize("conf", [
