@@ -75,6 +75,8 @@ class BaseModel(_Result):
     created_at: dt.datetime
     created_by: str
     created: bool = False  # True when this call registered it
+    hub_id: str | None = None  # the Hub repo id, with its casing (revision: its commit, when known)
+    card: dict[str, Any] = field(default_factory=dict)  # from the base's model card: license, pipeline_tag, tags
 
     @property
     def ref(self) -> str:
@@ -107,6 +109,13 @@ class EvalResult(_Result):
     created_at: dt.datetime
     created_by: str
     details: dict[str, Any] | None = None
+    # identity as lm-eval writes it (None for metrics recorded by hand): docs/JSON.md "Evaluations"
+    task: str | None = None
+    base_metric: str | None = None
+    filter_name: str | None = None
+    n_shot: int | None = None
+    stderr: float | None = None
+    higher_is_better: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +240,9 @@ class AdapterVersion(_Result):
     created: bool = False
     # which serving engines take it, by their preflight rules (from the config and the base)
     engines: tuple[EngineSupport, ...] = ()
+    # the smallest and largest rank any module has (rank with rank_pattern)
+    min_rank: int | None = None
+    max_rank: int | None = None
     # detail (show)
     files: tuple[FileInfo, ...] = ()
     compat: dict[str, Any] | None = None

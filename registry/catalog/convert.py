@@ -29,6 +29,7 @@ def base_model(row: M.BaseModelRow, *, created: bool = False) -> T.BaseModel:
         total_size=row.total_size, location=row.location, weights_stored=row.weights_stored,
         config_hash=row.config_hash, layout_hash=row.layout_hash, tokenizer_hash=row.tokenizer_hash,
         created_at=row.created_at, created_by=row.created_by, created=created,
+        hub_id=row.hub_id, card=dict(row.card or {}),
     )
 
 
@@ -45,7 +46,7 @@ def version(row: M.AdapterVersion, *, name: str, base: M.BaseModelRow | None, ta
         description=row.description, tags=tags, aliases=aliases, metrics=metrics,
         compat_status=row.compat_status, deprecated=row.deprecated, deprecation_reason=row.deprecation_reason,
         successor=successor, created_at=row.created_at, created_by=row.created_by, created=created,
-        engines=engine_support(row, base), **detail,
+        engines=engine_support(row, base), min_rank=row.min_rank, max_rank=row.max_rank, **detail,
     )
 
 
@@ -61,7 +62,9 @@ def engine_support(row: M.AdapterVersion, base: M.BaseModelRow | None) -> tuple[
 
 def eval_result(row: M.EvalResult, ref: str) -> T.EvalResult:
     return T.EvalResult(ref, row.metric, row.value, row.dataset, row.split, row.source, row.created_at,
-                        row.created_by, row.details)
+                        row.created_by, row.details, task=row.task, base_metric=row.base_metric,
+                        filter_name=row.filter_name, n_shot=row.n_shot, stderr=row.stderr,
+                        higher_is_better=row.higher_is_better)
 
 
 def alias_move(row: M.AliasHistory, name: str) -> T.AliasMove:

@@ -80,6 +80,10 @@ class BaseModelRow(Base):
     files: Mapped[dict[str, Any]] = mapped_column(Json)  # relpath -> {digest?, size}
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200), default="")
+    # Hub identity (migration 0004): the Hub repo id with its casing (revision holds the commit when
+    # known), and what the base's own model card says (license, pipeline_tag, tags, library_name, ...)
+    hub_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    card: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default="{}")
 
 
 class Blob(Base):
@@ -128,6 +132,9 @@ class AdapterVersion(Base):
     peft_type: Mapped[str] = mapped_column(String(50), index=True)
     task_type: Mapped[str | None] = mapped_column(String(50))
     rank: Mapped[int | None] = mapped_column(Integer, index=True)
+    # the smallest and largest rank any module has (rank and rank_pattern together; migration 0004)
+    min_rank: Mapped[int | None] = mapped_column(Integer, index=True)
+    max_rank: Mapped[int | None] = mapped_column(Integer, index=True)
     alpha: Mapped[float | None] = mapped_column(Float)
     rank_pattern: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     alpha_pattern: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
@@ -167,7 +174,9 @@ class VersionFile(Base):
 
 
 class VersionTargetModule(Base):
-    """target_modules as rows, so `--target-module M` is an indexed set query."""
+    """target_modules as rows, so `--target-module M` is an indexed set query: normalised to leaf
+    module names (q_proj, not model.layers.0.self_attn.q_proj) and, for "all-linear", expanded to
+    the base's linear modules. The version's target_modules column keeps them as saved."""
 
     __tablename__ = "version_target_modules"
     __table_args__ = (Index("ix_version_target_modules_module", "module", "version_id"),)
@@ -193,12 +202,19 @@ class EvalResult(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("adapter_versions.id", ondelete="CASCADE"))
-    metric: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(200))  # the registry's name for it (docs/JSON.md, evals)
     value: Mapped[float] = mapped_column(Float)
     dataset: Mapped[str | None] = mapped_column(String(200))
     split: Mapped[str | None] = mapped_column(String(100))
     source: Mapped[str] = mapped_column(String(50), default="manual")
     details: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # a metric's identity as lm-eval writes it (migration 0004): task, metric, filter, n-shot
+    task: Mapped[str | None] = mapped_column(String(200))
+    base_metric: Mapped[str | None] = mapped_column(String(200))
+    filter_name: Mapped[str | None] = mapped_column(String(100))
+    n_shot: Mapped[int | None] = mapped_column(Integer)
+    stderr: Mapped[float | None] = mapped_column(Float)
+    higher_is_better: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200), default="")
 
