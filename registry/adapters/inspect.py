@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.adapters import keys as K
+from registry.adapters.outputs import DEFAULT_ADAPTER, Pick, adapters_in, latest_args, latest_state, pick
 from registry.adapters.peft_config import MAX_CONFIG_BYTES, PeftFields, parse_config
 from registry.adapters.safetensors import SCANNED_DTYPES, Header, read_header, scan_tensor
 from registry.adapters.training import training_metadata
@@ -19,7 +20,7 @@ from registry.adapters.validate import config as VC
 from registry.adapters.validate.files import kind, read_regular
 from registry.adapters.validate.folder import check_entries, check_weights
 from registry.dtypes import TORCH_NAMES
-from registry.errors import CorruptFile, InvalidAdapter, UnsafeFormat
+from registry.errors import CorruptFile, UnsafeFormat
 from registry.storage.digest import sha256_file
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9._-]+)?")  # used with fullmatch: "$" would admit a trailing newline
@@ -71,6 +72,7 @@ class AdapterManifest:
     zero_b: list[str]
     training: dict[str, Any] | None
     notes: list[str] = field(default_factory=list)
+    picked: Pick | None = None  # which adapter of the pushed folder this is, and why
 
     @property
     def layout(self) -> K.AdapterLayout:
@@ -85,36 +87,25 @@ def content_digest(files: list[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-def find_adapter_folder(path: Path) -> tuple[Path, Path | None]:
-    """(adapter folder, trainer root or None). A Trainer output picks its final adapter.
+def find_adapter_folder(path: Path, *, checkpoint: str | None = None,
+                        adapter: str | None = None) -> tuple[Path, Path | None]:
+    """(adapter folder, trainer root or None): the one `registry.adapters.outputs.pick` takes.
 
     Decided from lstat alone: a link or FIFO named adapter_config.json still makes the folder an
     adapter folder, so that the validation refuses it by name instead of calling it missing.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InvalidAdapter(f"no such folder: {path}")
-    if not path.is_dir():
-        raise InvalidAdapter(f"not a folder: {path} (push takes the adapter's folder)")
-    if kind(path / CONFIG) != "missing":
-        return path, (path if kind(path / "trainer_state.json") != "missing" else None)
-    cks = []
-    for d in path.iterdir():
-        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
-        if m and d.is_dir() and kind(d / CONFIG) != "missing":
-            cks.append((int(m.group(1)), d))
-    if cks:
-        return max(cks)[1], path
-    raise InvalidAdapter(f"missing {CONFIG} in {path} (not a PEFT adapter folder or Trainer output)")
+    p = pick(Path(path), checkpoint=checkpoint, adapter=adapter)
+    return p.folder, p.trainer_root
 
 
-def check_folder_files(folder: Path, trainer_root: Path | None) -> list[Finding]:
+def check_folder_files(folder: Path, trainer_root: Path | None, *, root: Path | None = None) -> list[Finding]:
     """Links and special files where a push would read: the adapter folder, the Trainer root's records."""
     found = []
+    top = trainer_root or root
+    if top is not None and folder != top and kind(folder) == "link":
+        found.append(Finding("FOLDER_SYMLINK", f"{folder.name}: the {'checkpoint' if trainer_root else 'adapter'} "
+                             "folder is a symlink", file=folder.name))
     if trainer_root is not None and folder != trainer_root:
-        if kind(folder) == "link":
-            found.append(Finding("FOLDER_SYMLINK", f"{folder.name}: the checkpoint folder is a symlink",
-                                 file=folder.name))
         found += check_entries(trainer_root, [n for n in TRAINER_RECORDS if kind(trainer_root / n) != "missing"])
     return found + check_entries(folder)
 
@@ -134,30 +125,41 @@ def _role(name: str) -> str | None:
     return None  # optimizer state, pickles, logs: not part of the adapter
 
 
-def push_files(path: Path) -> list[tuple[str, Path]]:
+def push_files(path: Path, *, checkpoint: str | None = None, adapter: str | None = None,
+               every_adapter: bool = False) -> list[tuple[str, Path]]:
     """Every file a push of `path` reads, as (path relative to `path`, local file).
 
     That is the adapter folder's version files, its pickle weights (converted when pickles are
     allowed, refused otherwise: either way the reader must see them), and the training record
-    (trainer_state.json, training_args.bin) of the adapter folder and of the Trainer root. A
-    remote push uploads exactly these, so the server's push reads what a local one would.
+    (trainer_state.json, training_args.bin) of the adapter folder, of the Trainer root and of the
+    newest checkpoint that has one. A remote push uploads exactly these, so the server's push reads
+    what a local one would. `every_adapter`: the files of each adapter of a multi-adapter save.
     """
     root = Path(path)
-    folder, trainer_root = find_adapter_folder(root)
-    raise_findings(check_folder_files(folder, trainer_root))  # a link would upload what it points at
-    out: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and (_role(p.name) or (p.suffix in PICKLE_SUFFIXES and p.name not in TRAINING_STATE)):
-            out[p.relative_to(root).as_posix()] = p
-    for d in {p for p in (folder, trainer_root) if p is not None}:
-        for name in TRAINER_RECORDS:
-            if (d / name).is_file():
-                out[(d / name).relative_to(root).as_posix()] = d / name
-    return sorted(out.items())
+    if every_adapter:
+        out: dict[str, Path] = {}
+        for name in adapters_in(root):
+            out.update(push_files(root, checkpoint=checkpoint if name == DEFAULT_ADAPTER else None, adapter=name))
+        return sorted(out.items())
+    p = pick(root, checkpoint=checkpoint, adapter=adapter)
+    folder, trainer_root = p.folder, p.trainer_root
+    raise_findings(check_folder_files(folder, trainer_root, root=root))  # a link would upload what it points at
+    files: dict[str, Path] = {}
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and (_role(f.name) or (f.suffix in PICKLE_SUFFIXES and f.name not in TRAINING_STATE)):
+            files[f.relative_to(root).as_posix()] = f
+    records = [d / n for d in {d for d in (folder, trainer_root) if d is not None} for n in TRAINER_RECORDS]
+    if trainer_root is not None:
+        records += [r for r in (latest_state(trainer_root), latest_args(trainer_root)) if r is not None]
+    for r in records:
+        if r.is_file() and not r.is_symlink():
+            files[r.relative_to(root).as_posix()] = r
+    return sorted(files.items())
 
 
 def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes: int = 100 * 1024 * 1024,
-                    scan: bool = True) -> AdapterManifest:
+                    scan: bool = True, checkpoint: str | None = None, adapter: str | None = None,
+                    picked: Pick | None = None) -> AdapterManifest:
     """Validate, read and digest an adapter folder.
 
     Every finding of the folder (files, config, weights header, weights) is reported at once.
@@ -166,9 +168,14 @@ def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes:
         AdapterValidationFailed: with every finding (nothing opened when the folder has links or FIFOs)
         UnsafeFormat: pickle weights only
         InvalidAdapter: no adapter folder at all, or what peft_config refuses
+
+    `checkpoint` and `adapter` choose within a Trainer output or a multi-adapter save (see
+    registry.adapters.outputs.pick); `picked` is a choice already made (of another folder: the
+    converted copy of a pickle adapter).
     """
-    folder, trainer_root = find_adapter_folder(path)
-    raise_findings(check_folder_files(folder, trainer_root))
+    chosen = picked or pick(Path(path), checkpoint=checkpoint, adapter=adapter)
+    folder, trainer_root = chosen.folder, chosen.trainer_root
+    raise_findings(check_folder_files(folder, trainer_root, root=Path(path)))
     findings: list[Finding] = []
     conf: dict[str, Any] | None = None
     try:
@@ -222,8 +229,20 @@ def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes:
         folder=folder, conf=conf, fields=fields, header=header, files=entries, content_digest=digest,
         adapter_dtype=adapter_dtype, param_count=sum(i.numel for i in header.tensors.values()),
         size_bytes=sum(e.size for e in entries), zero_b=zero_b,
-        training=training_metadata(folder, root=trainer_root) if trainer_root else None, notes=notes,
+        training=_training(folder, trainer_root, chosen), notes=notes, picked=chosen,
     )
+
+
+def _training(folder: Path, trainer_root: Path | None, p: Pick) -> dict[str, Any] | None:
+    """The training record, with which checkpoint was taken and why."""
+    if trainer_root is None:
+        return None
+    out = training_metadata(folder, root=trainer_root)
+    if out is not None and p.checkpoint:
+        out["selected_by"] = p.by
+        if p.note:
+            out["selection_note"] = p.note
+    return out
 
 
 def _scan(weights: Path, header: Header, findings: list[Finding]) -> list[str]:

@@ -260,10 +260,19 @@ def _plain(v: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
 
 
 def training_metadata(folder: Path, *, root: Path | None = None) -> dict[str, Any] | None:
-    """Log history, summary and arguments from trainer_state.json / training_args.bin, if present."""
+    """Log history, summary and arguments from trainer_state.json / training_args.bin, if present.
+
+    Read from the adapter folder first, then the Trainer root, then the root's newest checkpoint that
+    has them (TRL's default flow, `train()` + `save_model()`, leaves trainer_state.json only in
+    checkpoint-N/). `source` and `args_source` name the files taken, relative to the root.
+    """
+    from registry.adapters.outputs import latest_args, latest_state
+
     candidates = [folder] + ([root] if root and root != folder else [])
+    if root is not None:
+        candidates += [p.parent for p in (latest_state(root), latest_args(root)) if p is not None]
     out: dict[str, Any] = {}
-    for d in candidates:
+    for d in dict.fromkeys(candidates):
         ts = d / "trainer_state.json"
         if ts.is_file() and "log_history" not in out:
             state = _trainer_state(ts)
@@ -278,6 +287,7 @@ def training_metadata(folder: Path, *, root: Path | None = None) -> dict[str, An
                       "best_metric", "best_model_checkpoint"):
                 if k in state:
                     out[k] = state[k]
+            out["source"] = _rel(ts, root)
         ta = d / "training_args.bin"
         if ta.is_file() and "args" not in out:
             st = read_pickle_state(ta)
@@ -285,9 +295,18 @@ def training_metadata(folder: Path, *, root: Path | None = None) -> dict[str, An
                 out["args"] = {k: _plain(st[k]) for k in KEEP_ARGS if k in st}
                 cls = st.get("__class__")
                 out["args_class"] = cls if isinstance(cls, str) else None
+                out["args_source"] = _rel(ta, root)
     if root is not None and folder != root:
         out["selected_checkpoint"] = folder.name
     return out or None
+
+
+def _rel(path: Path, root: Path | None) -> str:
+    """A record's path as the push names it: relative to the Trainer root, else its file name."""
+    try:
+        return path.relative_to(root).as_posix() if root is not None else path.name
+    except ValueError:
+        return path.name
 
 
 def _number(v: Any) -> bool:
