@@ -67,16 +67,61 @@ def base_show(ctx, ref, as_json) -> None:
 @click.option("--base", "base_", help="Registered base model (NAME or NAME@REV).")
 @click.option("--tag", "tags", multiple=True, help="KEY=VALUE, repeatable.")
 @click.option("--description", default="")
+@click.option("--checkpoint", help="Of a Trainer output: last, best or a step N (default: the root's adapter, "
+              "else best_model_checkpoint when recorded, else last).")
+@click.option("--adapter", help="Of a multi-adapter save: push only this adapter ('default' is the root's), "
+              "as --name.")
+@click.option("--map", "maps", multiple=True, metavar="ADAPTER=NAME",
+              help="Of a multi-adapter save: the registry name of ADAPTER (default NAME-ADAPTER), repeatable.")
 @json_option
 @pass_ctx
-def push(ctx, path, name, base_, tags, description, as_json) -> None:
-    """Register an adapter folder (PEFT or Trainer/TRL output) as a new version."""
+def push(ctx, path, name, base_, tags, description, checkpoint, adapter, maps, as_json) -> None:
+    """Register an adapter folder (PEFT or Trainer/TRL output) as a new version.
+
+    A multi-adapter save (save_pretrained of several adapters: "default" at the root, the others in
+    subfolders) pushes one version per adapter: "default" as NAME, ADAPTER as NAME-ADAPTER.
+    """
+    from pathlib import Path
+
+    from registry.adapters.outputs import adapters_in
+    from registry.errors import InvalidInput
+
+    found = list(adapters_in(Path(path))) if Path(path).is_dir() else []
+    names = dict(m.split("=", 1) for m in maps if "=" in m)
+    if len(names) != len(maps):
+        raise InvalidInput(f"--map takes ADAPTER=NAME, not {next(m for m in maps if '=' not in m)!r}")
+    if adapter is None and len(found) > 1:
+        with progress_bar("pushing", enabled=not as_json) as cb:
+            res = ctx.registry.push_all(path, name=name, base=base_, tags=list(tags), description=description,
+                                        progress=cb, checkpoint=checkpoint, names=names)
+        if as_json:
+            return print_json(res)
+        for item in res.items:
+            click.echo(f"{item.adapter} ({item.folder}): {_pushed_line(item.version)}")
+        return None
+    if names:
+        raise InvalidInput("--map applies to a multi-adapter save pushed whole", hint="--adapter pushes one as --name")
     with progress_bar("pushing", enabled=not as_json) as cb:
-        v = ctx.registry.push(path, name=name, base=base_, tags=list(tags), description=description, progress=cb)
+        v = ctx.registry.push(path, name=name, base=base_, tags=list(tags), description=description, progress=cb,
+                              checkpoint=checkpoint, adapter=adapter)
     if as_json:
         return print_json(v)
-    click.echo(f"{'created' if v.created else 'unchanged, already'} {v.ref} digest {short(v.content_digest)} "
-               f"{v.peft_type} r={v.rank} base={v.base.name if v.base else '-'} compat={v.compat_status}")
+    click.echo(_pushed_line(v))
+    t = v.training or {}
+    if t.get("selected_checkpoint"):
+        by = str(t.get("selected_by"))
+        why = {"best": "best_model_checkpoint", "last": "the last checkpoint", "step": "--checkpoint"}.get(by, by)
+        click.echo(f"took {t['selected_checkpoint']} ({why})"
+                   + (f": {t['selection_note']}" if t.get("selection_note") else ""))
+    if t.get("source") and "/" in t["source"]:
+        click.echo(f"training record from {t['source']}")
+    if adapter is not None and len(found) > 1:
+        click.echo(f"pushed adapter {adapter} only; not pushed: {', '.join(a for a in found if a != adapter)}")
+
+
+def _pushed_line(v) -> str:
+    return (f"{'created' if v.created else 'unchanged, already'} {v.ref} digest {short(v.content_digest)} "
+            f"{v.peft_type} r={v.rank} base={v.base.name if v.base else '-'} compat={v.compat_status}")
 
 
 @click.command()

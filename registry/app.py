@@ -136,11 +136,17 @@ class Registry:
     # -- adapters ----------------------------------------------------------------------------
     def push(self, path: str | Path, *, name: str, base: str | None = None,
              tags: Mapping[str, str] | Iterable[str] = (), description: str = "",
-             progress: Progress | None = None) -> T.AdapterVersion:
+             progress: Progress | None = None, checkpoint: str | None = None,
+             adapter: str | None = None) -> T.AdapterVersion:
         """Register an adapter folder (PEFT or Trainer/TRL output) as a new immutable version.
 
         Pushing the same files again returns the existing version (`created` False).
 
+        Args:
+            checkpoint: of a Trainer output: "last", "best" or a step (default: the root's adapter,
+                else best_model_checkpoint when recorded, else the last); `training` says which.
+            adapter: of a multi-adapter save: the one to push ("default" is the root's); a folder
+                holding several needs it (or `push_all`).
         Raises:
             InvalidName, InvalidAdapter, UnsafeFormat, CorruptFile: bad input (nothing stored)
             Incompatible: the static check against the base failed (nothing stored)
@@ -149,7 +155,24 @@ class Registry:
         from registry.workflows import push as push_wf
 
         return push_wf.push(self.core, Path(path), name=name, base=base, tags=_tags(tags), description=description,
-                            progress=progress)
+                            progress=progress, checkpoint=checkpoint, adapter=adapter)
+
+    def push_all(self, path: str | Path, *, name: str, base: str | None = None,
+                 tags: Mapping[str, str] | Iterable[str] = (), description: str = "",
+                 progress: Progress | None = None, checkpoint: str | None = None,
+                 names: Mapping[str, str] | None = None) -> T.MultiPush:
+        """Register every adapter of a multi-adapter save, one version each.
+
+        "default" (the root's adapter) becomes `name`, any other ADAPTER `name`-ADAPTER, unless
+        `names` maps it ({"sql": "team-a/sql-bot"}). All are checked before any is stored.
+
+        Raises:
+            what `push` raises, for any of them (nothing stored); InvalidInput: `names` is wrong
+        """
+        from registry.workflows import push as push_wf
+
+        return push_wf.push_all(self.core, Path(path), name=name, base=base, tags=_tags(tags),
+                                description=description, progress=progress, checkpoint=checkpoint, names=names)
 
     def search(self, *, base: str | None = None, min_rank: int | None = None, max_rank: int | None = None,
                peft_type: str | None = None, target_modules: Iterable[str] = (),

@@ -140,29 +140,49 @@ class Client:
 
     def push(self, path: str | Path, *, name: str, base: str | None = None,
              tags: Mapping[str, str] | Iterable[str] = (), description: str = "",
-             progress: Progress | None = None) -> T.AdapterVersion:
+             progress: Progress | None = None, checkpoint: str | None = None,
+             adapter: str | None = None) -> T.AdapterVersion:
         """Upload the files a local push of `path` reads (streamed, one part per file) and register them.
 
         Raises what a local push raises for a folder that is not an adapter (before uploading).
         """
         from registry.adapters.inspect import push_files
 
-        files = push_files(Path(path))
-        data = {"description": description, "tag": _tag_list(tags), **({"base": base} if base else {})}
+        files = push_files(Path(path), checkpoint=checkpoint, adapter=adapter)
+        data = {"description": description, "tag": _tag_list(tags), **({"base": base} if base else {}),
+                **({"checkpoint": checkpoint} if checkpoint else {}), **({"adapter": adapter} if adapter else {})}
+        out = from_dict(T.AdapterVersion, self._upload(f"/adapters/{_q(name)}/versions", files, data))
+        if progress:
+            progress("upload", len(files), len(files))
+        return out
+
+    def push_all(self, path: str | Path, *, name: str, base: str | None = None,
+                 tags: Mapping[str, str] | Iterable[str] = (), description: str = "",
+                 progress: Progress | None = None, checkpoint: str | None = None,
+                 names: Mapping[str, str] | None = None) -> T.MultiPush:
+        """Upload every adapter of a multi-adapter save in one request; the server pushes them all."""
+        from registry.adapters.inspect import push_files
+
+        files = push_files(Path(path), checkpoint=checkpoint, every_adapter=True)
+        data = {"description": description, "tag": _tag_list(tags), **({"base": base} if base else {}),
+                **({"checkpoint": checkpoint} if checkpoint else {}),
+                "map": [f"{a}={n}" for a, n in (names or {}).items()]}
+        out = from_dict(T.MultiPush, self._upload(f"/adapters/{_q(name)}/push-all", files, data))
+        if progress:
+            progress("upload", len(files), len(files))
+        return out
+
+    def _upload(self, route: str, files: list[tuple[str, Path]], data: dict[str, Any]) -> Any:
         handles = []
         try:
             parts = []
             for rel, local in files:
                 handles.append(open(local, "rb"))
                 parts.append(("files", (rel, handles[-1], "application/octet-stream")))
-            out = from_dict(T.AdapterVersion, self._call("POST", f"/adapters/{_q(name)}/versions", data=data,
-                                                         files=parts))
+            return self._call("POST", route, data=data, files=parts)
         finally:
             for h in handles:
                 h.close()
-        if progress:
-            progress("upload", len(files), len(files))
-        return out
 
     def add_eval(self, ref: str, metrics: Mapping[str, float] | Iterable[str], *, dataset: str | None = None,
                  split: str | None = None, source: str = "manual",

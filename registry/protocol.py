@@ -111,7 +111,13 @@ class RegistryProtocol(Protocol):
 
     def push(self, path: str | Path, *, name: str, base: str | None = None,
              tags: Mapping[str, str] | Iterable[str] = (), description: str = "",
-             progress: Progress | None = None) -> T.AdapterVersion: ...
+             progress: Progress | None = None, checkpoint: str | None = None,
+             adapter: str | None = None) -> T.AdapterVersion: ...
+
+    def push_all(self, path: str | Path, *, name: str, base: str | None = None,
+                 tags: Mapping[str, str] | Iterable[str] = (), description: str = "",
+                 progress: Progress | None = None, checkpoint: str | None = None,
+                 names: Mapping[str, str] | None = None) -> T.MultiPush: ...
 
     def add_eval(self, ref: str, metrics: Mapping[str, float] | Iterable[str], *, dataset: str | None = None,
                  split: str | None = None, source: str = "manual",

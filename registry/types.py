@@ -270,6 +270,22 @@ class Adapter(_Result):
 
 
 @dataclass(frozen=True)
+class PushedAdapter(_Result):
+    """One adapter of a multi-adapter folder and the version it became (`Registry.push_all`)."""
+
+    adapter: str  # peft's adapter name: "default" (the folder's root) or its subfolder's name
+    folder: str  # where it was read, relative to the pushed folder ("." for the root)
+    version: AdapterVersion
+
+
+@dataclass(frozen=True)
+class MultiPush(_Result):
+    """Every adapter of a pushed folder, in adapter-name order ("default" first): none is left out."""
+
+    items: tuple[PushedAdapter, ...]
+
+
+@dataclass(frozen=True)
 class SearchPage(_Result):
     items: tuple[AdapterVersion, ...]
     total: int | None

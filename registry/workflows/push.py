@@ -21,6 +21,7 @@ from registry import types as T
 from registry.adapters.basemodel import fingerprint_base
 from registry.adapters.compat import check_compat
 from registry.adapters.inspect import AdapterManifest, check_name, inspect_adapter
+from registry.adapters.outputs import DEFAULT_ADAPTER, adapters_in, pick, registry_names
 from registry.adapters.validate import Finding, raise_findings
 from registry.adapters.validate.against_base import check_targets, check_vocab
 from registry.catalog import commands as C
@@ -28,7 +29,7 @@ from registry.catalog import convert
 from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.core import Core
-from registry.errors import BaseModelNotFound, Conflict, Incompatible
+from registry.errors import BaseModelNotFound, Conflict, Incompatible, InvalidName
 from registry.refs import parse_ref
 from registry.workflows.ingest import ingest
 from registry.workflows.resolve import adapter_folder
@@ -52,34 +53,92 @@ def add_base(core: Core, path: Path, *, name: str, revision: str | None, store_w
 
 
 def push(core: Core, path: Path, *, name: str, base: str | None, tags: Mapping[str, str], description: str,
-         progress: Progress | None) -> T.AdapterVersion:
-    """Register an adapter folder (PEFT or Trainer/TRL output) as a new immutable version."""
+         progress: Progress | None, checkpoint: str | None = None, adapter: str | None = None) -> T.AdapterVersion:
+    """Register an adapter folder (PEFT or Trainer/TRL output) as a new immutable version.
+
+    `checkpoint` (last | best | N) and `adapter` (a name of a multi-adapter save) choose which
+    adapter of the folder (registry.adapters.outputs.pick); the result's `training` says which
+    checkpoint was taken and which files the training record came from.
+    """
     check_name(name)
     with tempfile.TemporaryDirectory(prefix="adapter-registry-push-") as tmp:
-        if core.settings.allow_pickle:
-            from registry.adapters.convert import convert_folder
-            from registry.adapters.inspect import find_adapter_folder
+        manifest = _inspect(core, Path(path), Path(tmp), checkpoint=checkpoint, adapter=adapter)
+        base_row, compat = _check(core, manifest, name=name, base=base)
+        return _record(core, manifest, name=name, base_row=base_row, compat=compat, tags=tags,
+                       description=description, progress=progress)
 
-            folder, _root = find_adapter_folder(path)
-            path = convert_folder(folder, Path(tmp) / "converted")
-        manifest = inspect_adapter(path, allow_pickle=core.settings.allow_pickle,
-                                   max_header_bytes=core.settings.max_header_bytes)
-        with core.db.read() as s:
-            base_row = Q.get_base(s, base) if base else guess_base(s, manifest)
-            findings = against_base(manifest, base_row) if base_row is not None else []
-            compat = compat_report(manifest, base_row) if base_row is not None and not findings else None
-        raise_findings(findings)
-        if base_row is not None and compat and compat["status"] == "fail":
-            more = f" (and {len(compat['errors']) - 1} more)" if len(compat["errors"]) > 1 else ""
-            raise Incompatible(f"{name}: does not fit base {base_row.name}: {compat['errors'][0]}{more}",
-                               errors=compat["errors"])
-        ingest(core, {e.local: (e.digest, e.size) for e in manifest.files}, progress=progress)
-        with core.db.write() as s:
-            base_row = s.get(M.BaseModelRow, base_row.id) if base_row is not None else None
-            _adapter, row, created = C.create_version(s, manifest, name=name, base=base_row, tags=dict(tags),
-                                                      description=description, compat=compat, actor=core.actor)
-            out = Q.hydrate(s, [row])[0]
-    return dataclasses.replace(out, created=created)
+
+def push_all(core: Core, path: Path, *, name: str, base: str | None, tags: Mapping[str, str], description: str,
+             progress: Progress | None, checkpoint: str | None = None,
+             names: Mapping[str, str] | None = None) -> T.MultiPush:
+    """Register every adapter of a folder (a multi-adapter save: "default" at the root, the others in
+    subfolders), one version each, named by `outputs.registry_names`. Every adapter is inspected
+    and checked against its base before anything is stored, so a refused one stores none."""
+    path = Path(path)
+    found = adapters_in(path) if path.is_dir() else {}
+    plain = not found  # no adapter at the root or in a named subfolder: a Trainer output's checkpoints, or an error
+    if plain:
+        found = {DEFAULT_ADAPTER: pick(path, checkpoint=checkpoint).folder}
+    targets = registry_names(name, list(found), names)
+    for adapter, target in targets.items():
+        try:
+            check_name(target)
+        except InvalidName as e:
+            raise InvalidName(f"adapter {adapter!r} would be pushed as {target!r}, which is not a valid name",
+                              name=target, hint="give it a valid name with --map ADAPTER=NAME") from e
+    with tempfile.TemporaryDirectory(prefix="adapter-registry-push-") as tmp:
+        checked = []
+        for i, (adapter, target) in enumerate(targets.items()):
+            m = _inspect(core, path, Path(tmp) / str(i), adapter=None if plain else adapter,
+                         checkpoint=checkpoint if adapter == DEFAULT_ADAPTER else None)
+            checked.append((adapter, target, m, *_check(core, m, name=target, base=base)))
+        items = []
+        for adapter, target, m, base_row, compat in checked:
+            v = _record(core, m, name=target, base_row=base_row, compat=compat, tags=tags, description=description,
+                        progress=progress)
+            folder = found[adapter].relative_to(path).as_posix() if found[adapter] != path else "."
+            items.append(T.PushedAdapter(adapter, folder, v))
+    return T.MultiPush(tuple(items))
+
+
+def _inspect(core: Core, path: Path, tmp: Path, *, checkpoint: str | None, adapter: str | None) -> AdapterManifest:
+    p = pick(path, checkpoint=checkpoint, adapter=adapter)
+    if core.settings.allow_pickle:
+        from registry.adapters.convert import convert_folder
+
+        converted = convert_folder(p.folder, tmp / "converted")
+        return inspect_adapter(converted, allow_pickle=True, max_header_bytes=core.settings.max_header_bytes,
+                               picked=dataclasses.replace(p, folder=converted, trainer_root=None))
+    return inspect_adapter(path, allow_pickle=False, max_header_bytes=core.settings.max_header_bytes, picked=p)
+
+
+def _check(core: Core, manifest: AdapterManifest, *, name: str,
+           base: str | None) -> tuple[M.BaseModelRow | None, dict[str, Any] | None]:
+    """The base (given or guessed) and the static check against it; raises when the adapter does not fit."""
+    with core.db.read() as s:
+        base_row = Q.get_base(s, base) if base else guess_base(s, manifest)
+        findings = against_base(manifest, base_row) if base_row is not None else []
+        compat = compat_report(manifest, base_row) if base_row is not None and not findings else None
+    raise_findings(findings)
+    if base_row is not None and compat and compat["status"] == "fail":
+        more = f" (and {len(compat['errors']) - 1} more)" if len(compat["errors"]) > 1 else ""
+        raise Incompatible(f"{name}: does not fit base {base_row.name}: {compat['errors'][0]}{more}",
+                           errors=compat["errors"])
+    return base_row, compat
+
+
+def _record(core: Core, manifest: AdapterManifest, *, name: str, base_row: M.BaseModelRow | None,
+            compat: dict[str, Any] | None, tags: Mapping[str, str], description: str,
+            progress: Progress | None) -> T.AdapterVersion:
+    """Store the files, then record the version (the same files again: the existing version)."""
+    ingest(core, {e.local: (e.digest, e.size) for e in manifest.files}, progress=progress)
+    with core.db.write() as s:
+        base_row = s.get(M.BaseModelRow, base_row.id) if base_row is not None else None
+        _adapter, row, created = C.create_version(s, manifest, name=name, base=base_row, tags=dict(tags),
+                                                  description=description, compat=compat, actor=core.actor)
+        out = Q.hydrate(s, [row])[0]
+        training = row.training
+    return dataclasses.replace(out, created=created, training=training)
 
 
 def guess_base(s: Session, manifest: AdapterManifest) -> M.BaseModelRow | None:

@@ -74,6 +74,10 @@ def _push(t: Tenants, who: str) -> dict[str, Any]:
             "data": {"base": "tiny-llama"}}
 
 
+def _push_all(t: Tenants, who: str) -> dict[str, Any]:
+    return {**_push(t, who), "url": "/api/v1/adapters/team-a/bot/push-all"}
+
+
 A = "/api/v1/adapters/team-a/bot"
 # (METHOD, route path) -> (policy, how to call it)
 ROUTES: dict[tuple[str, str], tuple[Policy, Call]] = {
@@ -101,6 +105,7 @@ ROUTES: dict[tuple[str, str], tuple[Policy, Call]] = {
     ("GET", "/jobs"): (READ_LIST, get("/jobs")),
     # writes on team-a's names
     ("POST", "/api/v1/adapters/{name:path}/versions"): (WRITE_A, _push),
+    ("POST", "/api/v1/adapters/{name:path}/push-all"): (WRITE_A, _push_all),
     ("POST", "/api/v1/adapters/{name:path}/versions/{ref}/evals"):
         (WRITE_A, get(A + "/versions/1/evals", json={"metrics": {"acc": 0.6}})),
     ("PUT", "/api/v1/adapters/{name:path}/aliases/{alias}"):

@@ -29,6 +29,19 @@ UPLOAD_BODY = {
             "base": {"type": "string", "description": "Registered base model (NAME or NAME@REV)."},
             "tag": {"type": "array", "items": {"type": "string"}, "description": "KEY=VALUE, repeatable."},
             "description": {"type": "string"},
+            "checkpoint": {"type": "string", "description": "Of a Trainer output: last, best or a step number."},
+            "adapter": {"type": "string", "description": "Of a multi-adapter save: the adapter to push."},
+        }}}},
+}
+UPLOAD_ALL_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object",
+        "required": ["files"],
+        "properties": {
+            **UPLOAD_BODY["content"]["multipart/form-data"]["schema"]["properties"],  # type: ignore[index]
+            "map": {"type": "array", "items": {"type": "string"},
+                    "description": "ADAPTER=NAME, repeatable: the registry name of an adapter."},
         }}}},
 }
 
@@ -50,8 +63,42 @@ async def push(name: Annotated[str, Path(description="Adapter name, e.g. team-a/
                                              limit=reg.settings.max_upload_bytes)
         if not files:
             raise InvalidInput("no files uploaded", hint="send the adapter folder's files as parts named 'files'")
-        base = (fields.get("base") or [""])[-1] or None
-        description = (fields.get("description") or [""])[-1]
-        v = await run_in_threadpool(reg.push, folder, name=name, base=base, tags=fields.get("tag", []),
-                                    description=description)
+        v = await run_in_threadpool(reg.push, folder, name=name, **_options(fields), adapter=_one(fields, "adapter"))
     return json(v, 201 if v.created else 200)
+
+
+@router.post("/adapters/{name:path}/push-all", response_model=T.MultiPush, status_code=200,
+             responses={**responses(400, 401, 403, 404, 409, 413, 422)},
+             openapi_extra={"requestBody": UPLOAD_ALL_BODY})
+async def push_all(name: Annotated[str, Path(description="Registry name of the 'default' adapter; the others "
+                                                         "become NAME-ADAPTER unless mapped")],
+                   request: Request, caller: Writer):
+    """Register every adapter of an uploaded multi-adapter save, one version each (Registry.push_all).
+    The caller needs write access to every name the adapters get."""
+    from registry.adapters.outputs import adapters_in, registry_names
+
+    check_name(name)
+    caller.can_write(name)
+    reg = caller.registry
+    with upload.upload_folder(reg.settings.home) as folder:
+        files, fields = await upload.receive(request.stream(), request.headers.get("content-type", ""),
+                                             request.headers.get("content-length"), folder,
+                                             limit=reg.settings.max_upload_bytes)
+        if not files:
+            raise InvalidInput("no files uploaded", hint="send the adapter folder's files as parts named 'files'")
+        names = dict(m.split("=", 1) for m in fields.get("map", []) if "=" in m)
+        for target in registry_names(name, list(adapters_in(folder)), names).values():
+            check_name(target)
+            caller.can_write(target)
+        out = await run_in_threadpool(reg.push_all, folder, name=name, **_options(fields), names=names)
+    return json(out, 200)
+
+
+def _one(fields: dict[str, list[str]], key: str) -> str | None:
+    return (fields.get(key) or [""])[-1] or None
+
+
+def _options(fields: dict[str, list[str]]) -> dict:
+    """The form fields both pushes take, as Registry.push's keyword arguments."""
+    return {"base": _one(fields, "base"), "tags": fields.get("tag", []), "description": _one(fields, "description")
+            or "", "checkpoint": _one(fields, "checkpoint")}
