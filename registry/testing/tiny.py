@@ -195,6 +195,71 @@ def write_trainer_output(adapter: Path, out: Path, *, steps: tuple[int, ...] = (
     return out
 
 
+def train_trainer_output(base: Path, out: Path, *, max_steps: int = 4, save_steps: int = 2,
+                         save_model: bool = True, best_first: bool = True) -> Path:
+    """Really train a LoRA on `base` with transformers' Trainer and leave what it writes in `out`.
+
+    checkpoint-N/ every `save_steps` (adapter, trainer_state.json, training_args.bin, optimizer
+    state), then `save_model()` (the adapter and training_args.bin at the root, no trainer_state.json:
+    TRL's SFTTrainer default flow). An eval at every save records a metric that is best at the
+    first checkpoint (`best_first`), so trainer_state.json names a best_model_checkpoint that is not
+    the last one. A few seconds on a CPU.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    vocab = model.config.vocab_size
+    rows = [{"input_ids": r, "labels": r} for r in torch.randint(4, vocab, (16, 12))]
+    evals = [0]
+
+    def metrics(_pred: Any) -> dict[str, float]:
+        evals[0] += 1
+        return {"score": 1.0 if (evals[0] == 1) == best_first else 0.5 + 0.1 * evals[0]}
+
+    args = TrainingArguments(
+        output_dir=str(out), max_steps=max_steps, save_steps=save_steps, eval_strategy="steps", eval_steps=save_steps,
+        per_device_train_batch_size=4, per_device_eval_batch_size=4, logging_steps=1, report_to=[],
+        metric_for_best_model="score", greater_is_better=True, use_cpu=True, disable_tqdm=True, learning_rate=3e-4,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=rows, eval_dataset=rows[:4],
+                      compute_metrics=metrics)
+    trainer.train()
+    if save_model:
+        trainer.save_model()
+    return out
+
+
+def save_multi_adapter(base: Path, out: Path, names: tuple[str, ...] = ("sql", "chat"), *, seed: int = 0) -> Path:
+    """`save_pretrained` of one PeftModel holding several LoRA adapters: "default" at `out`, each
+    other in `out/NAME/` (peft's layout). Random non-zero weights, a different rank each."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model: Any = None
+    for i, name in enumerate(names):
+        cfg = LoraConfig(r=4 * (i + 1), lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+        if model is None:
+            model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), cfg, adapter_name=name)
+        else:
+            model.add_adapter(name, cfg)
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "lora_" in pname:
+                p.copy_(torch.randn_like(p) * 0.05)
+    model.save_pretrained(str(out), selected_adapters=list(names))
+    for conf_path in out.rglob("adapter_config.json"):  # name the folder the base really is (tests move things)
+        conf = json.loads(conf_path.read_text())
+        conf["base_model_name_or_path"] = str(base)
+        conf_path.write_text(json.dumps(conf, indent=2, sort_keys=True))
+    return out
+
+
 def build_added_tokens(base: Path, resized: Path, out: Path, *, tokens: tuple[str, ...] = ("<tool>", "</tool>"),
                        target_modules: list[str] | None = None, seed: int = 3, scale: float = 0.05,
                        modules_to_save: list[str] | None = None) -> tuple[Path, Path]:
