@@ -127,3 +127,12 @@ def test_push_all_of_a_single_adapter_folder_is_that_one_push(registry, tiny_ada
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidAdapter, match="missing adapter_config.json"):
         registry.push_all(tmp_path / "empty", name="bot")
+
+
+def test_a_named_adapter_folder_that_is_a_symlink_is_refused(registry, default_and_named, tmp_path):
+    folder = tmp_path / "multi"
+    shutil.copytree(default_and_named, folder, ignore=shutil.ignore_patterns("sql"))
+    (folder / "sql").symlink_to(default_and_named / "sql")
+    with pytest.raises(AdapterValidationFailed, match="symlink"):
+        registry.push_all(folder, name="bot")
+    assert registry.search(name="bot").items == ()
