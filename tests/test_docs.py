@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 from registry import types as T
+from registry.release import types as RT
 from registry.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,8 +21,11 @@ def test_every_setting_is_documented_in_the_readme():
 def test_every_json_field_is_documented():
     doc = (ROOT / "docs" / "JSON.md").read_text()
     sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", doc, flags=re.S | re.M))
-    for cls in (T.AdapterVersion, T.SearchPage, T.BaseModel, T.EvalResult, T.CompatReport, T.AliasMove,
-                T.MergedArtifact, T.Publication, T.Job, T.WorkerInfo):
+    # every result type of registry.types and registry.release.types, so a new one cannot slip by
+    result_types = [cls for mod in (T, RT) for cls in vars(mod).values()
+                    if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == mod.__name__]
+    assert len(result_types) > 30
+    for cls in result_types:
         assert cls.__name__ in sections, f"docs/JSON.md has no section for {cls.__name__}"
         for f in dataclasses.fields(cls):
             assert re.search(rf"\| `{f.name}` \|[^|]*\| \S", sections[cls.__name__]), \
