@@ -35,11 +35,12 @@ def card_text(card: dict[str, Any], *, engine: str, dtype: str) -> str:
     task_type = base_card.get("pipeline_tag") or DEFAULT_TASK
     results = [r for e in evals if (r := _eval_result(e, task_type)) is not None]
     name = adapter.get("name") or "merged-model"
+    relation: dict[str, Any] = {"base_model_relation": "merge"} if hub_id else {}
     data = ModelCardData(
         base_model=hub_id, library_name="transformers", tags=tags, license=base_card.get("license"),
         language=base_card.get("language"), pipeline_tag=base_card.get("pipeline_tag"),
         model_name=name if results else None, eval_results=results or None,
-        **({"base_model_relation": "merge"} if hub_id else {}),
+        **relation,
         adapter_registry={
             "adapter": {"name": adapter.get("name", ""), "version": adapter.get("version"),
                         "digest": adapter.get("digest", "")},

@@ -34,7 +34,8 @@ def set_lm_eval_identity(reg, ref: str, metric: str, **fields) -> None:
 
     with reg.db.write() as s:
         _a, row = Q.get_version(s, parse_ref(ref))
-        for e in s.scalars(select(M.EvalResult).where(M.EvalResult.version_id == row.id, M.EvalResult.metric == metric)):
+        rows = s.scalars(select(M.EvalResult).where(M.EvalResult.version_id == row.id, M.EvalResult.metric == metric))
+        for e in rows:
             for k, v in fields.items():
                 setattr(e, k, v)
 
