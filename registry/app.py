@@ -216,7 +216,8 @@ class Registry:
             raise BaseModelNotFound(f"{v.ref} has no base model recorded",
                                     hint="record one with: adapter-registry version set-base REF BASE")
         base_dir = resolve_wf.base_folder(self.core, f"{base.name}@{base.fingerprint[:16]}")
-        return peft_model(self.resolve(ref), base_dir, device=device, dtype=dtype)
+        # v.ref, not ref: the version whose base was read, wherever an alias moves meanwhile
+        return peft_model(self.resolve(v.ref), base_dir, device=device, dtype=dtype)
 
     def load_merged(self, ref: str, *, device: str = "cpu", dtype: str | None = None) -> Any:
         """The version merged into its base, as a transformers model: the cached merged artifact (merged
