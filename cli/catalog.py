@@ -196,15 +196,17 @@ def show(ctx, ref, as_json) -> None:
 
 @click.command()
 @click.argument("ref")
+@click.option("--local-dir", type=click.Path(file_okay=False),
+              help="Also copy the folder here (a new folder you own) and print this path.")
 @json_option
 @pass_ctx
-def resolve(ctx, ref, as_json) -> None:
+def resolve(ctx, ref, local_dir, as_json) -> None:
     """Print a local folder with the adapter's files (for PeftModel.from_pretrained)."""
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeprecationWarning)
-        path = ctx.registry.resolve(ref)
+        path = ctx.registry.resolve(ref, local_dir=local_dir)
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
     print_json({"ref": ref, "path": str(path)}) if as_json else click.echo(str(path))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from registry import types as T
 from registry.catalog import queries as Q
 from registry.core import Core
-from registry.errors import InvalidInput
+from registry.errors import BaseModelNotFound, InvalidInput
 from registry.refs import check_metric_name, parse_metric_filter, parse_metric_value, parse_ref, parse_tag
 from registry.settings import Settings
 
@@ -206,11 +206,54 @@ class Registry:
             adapter, row = Q.get_version(s, parse_ref(ref))
             return Q.hydrate(s, [row], adapters={adapter.id: adapter})[0]
 
-    def resolve(self, ref: str) -> Path:
-        """A local folder with the adapter's files, digests verified, for PeftModel.from_pretrained."""
+    def resolve(self, ref: str, *, local_dir: str | Path | None = None) -> Path:
+        """A local folder with the adapter's files, digests verified, for PeftModel.from_pretrained.
+
+        When the version's base is registered and on this machine, the folder's adapter_config.json
+        names the base's folder (the catalog keeps the original), so
+        `AutoPeftModelForCausalLM.from_pretrained(folder)` loads offline (storage/loadable.py).
+
+        Args:
+            local_dir: also copy the folder there (a new folder the caller owns); it is returned.
+        Raises:
+            AlreadyExists: `local_dir` exists. IntegrityFailure: a stored blob is corrupt.
+        """
         from registry.workflows import resolve as resolve_wf
 
-        return resolve_wf.adapter_folder(self.core, ref)
+        return resolve_wf.loadable_folder(self.core, ref, local_dir=Path(local_dir) if local_dir else None)
+
+    def load(self, ref: str, *, device: str = "cpu", dtype: str | None = None) -> Any:
+        """The version as a `peft.PeftModel` on its registered base (loaded from the base's folder, offline).
+
+        Args:
+            device: where the model goes ("cpu", "cuda:0"). dtype: the base's dtype; None: as stored.
+        Raises:
+            BaseModelNotFound: the version has no base, or its base's folder is gone and not stored.
+        """
+        from registry.verify.load import peft_model
+        from registry.workflows import resolve as resolve_wf
+
+        v = self.get(ref)
+        base = v.base
+        if base is None:
+            raise BaseModelNotFound(f"{v.ref} has no base model recorded",
+                                    hint="record one with: adapter-registry version set-base REF BASE")
+        base_dir = resolve_wf.base_folder(self.core, f"{base.name}@{base.fingerprint[:16]}")
+        # v.ref, not ref: the version whose base was read, wherever an alias moves meanwhile
+        return peft_model(self.resolve(v.ref), base_dir, device=device, dtype=dtype)
+
+    def load_merged(self, ref: str, *, device: str = "cpu", dtype: str | None = None) -> Any:
+        """The version merged into its base, as a transformers model: the cached merged artifact (merged
+        on the CPU now when there is none, as `merge` would), loaded onto `device`.
+
+        Raises:
+            what `merge` raises.
+        """
+        from registry.verify.load import merged_model
+
+        art = self.merge(ref, dtype=dtype)
+        assert art.path is not None  # merge always hands back a local folder
+        return merged_model(art.path, device=device, dtype=art.dtype)
 
     def set_base(self, ref: str, base: str, *, force: bool = False) -> T.AdapterVersion:
         """Record the base of a version pushed without one (workflows.push.set_base; audited)."""

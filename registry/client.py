@@ -104,9 +104,16 @@ class Client:
         params = {"limit": limit, **({"target": target} if target else {})}
         return [from_dict(T.AuditEntry, d) for d in self._call("GET", "/audit", params=params)]
 
-    def resolve(self, ref: str) -> Path:
-        """A local folder with the version's files, each verified against its digest (cached by digest)."""
+    def resolve(self, ref: str, *, local_dir: str | Path | None = None) -> Path:
+        """A local folder with the version's files, each verified against its digest (cached by digest).
+
+        When the server's folder of the version's base exists on this machine (a shared file system,
+        or the same host), adapter_config.json names it, as a local resolve does (storage/loadable.py).
+        With `local_dir`, a copy the caller owns is made there and returned.
+        """
         from registry.storage.cache import materialize
+        from registry.storage.loadable import CONFIG, with_local_base
+        from registry.workflows.resolve import export
 
         v = self.show(ref)
         if v.deprecated:
@@ -114,8 +121,76 @@ class Client:
 
             warnings.warn(f"{ref} is deprecated" + (f": {v.deprecation_reason}" if v.deprecation_reason else ""),
                           DeprecationWarning, stacklevel=2)
-        return materialize(_HttpBlobs(self), {f.path: f.digest for f in v.files},
-                           self.cache_dir / "adapters" / v.content_digest, cache_root=self.cache_dir)
+        files = {f.path: f.digest for f in v.files}
+        path = materialize(_HttpBlobs(self), files, self.cache_dir / "adapters" / v.content_digest,
+                           cache_root=self.cache_dir)
+        base_dir = self._local_base(v) if CONFIG in files else None
+        if base_dir is not None:
+            path = with_local_base(_HttpBlobs(self), files, self.cache_dir / "loadable", cache_root=self.cache_dir,
+                                   sizes={f.path: f.size for f in v.files}, base_dir=base_dir) or path
+        return export(path, Path(local_dir)) if local_dir else path
+
+    def _local_base(self, v: T.AdapterVersion) -> Path | None:
+        """The version's base on this machine, or None: the server's recorded folder (shown to an admin)
+        or, for a base with a Hub id, its snapshot in the local Hugging Face cache (never downloaded).
+        A candidate counts only when its fingerprint is the base's: the same model, not one like it."""
+        from registry.adapters.basemodel import fingerprint_base
+
+        if v.base is None:
+            return None
+        base = self.show_base(f"{v.base.name}@{v.base.fingerprint[:16]}")
+        for folder in (base.location, _hub_snapshot(base.hub_id, base.revision)):
+            if not folder or not (Path(folder) / "config.json").is_file():
+                continue
+            try:
+                if fingerprint_base(Path(folder), revision=base.revision).fingerprint == base.fingerprint:
+                    return Path(folder)
+            except E.RegistryError:
+                continue
+        return None
+
+    def load(self, ref: str, *, device: str = "cpu", dtype: str | None = None) -> Any:
+        """The version as a `peft.PeftModel`: resolved (downloaded, verified), then loaded here on its base,
+        which must be on this machine at the server's recorded location.
+
+        Raises:
+            BaseModelNotFound: no base recorded, or the base's folder is not on this machine.
+        """
+        from registry.verify.load import peft_model
+
+        v = _with_base(self.show(ref))
+        base_dir = self._local_base(v)
+        if base_dir is None:
+            where = f"base {v.base.name}@{v.base.fingerprint[:12]}" if v.base else "the base"
+            raise E.BaseModelNotFound(f"{v.ref}: {where} is not on this machine, so it cannot be loaded here",
+                                      ref=v.ref, hint="load it where the base's folder is, or resolve the adapter "
+                                                      "and load it with PeftModel.from_pretrained(base, path)")
+        return peft_model(self.resolve(v.ref), base_dir, device=device, dtype=dtype)
+
+    def load_merged(self, ref: str, *, device: str = "cpu", dtype: str | None = None) -> Any:
+        """The version's merged model as the server has it (the newest artifact in `dtype`, any dtype when
+        None), downloaded and verified into the local cache, loaded here.
+
+        Raises:
+            NotFound: the server has no such merged artifact (a server merges as a job: `merge --async`).
+        """
+        from registry import dtypes
+        from registry.storage.cache import materialize
+        from registry.verify.load import merged_model
+
+        want = dtypes.optional(dtype)
+        _with_base(self.show(ref))
+        arts = sorted((m for m in self.merged(ref) if want is None or m.dtype == want), key=lambda m: m.id)
+        if not arts:
+            raise E.NotFound(f"{ref} has no merged model{f' in {want}' if want else ''} on the server",
+                             ref=ref, hint=f"merge it there first: adapter-registry --remote {self.url} "
+                                           f"merge {ref}{f' --dtype {want}' if want else ''} --async")
+        art = arts[-1]
+        files = {rel: f["digest"] for rel, f in art.files.items()}
+        folder = materialize(_HttpBlobs(self), files, self.cache_dir / "merged" / art.manifest_digest,
+                             cache_root=self.cache_dir, sizes={rel: int(f["size"]) for rel, f in art.files.items()},
+                             sealed=True, hashed=["manifest.json"] if "manifest.json" in files else [])
+        return merged_model(folder, device=device, dtype=art.dtype)
 
     def download(self, digest: str, dest: Path) -> Path:
         """Fetch one stored file by digest into `dest` (verified)."""
@@ -332,6 +407,29 @@ class _HttpBlobs:
                               progress=progress)
         except httpx.TransportError as e:
             raise _unreachable(self.client.url, e) from e
+
+
+def _with_base(v: T.AdapterVersion) -> T.AdapterVersion:
+    """`v`, when it has a base recorded (what a local load or merge says otherwise, said the same way)."""
+    if v.base is None:
+        raise E.BaseModelNotFound(f"{v.ref} has no base model recorded",
+                                  hint="record one with: adapter-registry version set-base REF BASE")
+    return v
+
+
+def _hub_snapshot(hub_id: str | None, revision: str | None) -> str | None:
+    """The local Hugging Face cache's snapshot of `hub_id` at `revision` (else its main), offline; or None."""
+    if not hub_id:
+        return None
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    for rev in dict.fromkeys((revision, None)):
+        try:
+            return snapshot_download(hub_id, revision=rev, local_files_only=True)
+        except (LocalEntryNotFoundError, HFValidationError, OSError):
+            continue
+    return None
 
 
 def _q(s: str) -> str:

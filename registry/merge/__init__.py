@@ -69,8 +69,8 @@ def merge(
         dtype: output dtype ("bfloat16", "float16", "float32"); default: the base's.
         device: "cpu", "cuda[:n]", or "auto" (cuda when available).
         max_shard_size: shard size limit, e.g. "5GB" or a byte count.
-        card: what the model card and recipe say: {"adapter": {name, version, digest},
-            "base": {name, fingerprint}, "tags": [...]}.
+        card: what the model card and recipe say: {"adapter": {name, version, digest, peft_type},
+            "base": {name, fingerprint, hub_id, card}, "tags": [...], "evals": [...]} (card.py).
         validate: also compare logits against base + unmerged adapter (slow: loads both).
         progress: called as progress(done, total, what) while tensors are written.
 
@@ -85,6 +85,7 @@ def merge(
         Nothing is left at out_dir (nor beside it) when it raises.
     """
     from registry.merge import checkpoint
+    from registry.merge.card import write_card
     from registry.merge.st import parse_size
 
     t0 = time.monotonic()
@@ -101,7 +102,7 @@ def merge(
         else:
             used, version, known, validation = _write_with_peft(inputs, tmp, max_shard_size)
         tok_source = checkpoint.copy_tokenizer(inputs.adapter_dir, inputs.base_dir, tmp)
-        checkpoint.write_card(tmp, card, engine=used, dtype=inputs.dtype)
+        write_card(tmp, card, engine=used, dtype=inputs.dtype)
         if validate:
             from registry.merge.validate import check_logits
 

@@ -1,4 +1,4 @@
-"""Everything in a merged folder besides the weights: index, config, tokenizer, card, manifest.
+"""Everything in a merged folder besides the weights: index, config, tokenizer, manifest (the card: card.py).
 
 And the folder's life cycle: built in a hidden sibling temporary folder, renamed into place only
 when complete, removed on any failure (`staging`).
@@ -119,31 +119,6 @@ def write_index(out: Path, weight_map: dict[str, str]) -> None:
 
     total = sum(t.nbytes for f in sorted(set(weight_map.values())) for t in read_header(out / f).tensors.values())
     write_json(out / INDEX, {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
-
-
-def write_card(out: Path, card: dict[str, Any], *, engine: str, dtype: str) -> None:
-    """README.md with the YAML front matter the Hugging Face Hub reads (base_model_relation: merge)."""
-    adapter = card.get("adapter") or {}
-    base = card.get("base") or {}
-    tags = sorted(set(card.get("tags") or []) | {"lora", "merged", "peft"})
-    base_model = base.get("name") or card.get("base_model") or "unknown"
-    lines = ["---", f"base_model: {_yaml(base_model)}", "base_model_relation: merge",
-             "library_name: transformers", "tags:"]
-    lines += [f"- {_yaml(t)}" for t in tags]
-    lines += ["adapter:", f"  name: {_yaml(adapter.get('name', ''))}",
-              f"  version: {_yaml(str(adapter.get('version', '')))}",
-              f"  digest: {_yaml(adapter.get('digest', ''))}", "---", ""]
-    title = adapter.get("name") or "Merged model"
-    lines += [f"# {title} (merged)", "",
-              f"The LoRA adapter `{adapter.get('name', '?')}` version {adapter.get('version', '?')} "
-              f"(digest `{adapter.get('digest', '?')}`) merged into `{base_model}` by the adapter registry's "
-              f"{engine} engine, stored as {dtype}. `manifest.json` lists the sha256 of every file and the "
-              "recipe; the merged weights are bit-identical to peft's `merge_and_unload()`.", ""]
-    (out / "README.md").write_text("\n".join(lines))
-
-
-def _yaml(s: Any) -> str:
-    return json.dumps(str(s))  # a JSON string is a valid YAML scalar
 
 
 def write_manifest(out: Path, *, known: dict[str, str], recipe: dict, validation: dict) -> dict[str, str]:

@@ -214,8 +214,12 @@ def discard(dest: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _seal_text(wanted: Mapping[str, str]) -> str:
+def seal_of(wanted: Mapping[str, str]) -> str:
+    """The seal of a folder holding exactly `wanted` ({relative path: digest}): a sha256, hex."""
     return hashlib.sha256(json.dumps(sorted(wanted.items())).encode()).hexdigest()
+
+
+_seal_text = seal_of
 
 
 def _write_seal(folder: Path, wanted: Mapping[str, str]) -> None:

@@ -142,6 +142,7 @@ class _Job:
     base_info: dict[str, Any]
     dtype: str
     files: dict[str, str] = dataclasses.field(default_factory=dict)  # the version's files: relpath -> digest
+    card: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the model card says (merge/card.py)
 
     @classmethod
     def read(cls, s: Session, ref: str, dtype: str | None) -> _Job:
@@ -151,10 +152,16 @@ class _Job:
         if base is None:
             raise BaseModelNotFound(f"{r.name}@{row.version} has no base model recorded",
                                     hint="record one with: adapter-registry version set-base REF BASE")
-        return cls(f"{r.name}@{row.version}", r.name, row.version, row.id, row.content_digest,
-                   f"{base.name}@{base.fingerprint[:16]}",
-                   {"name": base.name, "fingerprint": base.fingerprint, "revision": base.revision},
-                   dtypes.or_default(dtype, base.dtype), {f.path: f.digest for f in row.files})
+        vref = f"{r.name}@{row.version}"
+        info = {"name": base.name, "fingerprint": base.fingerprint, "revision": base.revision}
+        evals = s.scalars(select(M.EvalResult).where(M.EvalResult.version_id == row.id).order_by(M.EvalResult.id))
+        card = {"adapter": {"name": r.name, "version": row.version, "digest": row.content_digest,
+                            "peft_type": row.peft_type},
+                "base": {**info, "hub_id": base.hub_id, "card": dict(base.card or {})},
+                "tags": ["adapter-registry"],
+                "evals": [convert.eval_result(e, vref).to_dict() for e in evals]}
+        return cls(vref, r.name, row.version, row.id, row.content_digest, f"{base.name}@{base.fingerprint[:16]}",
+                   info, dtypes.or_default(dtype, base.dtype), {f.path: f.digest for f in row.files}, card)
 
 
 def _run_engine(core: Core, job: _Job, work: Path, *, engine: str, device: str, validate: bool,
@@ -164,8 +171,7 @@ def _run_engine(core: Core, job: _Job, work: Path, *, engine: str, device: str, 
     return engines.merge(
         base_folder(core, job.base_ref), _verified_adapter(core, job), work / "model", engine=engine,
         dtype=job.dtype, device=device, max_shard_size=max_shard_size, validate=validate, progress=progress,
-        card={"adapter": {"name": job.name, "version": job.version, "digest": job.digest},
-              "base": job.base_info, "tags": ["adapter-registry"]})
+        card=job.card)
 
 
 def _verified_adapter(core: Core, job: _Job) -> Path:

@@ -36,6 +36,45 @@ def adapter_folder(core: Core, ref: str, *, warn: bool = True) -> Path:
                        sealed=True)
 
 
+def loadable_folder(core: Core, ref: str, *, local_dir: Path | None = None) -> Path:
+    """The version's files for `from_pretrained`: with its base registered and on this machine,
+    adapter_config.json names the base's folder (storage/loadable.py), so
+    `AutoPeftModelForCausalLM.from_pretrained(folder)` loads offline. Without one it is the
+    stored files (`adapter_folder`). With `local_dir`, a copy the caller owns is made there.
+
+    Raises:
+        AlreadyExists: `local_dir` exists
+    """
+    from registry.storage.loadable import CONFIG, with_local_base
+
+    with core.db.read() as s:
+        _a, row = Q.get_version(s, parse_ref(ref))
+        files = {f.path: f.digest for f in row.files}
+        sizes = {f.path: f.size for f in row.files}
+        base = row.base_model
+        base_ref = f"{base.name}@{base.fingerprint[:16]}" if base is not None else None
+    path = adapter_folder(core, ref)
+    if base_ref is not None and CONFIG in files:
+        try:
+            base_dir = base_folder(core, base_ref)
+        except BaseModelNotFound:
+            base_dir = None  # not on this machine: the stored config, which names where it was trained
+        if base_dir is not None:
+            path = with_local_base(core.store, files, core.settings.cache_dir / "loadable",
+                                   cache_root=core.settings.cache_dir / "blobs", sizes=sizes,
+                                   base_dir=base_dir) or path
+    return export(path, local_dir) if local_dir is not None else path
+
+
+def export(folder: Path, local_dir: Path) -> Path:
+    """A copy of a resolved (sealed) folder at `local_dir`, which the caller owns (never links into the cache)."""
+    from registry.storage.cache import MARKER, export_files
+
+    files = {p.relative_to(folder).as_posix(): p for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    files.pop(MARKER, None)
+    return export_files(files, Path(local_dir))
+
+
 def base_folder(core: Core, ref: str) -> Path:
     """A local folder holding the base model: its registered location, or the stored copy.
 

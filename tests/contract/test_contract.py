@@ -101,6 +101,33 @@ def test_push_of_a_trainer_output_records_the_training_arguments(reg, tiny_llama
     assert "optimizer.pt" not in {f.path for f in reg.show(v.ref).files}
 
 
+def test_resolve_to_a_local_dir_and_load_on_the_base(filled, tmp_path, tiny_adapter):
+    """The admin's client is shown the base's folder: both load the adapter on it, and resolve's
+    `local_dir` is a copy the caller owns. A version without a base cannot be loaded, either way."""
+    import torch
+    from peft import PeftModel
+
+    reg = filled
+    copy = reg.resolve("team-a/bot@1", local_dir=tmp_path / "mine")
+    assert copy == tmp_path / "mine" and (copy / "adapter_model.safetensors").is_file()
+    with pytest.raises(E.AlreadyExists):
+        reg.resolve("team-a/bot@1", local_dir=copy)
+    model = reg.load("team-a/bot@1", dtype="fp32")
+    assert isinstance(model, PeftModel) and next(model.parameters()).dtype == torch.float32
+    import shutil
+
+    loose = shutil.copytree(tiny_adapter, tmp_path / "loose")
+    cfg = json.loads((loose / "adapter_config.json").read_text())
+    (loose / "adapter_config.json").write_text(json.dumps({**cfg, "base_model_name_or_path": "nobody/unknown"}))
+    reg.push(loose, name="loose")  # no base recorded, none recognised
+    with pytest.raises(E.BaseModelNotFound) as e:
+        reg.load("loose@1")
+    assert "set-base" in e.value.hint
+    with pytest.raises(E.BaseModelNotFound) as e:
+        reg.load_merged("loose@1")
+    assert "set-base" in e.value.hint
+
+
 # -- evals --------------------------------------------------------------------------------------------
 def test_add_eval_keeps_dataset_split_source_and_details(filled):
     reg = filled

@@ -36,7 +36,8 @@ def test_merged_folder_loads_and_generates_the_same_tokens_as_base_plus_adapter(
 def test_folder_has_index_config_card_and_manifest_listing_every_file(bases, adapter, tmp_path):
     base = bases("llama", "bfloat16")
     card = {"adapter": {"name": "team/support-bot", "version": 3, "digest": "sha256:abc"},
-            "base": {"name": "tiny-llama", "fingerprint": "sha256:def"}, "tags": ["support"]}
+            "base": {"name": "tiny-llama", "fingerprint": "sha256:def", "hub_id": "org/tiny-llama"},
+            "tags": ["support"]}
     res = merge(base, adapter(base), tmp_path / "m", card=card)
     out = res.out_dir
     names = {p.name for p in out.iterdir()}
@@ -45,7 +46,8 @@ def test_folder_has_index_config_card_and_manifest_listing_every_file(bases, ada
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
     readme = (out / "README.md").read_text()
     assert readme.startswith("---\n") and "base_model_relation: merge" in readme
-    assert '"team/support-bot"' in readme and '"sha256:abc"' in readme and "- \"support\"" in readme
+    assert "base_model: org/tiny-llama" in readme
+    assert "name: team/support-bot" in readme and "digest: sha256:abc" in readme and "- support\n" in readme
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["files"]) == names - {"manifest.json"}
     assert set(res.files) == names

@@ -1,0 +1,123 @@
+"""The merged model's card (README.md), as the Hugging Face Hub reads it: parsed back with huggingface_hub.
+
+`base_model` is the base's Hub id (never the registry's name), the base's license, language and
+pipeline_tag are carried, and the version's evaluations are the card's `model-index`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tests.factories import add_verification
+
+HUB_ID = "Meta-Llama/Llama-3.2-1B"
+BASE_CARD = {"license": "llama3.2", "pipeline_tag": "text-generation", "language": ["en", "de"],
+             "tags": ["facebook", "llama-3"], "library_name": "transformers"}
+
+
+def set_hub_identity(reg, base: str, *, hub_id: str | None, card: dict) -> None:
+    """Record a base's Hub id and card as the catalog holds them (until add_base(hub_id=) lands)."""
+    from registry.catalog import queries as Q
+
+    with reg.db.write() as s:
+        row = Q.get_base(s, base)
+        row.hub_id, row.card = hub_id, card
+
+
+def set_lm_eval_identity(reg, ref: str, metric: str, **fields) -> None:
+    """Give a recorded metric the identity an lm-eval import records (until the lm-eval import fills it)."""
+    from sqlalchemy import select
+
+    from registry.catalog import models as M
+    from registry.catalog import queries as Q
+    from registry.refs import parse_ref
+
+    with reg.db.write() as s:
+        _a, row = Q.get_version(s, parse_ref(ref))
+        rows = s.scalars(select(M.EvalResult).where(M.EvalResult.version_id == row.id, M.EvalResult.metric == metric))
+        for e in rows:
+            for k, v in fields.items():
+                setattr(e, k, v)
+
+
+def registered(reg, tiny_llama, tiny_adapter, *, hub_id: str | None) -> str:
+    reg.add_base(tiny_llama, name="tiny-llama")
+    set_hub_identity(reg, "tiny-llama", hub_id=hub_id, card=BASE_CARD if hub_id else {})
+    v = reg.push(tiny_adapter, name="team-a/support-bot", base="tiny-llama")
+    reg.add_eval(v.ref, {"acc": 0.5}, dataset="mmlu", split="test")
+    reg.add_eval(v.ref, {"acc": 0.64}, dataset="mmlu", split="test")  # the current value wins
+    reg.add_eval(v.ref, {"gsm8k/exact_match,strict-match": 0.31}, source="lm-eval")
+    set_lm_eval_identity(reg, v.ref, "gsm8k/exact_match,strict-match", task="gsm8k", base_metric="exact_match",
+                         filter_name="strict-match", n_shot=5, stderr=0.012)
+    return v.ref
+
+
+def test_merged_card_names_the_base_by_hub_id_with_its_license_and_the_evals_as_model_index(
+        sqlite_registry, tiny_llama, tiny_adapter):
+    from huggingface_hub import ModelCard, metadata_load
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    reg = sqlite_registry
+    ref = registered(reg, tiny_llama, tiny_adapter, hub_id=HUB_ID)
+    art = reg.merge(ref, dtype="fp32")
+    card = ModelCard.load(art.path / "README.md")
+    d = card.data
+    assert d.base_model == HUB_ID and d.base_model_relation == "merge" and d.library_name == "transformers"
+    assert (d.license, d.pipeline_tag, d.language) == ("llama3.2", "text-generation", ["en", "de"])
+    assert {"adapter-registry", "lora", "peft", "merged", "facebook", "llama-3"} <= set(d.tags)
+    assert d.adapter_registry["adapter"] == {"name": "team-a/support-bot", "version": 1,
+                                             "digest": reg.show(ref).content_digest}
+    assert d.adapter_registry["base"]["name"] == "tiny-llama"
+
+    name, results = model_index_to_eval_results(metadata_load(art.path / "README.md")["model-index"])
+    assert name == "team-a/support-bot"
+    by = {r.metric_name: r for r in results}
+    assert set(by) == {"acc", "gsm8k/exact_match,strict-match"}
+    acc, gsm = by["acc"], by["gsm8k/exact_match,strict-match"]
+    assert (acc.metric_type, acc.metric_value, acc.dataset_type, acc.dataset_split) == ("acc", 0.64, "mmlu", "test")
+    assert acc.task_type == "text-generation" and acc.dataset_args is None
+    assert (gsm.metric_type, gsm.metric_config, gsm.dataset_name, gsm.dataset_args) == (
+        "exact_match", "strict-match", "gsm8k", {"num_few_shot": 5})
+    assert "0.012" in card.text  # the standard error: model-index has no place for it, the card's table has
+
+
+def test_without_a_hub_id_the_card_names_no_base_model_and_the_registry_base_in_its_own_section(
+        sqlite_registry, tiny_llama, tiny_adapter):
+    from huggingface_hub import ModelCard
+
+    reg = sqlite_registry
+    ref = registered(reg, tiny_llama, tiny_adapter, hub_id=None)
+    d = ModelCard.load(reg.merge(ref, dtype="fp32").path / "README.md").data
+    # "tiny-llama" is not a Hub repo, and the adapter config's base_model_name_or_path names what it
+    # was trained on (here a local folder), not what it was merged into: no base_model rather than a wrong one
+    assert d.base_model is None and getattr(d, "base_model_relation", None) is None
+    assert d.license is None and d.library_name == "transformers"
+    assert d.adapter_registry["base"] == {"name": "tiny-llama", "fingerprint": reg.show_base("tiny-llama").fingerprint}
+    assert [r.metric_value for r in d.eval_results if r.metric_name == "acc"] == [0.64]
+
+
+def test_a_published_folder_carries_the_same_card(sqlite_registry, tiny_llama, tiny_adapter, tmp_path):
+    from huggingface_hub import ModelCard
+
+    reg = sqlite_registry
+    ref = registered(reg, tiny_llama, tiny_adapter, hub_id=HUB_ID)
+    add_verification(reg, ref)
+    dest = tmp_path / "shipped"
+    job = reg.jobs.publish(ref, to=f"dir://{dest}", inline=True)
+    assert job.state == "succeeded", job.error
+    d = ModelCard.load(dest / "README.md").data
+    assert d.base_model == HUB_ID and d.eval_results
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert "README.md" in manifest["files"]  # the card is one of the merged files
+
+
+def test_the_card_changes_no_weight_file(tiny_llama, tiny_adapter, tmp_path):
+    """The card is written beside the weights: another card, the same shards and config bytes."""
+    from registry.merge import merge
+
+    a = merge(tiny_llama, tiny_adapter, tmp_path / "a", dtype="float32")
+    b = merge(tiny_llama, tiny_adapter, tmp_path / "b", dtype="float32",
+              card={"base": {"name": "x", "hub_id": HUB_ID, "card": BASE_CARD},
+                    "evals": [{"metric": "acc", "value": 0.5, "dataset": "mmlu"}]})
+    differ = {f for f in a.files if a.files[f] != b.files.get(f)}
+    assert differ == {"README.md", "manifest.json"}
