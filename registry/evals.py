@@ -144,7 +144,8 @@ def parse_lm_eval_doc(doc: Mapping[str, Any], *, file: str | None = None) -> lis
     if not isinstance(results, dict) or not results:
         raise InvalidInput(f"{label} has no 'results' object: not an lm-evaluation-harness output")
     groups = _dict(doc.get("groups"))
-    subtasks = {g: list(s) for g, s in _dict(doc.get("group_subtasks")).items() if isinstance(s, list)}
+    subtasks = {g: [t for t in s if isinstance(t, str)] for g, s in _dict(doc.get("group_subtasks")).items()
+                if isinstance(s, list)}
     n_shots = _dict(doc.get("n-shot"))
     hib = doc.get("higher_is_better")
     run = _dict(doc.get("config"))
@@ -159,7 +160,7 @@ def parse_lm_eval_doc(doc: Mapping[str, Any], *, file: str | None = None) -> lis
             continue
         directions = _dict(_dict(hib).get(task))
         shot = _n_shot(task, n_shots, subtasks)
-        details = {**common, **_task_details(doc, task, vals, subtasks, is_group=task in groups)}
+        details = _finite({**common, **_task_details(doc, task, vals, subtasks, is_group=task in groups)})
         for key, v in vals.items():
             metric, _, filt = key.partition(",")
             if (metric in NOT_METRICS or metric.endswith("_stderr") or not _number(v)
@@ -183,6 +184,17 @@ def _dict(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
 
+def _finite(v: Any) -> Any:
+    """The details as JSON can hold them (NaN and infinities, which Python's json reads, become null)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -195,11 +207,14 @@ def _stderr(vals: Mapping[str, Any], metric: str, filt: str) -> float | None:
 def _n_shot(task: str, n_shots: Mapping[str, Any], subtasks: Mapping[str, list[str]]) -> int | None:
     """The task's n-shot; a group without one has its subtasks' when they all agree."""
     n = n_shots.get(task)
-    if isinstance(n, int) and not isinstance(n, bool):
-        return n
-    subs = {n_shots.get(t) for t in subtasks.get(task, [])}
-    one = subs.pop() if len(subs) == 1 else None
-    return one if isinstance(one, int) and not isinstance(one, bool) else None
+    if _shot_count(n):
+        return int(n)
+    subs = {n_shots.get(t) if _shot_count(n_shots.get(t)) else None for t in subtasks.get(task, [])}
+    return subs.pop() if len(subs) == 1 else None
+
+
+def _shot_count(n: Any) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 100_000
 
 
 def _task_details(doc: Mapping[str, Any], task: str, vals: Mapping[str, Any], subtasks: Mapping[str, list[str]],

@@ -162,3 +162,52 @@ def test_every_real_file_parses_to_its_table():
         want = {(t, k): v for t, vals in {**doc["results"], **doc.get("groups", {})}.items() for k, v in vals.items()
                 if "," in k and "_stderr" not in k and isinstance(v, float)}
         assert got == want
+
+
+def test_the_cli_imports_lists_sorts_and_gates_by_the_same_names(tiny_llama, tiny_adapter, tmp_path):
+    """`eval add --from-lm-eval`, `eval ls`, `ls --metric/--sort` and `alias protect --require-metric`."""
+    from tests.factories import run_cli
+
+    env = {"ADAPTER_REGISTRY_HOME": str(tmp_path / "home"), "ADAPTER_REGISTRY_ACTOR": "alice"}
+
+    def run(*args, ok=True):
+        p = run_cli(*args, env=env)
+        assert (p.returncode == 0) == ok, p.stderr
+        return p
+
+    run("base", "add", tiny_llama, "--name", "tiny-llama")
+    run("push", tiny_adapter, "--name", "bot", "--base", "tiny-llama")
+    run("eval", "add", "bot@1", "--from-lm-eval", FIVE)
+    out = run("eval", "add", "bot@1", "--from-lm-eval", ZERO).stdout
+    stderr = raw(ZERO, "tiny_mc", "acc_norm_stderr,none")
+    assert f"bot@1 tiny_mc/acc_norm,none@0shot={raw(ZERO, 'tiny_mc', 'acc_norm,none'):g} ± {stderr:.2g}" in out
+    out = run("eval", "add", "bot@1", "--from-lm-eval", PPL).stdout
+    assert "tiny_ppl/bits_per_byte,none@0shot=" in out and "(lower is better)" in out
+    assert "tiny_gen/exact_match,strict-match@5shot" in run("eval", "ls", "bot@1").stdout
+    five = raw(FIVE, "tiny_mc", "acc_norm,none")
+    ls = json.loads(run("ls", "--metric", f"tiny_mc/acc_norm>={five}", "--sort", "metric:tiny_mc/acc_norm",
+                        "--json").stdout)
+    assert [i["version"] for i in ls["items"]] == [1] and ls["items"][0]["metrics"]["tiny_mc/acc_norm"] == five
+    run("alias", "protect", "bot", "production", "--require-metric", "tiny_ppl/bits_per_byte<=1")
+    err = run("alias", "set", "bot", "production", "1", ok=False).stderr
+    assert "tiny_ppl/bits_per_byte is" in err and "lower is better" in err
+
+
+@pytest.mark.parametrize("doc,needle", [
+    ({"results": {}}, "no 'results' object"),
+    ({"results": {"t": {"alias": "t", "sample_len": 3, "acc,none": "N/A"}}}, "no numeric metrics"),
+    ({"results": {"t x": {"acc,none": 0.5}}}, "cannot be named"),
+])
+def test_what_is_not_an_lm_eval_result_is_refused_in_one_line(bot, doc, needle):
+    from registry.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=needle):
+        bot.add_lm_eval("bot@1", doc, file_name="bad.json")
+    assert bot.evals("bot@1") == []
+
+
+def test_odd_values_in_a_document_are_kept_as_json_can_hold_them(bot):
+    doc = {"results": {"t": {"acc,none": 0.5, "sample_len": float("nan")}}, "n-shot": {"t": 10**12},
+           "group_subtasks": {"g": [{"x": 1}, "t"]}}
+    (e,) = bot.add_lm_eval("bot@1", doc)
+    assert e.metric == "t/acc,none" and e.n_shot is None and e.details["sample_len"] is None
