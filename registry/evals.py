@@ -207,8 +207,8 @@ def _stderr(vals: Mapping[str, Any], metric: str, filt: str) -> float | None:
 def _n_shot(task: str, n_shots: Mapping[str, Any], subtasks: Mapping[str, list[str]]) -> int | None:
     """The task's n-shot; a group without one has its subtasks' when they all agree."""
     n = n_shots.get(task)
-    if _shot_count(n):
-        return int(n)
+    if isinstance(n, int) and _shot_count(n):
+        return n
     subs = {n_shots.get(t) if _shot_count(n_shots.get(t)) else None for t in subtasks.get(task, [])}
     return subs.pop() if len(subs) == 1 else None
 
