@@ -133,7 +133,8 @@ def _pushed_line(v) -> str:
 @click.option("--tag", "tags", multiple=True, help="KEY=VALUE (repeatable).")
 @click.option("--metric", "metrics", multiple=True, help="e.g. 'acc>=0.6' (repeatable).")
 @click.option("--name", help="Exact adapter name, or a namespace prefix ending in '/'.")
-@click.option("--sort", help="created | name | rank | metric:NAME[:asc]")
+@click.option("--sort", help="created | name | rank | metric:NAME[:asc|:desc] (best first: ascending for "
+                             "perplexity-like metrics); lm-eval names: docs/EVALS.md")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--offset", type=int, default=0)
 @click.option("--deprecated", "include_deprecated", is_flag=True, help="Include deprecated versions.")
@@ -302,7 +303,8 @@ def eval_() -> None:
 @click.option("--dataset")
 @click.option("--split")
 @click.option("--from-lm-eval", "lm_eval", type=click.Path(exists=True, dir_okay=False),
-              help="An lm-evaluation-harness results JSON.")
+              help="An lm-evaluation-harness results_*.json (one result per task, metric, filter, n-shot; "
+                   "names in docs/EVALS.md).")
 @json_option
 @pass_ctx
 def eval_add(ctx, ref, metrics, dataset, split, lm_eval, as_json) -> None:
@@ -316,7 +318,13 @@ def eval_add(ctx, ref, metrics, dataset, split, lm_eval, as_json) -> None:
     if as_json:
         return print_json(out)
     for e in out:
-        click.echo(f"{e.ref} {e.metric}={e.value:g}" + (f" ({e.dataset}/{e.split})" if e.dataset else ""))
+        click.echo(f"{e.ref} {e.metric}={_value(e)}" + (f" ({e.dataset}/{e.split})" if e.dataset else ""))
+
+
+def _value(e) -> str:
+    """0.61 ± 0.01, as lm-eval shows it; with the direction for a lower-is-better metric."""
+    return f"{e.value:g}" + ("" if e.stderr is None else f" ± {e.stderr:.2g}") + \
+        (" (lower is better)" if e.higher_is_better is False else "")
 
 
 @eval_.command("ls")
@@ -329,7 +337,7 @@ def eval_ls(ctx, ref, as_json) -> None:
     if as_json:
         return print_json(evs)
     table(["METRIC", "VALUE", "DATASET", "SPLIT", "SOURCE", "AT", "BY"],
-          [(e.metric, f"{e.value:g}", e.dataset, e.split, e.source, f"{e.created_at:%Y-%m-%d %H:%M}", e.created_by)
+          [(e.metric, _value(e), e.dataset, e.split, e.source, f"{e.created_at:%Y-%m-%d %H:%M}", e.created_by)
            for e in evs])
 
 

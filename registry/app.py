@@ -332,12 +332,36 @@ class Registry:
                               split=split, source=source, details=details, actor=self.actor)
             return [convert.eval_result(e, vref) for e in evs]
 
-    def add_lm_eval(self, ref: str, results_file: str | Path) -> list[T.EvalResult]:
-        """Import an lm-evaluation-harness results JSON."""
-        from registry.evals import parse_lm_eval
+    def add_lm_eval(self, ref: str, results_file: str | Path | Mapping[str, Any], *,
+                    file_name: str | None = None) -> list[T.EvalResult]:
+        """Import an lm-evaluation-harness results JSON: one result per (task, metric, filter, n-shot).
 
-        metrics, details = parse_lm_eval(Path(results_file))
-        return self.add_eval(ref, metrics, source="lm-eval", details=details)
+        Args:
+            results_file: the results_*.json lm-eval wrote, or its parsed document.
+            file_name: the name recorded in the details (default: the file's name).
+        Returns:
+            One EvalResult per metric identity, named `TASK/METRIC,FILTER@Nshot`; the short names
+            (docs/EVALS.md) are set as the version's current values too.
+        """
+        from registry.catalog import commands as C
+        from registry.catalog import convert
+        from registry.evals import parse_lm_eval_doc, read_lm_eval
+
+        if isinstance(results_file, Mapping):
+            doc = results_file
+        else:
+            doc, file_name = read_lm_eval(Path(results_file)), file_name or Path(results_file).name
+        metrics = parse_lm_eval_doc(doc, file=file_name)
+        limit = self.settings.max_metrics_per_eval
+        if len(metrics) > limit:
+            raise InvalidInput(f"{len(metrics)} metrics in one evaluation; this registry records at most {limit} "
+                               "metrics per evaluation", hint="split them over several evaluations", limit=limit)
+        r = parse_ref(ref)
+        with self.db.write() as s:
+            _a, row = Q.get_version(s, r)
+            vref = f"{r.name}@{row.version}"
+            evs = C.add_lm_evals(s, row, ref=vref, metrics=metrics, actor=self.actor)
+            return [convert.eval_result(e, vref) for e in evs]
 
     def evals(self, ref: str) -> list[T.EvalResult]:
         return list(self.show(ref).evals)

@@ -270,12 +270,19 @@ class Client:
         return [from_dict(T.EvalResult, d)
                 for d in self._call("POST", f"/adapters/{_q(name)}/versions/{_q(version)}/evals", json=body)]
 
-    def add_lm_eval(self, ref: str, results_file: str | Path) -> list[T.EvalResult]:
-        """Import an lm-evaluation-harness results JSON (parsed here, as a local import parses it)."""
-        from registry.evals import parse_lm_eval
+    def add_lm_eval(self, ref: str, results_file: str | Path | Mapping[str, Any], *,
+                    file_name: str | None = None) -> list[T.EvalResult]:
+        """Import an lm-evaluation-harness results JSON: the document goes to the server, which parses it."""
+        from registry.evals import read_lm_eval
 
-        metrics, details = parse_lm_eval(Path(results_file))
-        return self.add_eval(ref, metrics, source="lm-eval", details=details)
+        if isinstance(results_file, Mapping):
+            doc = dict(results_file)
+        else:
+            doc, file_name = read_lm_eval(Path(results_file)), file_name or Path(results_file).name
+        name, version = _split_ref(ref)
+        body = {"document": doc, "file_name": file_name}
+        return [from_dict(T.EvalResult, d)
+                for d in self._call("POST", f"/adapters/{_q(name)}/versions/{_q(version)}/lm-eval", json=body)]
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_"):

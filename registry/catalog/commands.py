@@ -16,6 +16,7 @@ from registry.adapters.basemodel import BaseFingerprint
 from registry.adapters.inspect import AdapterManifest
 from registry.catalog import models as M
 from registry.db import Base
+from registry.evals import Identity, LmEvalMetric, names
 
 V = M.AdapterVersion
 
@@ -148,25 +149,71 @@ def add_evals(s: Session, row: M.AdapterVersion, *, ref: str, metrics: list[tupl
     Each metric still gets its own audit entry and event, as one at a time did. A metric named
     twice ends with its last value.
     """
-    names = sorted({m for m, _v in metrics})
-    current = {mv.metric: mv for mv in s.scalars(select(M.MetricValue).where(
-        M.MetricValue.version_id == row.id, M.MetricValue.metric.in_(names)))} if names else {}
     evs = []
     for metric, value in metrics:
         evs.append(M.EvalResult(version_id=row.id, metric=metric, value=value, dataset=dataset, split=split,
                                 source=source, details=details, created_by=actor))
-        mv = current.get(metric)
-        if mv is None:
-            mv = current[metric] = M.MetricValue(version_id=row.id, metric=metric, value=value,
-                                                 base_model_id=row.base_model_id, rank=row.rank,
-                                                 deprecated=row.deprecated)
-            s.add(mv)
-        else:
-            mv.value = value
         record(s, actor, "eval.add", ref, {"metric": metric, "value": value, "dataset": dataset, "split": split})
+    _set_current(s, row, metrics)
     s.add_all(evs)
     s.flush()
     return evs
+
+
+def add_lm_evals(s: Session, row: M.AdapterVersion, *, ref: str, metrics: list[LmEvalMetric],
+                 actor: str) -> list[M.EvalResult]:
+    """Record an lm-eval import: one row per (task, metric, filter, n-shot), under its full name.
+
+    Then every name of the scheme (registry/evals.py `names`) gets the current value of the
+    identity it stands for, taken over all the version's lm-eval rows (the newest row of each full
+    name), so a 0-shot import after a 5-shot one adds `@0shot` names and leaves the plain names on
+    the default n-shot (the highest), whatever the order of the imports.
+    """
+    evs = [M.EvalResult(version_id=row.id, metric=m.name, value=m.value, dataset=_dataset(m), split=_split(m),
+                        source="lm-eval", details=m.details, created_by=actor, task=m.task, base_metric=m.metric,
+                        filter_name=m.filter, n_shot=m.n_shot, stderr=m.stderr, higher_is_better=m.higher_is_better)
+           for m in metrics]
+    for m in metrics:
+        record(s, actor, "eval.add", ref, {"metric": m.name, "value": m.value, "stderr": m.stderr})
+    s.add_all(evs)
+    s.flush()
+    E = M.EvalResult
+    latest: dict[str, tuple[Identity, float]] = {}
+    for metric, task, base, filt, shot, value in s.execute(
+            select(E.metric, E.task, E.base_metric, E.filter_name, E.n_shot, E.value)
+            .where(E.version_id == row.id, E.task.is_not(None), E.base_metric.is_not(None)).order_by(E.id)):
+        latest[metric] = ((task or "", base or "", filt or "none", shot), value)
+    value_of = dict(latest.values())
+    _set_current(s, row, [(name, value_of[ident]) for name, ident in names(value_of).items()])
+    return evs
+
+
+def _dataset(m: LmEvalMetric) -> str | None:
+    cfg = m.details.get("task_config") or {}
+    path = cfg.get("dataset_path")
+    return None if not isinstance(path, str) else "/".join(
+        p for p in (path, cfg.get("dataset_name")) if isinstance(p, str))[:200]
+
+
+def _split(m: LmEvalMetric) -> str | None:
+    split = (m.details.get("task_config") or {}).get("test_split")
+    return split[:100] if isinstance(split, str) else None
+
+
+def _set_current(s: Session, row: M.AdapterVersion, metrics: list[tuple[str, float]]) -> None:
+    """Make each value the version's current value of its metric (metric_values, the search index)."""
+    names_ = sorted({m for m, _v in metrics})
+    current = {mv.metric: mv for mv in s.scalars(select(M.MetricValue).where(
+        M.MetricValue.version_id == row.id, M.MetricValue.metric.in_(names_)))} if names_ else {}
+    for metric, value in metrics:
+        mv = current.get(metric)
+        if mv is None:
+            current[metric] = M.MetricValue(version_id=row.id, metric=metric, value=value,
+                                            base_model_id=row.base_model_id, rank=row.rank,
+                                            deprecated=row.deprecated)
+            s.add(current[metric])
+        else:
+            mv.value = value
 
 
 def set_deprecated(s: Session, row: M.AdapterVersion, deprecated: bool) -> None:

@@ -15,6 +15,7 @@ from registry import types as T
 from registry.catalog import convert
 from registry.catalog import models as M
 from registry.errors import AdapterNotFound, BaseModelNotFound, InvalidInput, VersionNotFound
+from registry.evals import lower_is_better
 from registry.refs import MetricFilter, Ref, check_metric_name
 
 if TYPE_CHECKING:  # annotations only
@@ -169,7 +170,7 @@ class SearchQuery:
     target_modules: Sequence[str] = ()
     tags: dict[str, str] = field(default_factory=dict)
     metrics: Sequence[MetricFilter] = ()
-    sort: str | None = None  # created (default) | name | rank | metric:NAME[:asc]
+    sort: str | None = None  # created (default) | name | rank | metric:NAME[:asc|:desc] (best first)
     limit: int = 50
     offset: int = 0
     include_deprecated: bool = False
@@ -185,8 +186,10 @@ def _sort_metric(sort: str | None) -> tuple[str, bool] | None:
         return None
     parts = sort.split(":")
     if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("asc", "desc")):
-        raise InvalidInput(f"invalid sort {sort!r}", hint="write metric:NAME or metric:NAME:asc")
-    return check_metric_name(parts[1]), len(parts) == 3 and parts[2] == "asc"
+        raise InvalidInput(f"invalid sort {sort!r}", hint="write metric:NAME, metric:NAME:asc or metric:NAME:desc")
+    # best first unless told: ascending for a lower-is-better metric (perplexity), else descending
+    ascending = parts[2] == "asc" if len(parts) == 3 else lower_is_better(parts[1])
+    return check_metric_name(parts[1]), ascending
 
 
 def search(s: Session, q: SearchQuery) -> T.SearchPage:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from registry.errors import InvalidInput
+from registry.evals import lower_is_better
 from registry.gates import Verdict, describe
 from registry.refs import MetricFilter, parse_metric_filter
 from registry.release.types import Gate, PolicyResult
@@ -106,7 +107,11 @@ def _engine_gate(engine: str, facts: VersionFacts) -> Gate:
 
 
 def _metric_gate(f: MetricFilter, value: float | None) -> Gate:
+    # A gate compares exactly as written; for a lower-is-better metric (perplexity) it says so, and
+    # says when the comparison admits the worse side.
     need = f"{f.op} {f.value:g}"
+    if lower_is_better(f.metric):
+        need += ", lower is better" + ("; this gate admits higher, worse values" if f.op in (">", ">=") else "")
     if value is None:
         return Gate("metric", str(f), False, f"{f.metric} has no value (needs {need})")
     if not f.holds(value):

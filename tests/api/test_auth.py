@@ -39,7 +39,7 @@ def test_write_endpoints_refuse(shared, who, status):
     before = len(api_registry.audit(limit=1000))
     for method, path in write_routes(app):
         body = {"metrics": {"acc": 1.0}, "name": "team-b/x", "path": "/nonexistent", "scope": "read",
-                "to": "dir:///nonexistent", "version": 1}
+                "to": "dir:///nonexistent", "version": 1, "document": {}}
         kw = {"files": [("files", ("adapter_config.json", b"{}", "application/json"))]} \
             if path.endswith("/versions") else {"json": body}
         r = client.request(method, fill(path), headers=bearer(token), **kw)

@@ -144,11 +144,14 @@ def test_add_eval_keeps_dataset_split_source_and_details(filled):
 def test_lm_eval_import_stores_the_details(filled, lm_eval_file):
     """`--remote eval add --from-lm-eval` used to drop the details (version, n-shot, file)."""
     out = filled.add_lm_eval("team-a/bot@2", lm_eval_file)
-    assert {e.metric: e.value for e in out} == {"arc_easy/acc": 0.61, "arc_easy/acc_norm": 0.58, "arc_easy": 0.61}
+    assert {e.metric: e.value for e in out} == {"arc_easy/acc,none@0shot": 0.61, "arc_easy/acc_norm,none@0shot": 0.58}
     assert {e.source for e in out} == {"lm-eval"}
     for e in filled.evals("team-a/bot@2"):
-        assert e.details["lm_eval_version"] == "0.4.13" and e.details["n-shot"] == {"arc_easy": 0}
+        assert e.details["lm_eval_version"] == "0.4.13" and e.n_shot == 0 and e.task == "arc_easy"
         assert e.details["file"] == "contract-lm-eval.json"
+    assert {e.metric: e.stderr for e in out} == {"arc_easy/acc,none@0shot": 0.01, "arc_easy/acc_norm,none@0shot": None}
+    m = filled.show("team-a/bot@2").metrics
+    assert m["arc_easy"] == m["arc_easy/acc"] == m["arc_easy/acc@0shot"] == 0.61
 
 
 def test_audit_lists_the_writes_newest_first(filled):

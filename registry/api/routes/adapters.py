@@ -76,6 +76,19 @@ def add_evals(name: str, ref: str, body: Annotated[EvalIn, Body()], caller: Writ
     return json(out, 201)
 
 
+class LmEvalIn(BaseModel):
+    document: dict[str, Any] = Field(description="an lm-evaluation-harness results_*.json, as lm-eval wrote it")
+    file_name: str | None = Field(default=None, max_length=500, description="the file's name, kept in the details")
+
+
+@router.post("/adapters/{name:path}/versions/{ref}/lm-eval", response_model=list[T.EvalResult], status_code=201,
+             responses=responses(400, 401, 403, 404, 422))
+def add_lm_eval(name: str, ref: str, body: Annotated[LmEvalIn, Body()], caller: Writer):
+    """Import lm-eval results: one result per (task, metric, filter, n-shot); docs/EVALS.md names them."""
+    caller.can_write(name)
+    return json(caller.registry.add_lm_eval(f"{name}@{ref}", body.document, file_name=body.file_name), 201)
+
+
 @router.get("/adapters/{name:path}/versions/{ref}", response_model=T.AdapterVersion, responses=READ_ERRORS)
 def show_version(name: str, ref: str, caller: Reader):
     """One version (a number, an alias or `latest`) with files, evals, compatibility, training,
