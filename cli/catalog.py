@@ -109,6 +109,16 @@ def ls(ctx, base_, min_rank, max_rank, peft_type, target_modules, tags, metrics,
                  for v in page.items])
 
 
+def _target_names(v) -> str | None:
+    """The leaf names `ls --target-module` matches, when they differ from the saved form (and why not)."""
+    names = list(v.target_module_names)
+    if names == list(v.target_modules):
+        return None
+    if isinstance((v.config or {}).get("target_modules"), str) and names == [v.config["target_modules"]]:
+        return "not expanded: no base recorded (`version set-base REF BASE` expands it)"
+    return ", ".join(names)
+
+
 @click.command()
 @click.argument("ref")
 @json_option
@@ -120,7 +130,9 @@ def show(ctx, ref, as_json) -> None:
         return print_json(v)
     kv([("adapter", v.ref), ("digest", v.content_digest),
         ("base", f"{v.base.name} ({short(v.base.fingerprint)})" if v.base else f"- (config says {v.base_model_hint})"),
-        ("peft type", v.peft_type), ("rank", v.rank), ("alpha", v.alpha), ("targets", v.target_modules),
+        ("peft type", v.peft_type), ("rank", v.rank if v.min_rank == v.max_rank else
+                                     f"{v.rank} ({v.min_rank}..{v.max_rank} with the rank pattern)"),
+        ("alpha", v.alpha), ("targets", v.target_modules), ("target names", _target_names(v)),
         ("rank pattern", v.rank_pattern), ("alpha pattern", v.alpha_pattern), ("dora", v.use_dora or None),
         ("rslora", v.use_rslora or None), ("modules to save", v.modules_to_save), ("bias", v.bias),
         ("init", v.init_method), ("dtype", v.adapter_dtype), ("params", f"{v.param_count:,}"),

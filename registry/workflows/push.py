@@ -155,6 +155,10 @@ def set_base(core: Core, ref: str, base: str, *, force: bool = False) -> T.Adapt
         base_row = Q.get_base(s, base)
         old = row.base_model
         if old is not None and old.id == base_row.id:
+            # its own base again: nothing to check or audit, but the target-module rows are rewritten
+            # with the current rule (the reindex path for rows an older registry wrote)
+            C.set_target_modules(s, row, base_row)
+            s.flush()
             return Q.hydrate(s, [row])[0]
         if old is not None and not force:
             raise Conflict(f"{vref} already has base {convert.base_label(old)}", ref=vref,
@@ -164,6 +168,7 @@ def set_base(core: Core, ref: str, base: str, *, force: bool = False) -> T.Adapt
         if rep["status"] == "fail":
             raise Incompatible(f"{vref}: does not fit base {base_row.name}: {rep['errors'][0]}", errors=rep["errors"])
         row.base_model_id, row.compat, row.compat_status = base_row.id, rep, rep["status"]
+        C.set_target_modules(s, row, base_row)  # "all-linear" / a regex: expanded against this base
         s.execute(update(M.MetricValue).where(M.MetricValue.version_id == row.id).values(base_model_id=base_row.id))
         C.record(s, core.actor, "version.set_base", vref,
                  {"from": convert.base_label(old) if old is not None else None, "to": convert.base_label(base_row),
