@@ -17,6 +17,7 @@ from registry.adapters.inspect import AdapterManifest
 from registry.adapters.targets import leaf_targets
 from registry.catalog import models as M
 from registry.db import Base
+from registry.errors import Conflict
 
 V = M.AdapterVersion
 
@@ -54,14 +55,27 @@ def touch_blobs(s: Session, blobs: dict[str, int]) -> None:
 
 
 def register_base(s: Session, fp: BaseFingerprint, *, name: str, actor: str, location: str,
-                  weights_stored: bool) -> tuple[M.BaseModelRow, bool]:
-    """The base row for (name, fingerprint), created if new. Same folder twice -> same row."""
+                  weights_stored: bool, hub_id: str | None = None,
+                  card: dict[str, Any] | None = None) -> tuple[M.BaseModelRow, bool]:
+    """The base row for (name, fingerprint), created if new. Same folder twice -> same row.
+
+    A second registration may add what the first did not know (stored weights, the Hub id, the
+    card), never change it: another Hub id for the same row is a Conflict.
+    """
     B = M.BaseModelRow
     row = s.scalar(select(B).where(B.name == name, B.fingerprint == fp.fingerprint))
     if row is not None:
+        if hub_id is not None and row.hub_id is not None and row.hub_id != hub_id:
+            raise Conflict(f"base {name} is registered as Hub repo {row.hub_id}, not {hub_id}", base=name,
+                           hint="register it under another --name")
         if weights_stored and not row.weights_stored:
             row.weights_stored = True
             row.files = fp.files
+        if hub_id is not None and row.hub_id is None:
+            row.hub_id = hub_id
+            record(s, actor, "base.set_hub_id", f"{name}@{fp.revision or fp.fingerprint[:12]}", {"hub_id": hub_id})
+        if card and not row.card:
+            row.card = dict(card)
         return row, False
     row = B(
         name=name, revision=fp.revision, fingerprint=fp.fingerprint, architecture=fp.architecture,
@@ -69,12 +83,12 @@ def register_base(s: Session, fp: BaseFingerprint, *, name: str, actor: str, loc
         tokenizer_hash=fp.tokenizer_hash, vocab_size=fp.vocab_size, hidden_size=fp.hidden_size,
         num_layers=fp.num_layers, dtype=fp.dtype, tie_word_embeddings=fp.tie_word_embeddings,
         param_count=fp.param_count, total_size=fp.total_size, location=location, weights_stored=weights_stored,
-        layout=fp.layout, config=fp.config, files=fp.files, created_by=actor,
+        layout=fp.layout, config=fp.config, files=fp.files, created_by=actor, hub_id=hub_id, card=dict(card or {}),
     )
     s.add(row)
     s.flush()
     record(s, actor, "base.add", f"{name}@{fp.revision or fp.fingerprint[:12]}",
-           {"fingerprint": fp.fingerprint, "location": location})
+           {"fingerprint": fp.fingerprint, "location": location, **({"hub_id": hub_id} if hub_id else {})})
     return row, True
 
 

@@ -65,28 +65,33 @@ def get_version(s: Session, ref: Ref) -> tuple[M.Adapter, M.AdapterVersion]:
 
 
 def get_base(s: Session, text: str) -> M.BaseModelRow:
-    """A base model by NAME (newest revision), NAME@REVISION, NAME@FINGERPRINT-PREFIX or fingerprint."""
+    """A base model by NAME (newest revision), NAME@REVISION, NAME@FINGERPRINT-PREFIX or fingerprint;
+    where no name matches, NAME may be the base's Hub id (any casing, as on the Hub)."""
     name, _, rev = str(text).partition("@")
     B = M.BaseModelRow
-    q = select(B)
+    by_rev: list[SQLColumnExpression[bool]] = []
     if rev:
         by_fp = B.fingerprint.startswith(rev) if HEX.fullmatch(rev) else False
-        q = q.where(B.name == name, (B.revision == rev) | by_fp)
-    elif HEX.fullmatch(name):
-        q = q.where((B.name == name) | B.fingerprint.startswith(name))
-    else:
-        q = q.where(B.name == name)
-    row = s.scalar(q.order_by(B.id.desc()).limit(1))
-    if row is None:
-        raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
-    return row
+        by_rev = [(B.revision == rev) | by_fp]
+    by_name = (B.name == name) | B.fingerprint.startswith(name) if not rev and HEX.fullmatch(name) else B.name == name
+    for match in (by_name, _by_hub_id(name)):
+        row = s.scalar(select(B).where(match, *by_rev).order_by(B.id.desc()).limit(1))
+        if row is not None:
+            return row
+    raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
+
+
+def _by_hub_id(hub_id: str) -> SQLColumnExpression[bool]:
+    """The bases recorded with this Hub id (the Hub treats ids without regard to case)."""
+    return func.lower(M.BaseModelRow.hub_id) == hub_id.lower()
 
 
 def base_rows(s: Session, text: str) -> list[M.BaseModelRow]:
-    """Every registered revision of a base NAME (or the one NAME@REV names)."""
+    """Every registered revision of a base NAME or Hub id (or the one NAME@REV names)."""
     if "@" in text or HEX.fullmatch(text):
         return [get_base(s, text)]
-    ids = list(s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.name == text)))
+    B = M.BaseModelRow
+    ids = list(s.scalars(select(B).where(B.name == text))) or list(s.scalars(select(B).where(_by_hub_id(text))))
     if not ids:
         raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
     return ids

@@ -14,12 +14,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from registry import types as T
-from registry.adapters.basemodel import fingerprint_base
+from registry.adapters.basemodel import fingerprint_base, read_card
 from registry.adapters.compat import check_compat
+from registry.adapters.hfcache import check_hub_id
 from registry.adapters.inspect import AdapterManifest, check_name, inspect_adapter
 from registry.adapters.validate import Finding, raise_findings
 from registry.adapters.validate.against_base import check_targets, check_vocab
@@ -37,17 +38,21 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 def add_base(core: Core, path: Path, *, name: str, revision: str | None, store_weights: bool, full_hash: bool,
-             progress: Progress | None) -> T.BaseModel:
-    """Register a local Hugging Face model folder by fingerprint (weights stored only when asked)."""
+             progress: Progress | None, hub_id: str | None = None) -> T.BaseModel:
+    """Register a local Hugging Face model folder by fingerprint (weights stored only when asked),
+    with its Hub id when known and what its model card (README.md) says."""
     check_name(name)
+    if hub_id is not None:
+        check_hub_id(hub_id)
     fp = fingerprint_base(Path(path), revision=revision, full_hash=full_hash or store_weights,
                           max_header_bytes=core.settings.max_header_bytes)
+    card = read_card(fp.folder)
     if store_weights:
         ingest(core, {fp.folder / rel: (info.get("digest"), info["size"]) for rel, info in fp.files.items()},
                progress=progress)
     with core.db.write() as s:
         row, created = C.register_base(s, fp, name=name, actor=core.actor, location=str(fp.folder),
-                                       weights_stored=store_weights)
+                                       weights_stored=store_weights, hub_id=hub_id, card=card)
         return convert.base_model(row, created=created)
 
 
@@ -88,7 +93,7 @@ def guess_base(s: Session, manifest: AdapterManifest) -> M.BaseModelRow | None:
     if not hint:
         return None
     B = M.BaseModelRow
-    match = B.name == hint
+    match = (B.name == hint) | (func.lower(B.hub_id) == hint.lower())  # a Hub id, as training writes it
     if hint.startswith(("/", ".")):  # a local path: match the registered folder too
         match = match | (B.location == str(Path(hint).resolve()))
     cands = list(s.scalars(select(B).where(match).order_by(B.id.desc())))
