@@ -60,8 +60,8 @@ def base_ls(ctx, name, as_json) -> None:
     rows = ctx.registry.list_bases(name)
     if as_json:
         return print_json(rows)
-    table(["NAME", "REVISION", "FINGERPRINT", "ARCH", "DTYPE", "PARAMS", "SIZE", "LOCATION"],
-          [(b.name, b.revision, short(b.fingerprint), b.architecture, b.dtype, f"{b.param_count:,}",
+    table(["NAME", "HUB ID", "REVISION", "FINGERPRINT", "ARCH", "DTYPE", "PARAMS", "SIZE", "LOCATION"],
+          [(b.name, b.hub_id or "-", b.revision, short(b.fingerprint), b.architecture, b.dtype, f"{b.param_count:,}",
             human(b.total_size), b.location) for b in rows])
 
 
@@ -133,11 +133,9 @@ def ls(ctx, base_, min_rank, max_rank, peft_type, target_modules, tags, metrics,
 def _target_names(v) -> str | None:
     """The leaf names `ls --target-module` matches, when they differ from the saved form (and why not)."""
     names = list(v.target_module_names)
-    if names == list(v.target_modules):
-        return None
     if isinstance((v.config or {}).get("target_modules"), str) and names == [v.config["target_modules"]]:
         return "not expanded: no base recorded (`version set-base REF BASE` expands it)"
-    return ", ".join(names)
+    return None if names == list(v.target_modules) else ", ".join(names)
 
 
 @click.command()

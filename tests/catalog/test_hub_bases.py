@@ -102,6 +102,7 @@ def test_base_add_from_the_hf_cache_records_hub_id_commit_and_card(tmp_path, hf_
         shown = run_cli("base", "show", ref, "--json", env=env)
         assert shown.returncode == 0 and json.loads(shown.stdout)["fingerprint"] == b["fingerprint"], ref
     assert "hub id:" in run_cli("base", "show", HUB_ID, env=env).stdout
+    assert HUB_ID in run_cli("base", "ls", env=env).stdout
 
 
 @pytest.mark.parametrize("rev", ["v1.0", C_OLD, C_OLD[:10]])

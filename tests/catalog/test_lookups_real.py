@@ -141,6 +141,12 @@ def test_the_cli_lists_all_linear_adapters_by_module(tmp_path, tiny_llama, all_l
     p = run_cli("ls", "--target-module", "gate_proj", "--json", env=env)
     assert p.returncode == 0 and [v["name"] for v in json.loads(p.stdout)["items"]] == ["al"]
     assert "q_proj" in json.loads(run_cli("show", "al", "--json", env=env).stdout)["target_module_names"]
+    literal = shutil.copytree(all_linear, tmp_path / "literal")
+    conf = json.loads((literal / "adapter_config.json").read_text())
+    (literal / "adapter_config.json").write_text(json.dumps({**conf, "target_modules": "all-linear",
+                                                             "base_model_name_or_path": "Someone/Unregistered"}))
+    assert run_cli("push", literal, "--name", "lit", env=env).returncode == 0  # no base to expand it against
+    assert "not expanded: no base recorded" in run_cli("show", "lit", env=env).stdout
 
 
 def test_migration_0004_rewrites_old_target_rows_as_leaf_names(sqlite_url, settings_for, tiny_llama, all_linear,
