@@ -128,7 +128,7 @@ def generate(n_versions: int = 100_000, n_evals: int = 500_000, *, per_adapter: 
              "task_type", "rank", "alpha", "rank_pattern", "alpha_pattern", "target_modules", "use_dora",
              "use_rslora", "modules_to_save", "bias", "init_method", "adapter_dtype", "param_count", "size_bytes",
              "description", "config", "training", "compat", "compat_status", "deprecated", "deprecation_reason",
-             "successor_id", "created_at", "created_by")
+             "successor_id", "created_at", "created_by", "min_rank", "max_rank")
     versions = Table("adapter_versions", vcols)
     files = Table("version_files", ("version_id", "path", "digest", "size", "role"))
     blobs = Table("blobs", ("digest", "size", "created_at"))
@@ -159,7 +159,7 @@ def generate(n_versions: int = 100_000, n_evals: int = 500_000, *, per_adapter: 
             vid, a + 1, num, digest, bmid, base, "LORA", "CAUSAL_LM", rank, float(rank * 2), "{}", "{}",
             json.dumps(sorted(mods)), dora, False, "[]", "none", None, "bfloat16", params, params * 2,
             "", json.dumps(conf), None, json.dumps(compat), "ok", deprecated,
-            "superseded" if deprecated else None, None, created, ACTOR))
+            "superseded" if deprecated else None, None, created, ACTOR, rank, rank))  # no rank_pattern: min = max = r
         ids_of.setdefault(a, []).append(vid)
         wdig, cdig = _hex("w", vid), _hex("c", vid)
         files.rows += [(vid, "adapter_config.json", cdig, 600, "config"),

@@ -13,21 +13,41 @@ def base() -> None:
 
 
 @base.command("add")
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--name", required=True, help="Base model name, e.g. llama-3-8b.")
+@click.argument("path", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--name", help="Registry name, e.g. llama-3-8b (default with a Hub id: the id, lower-cased).")
 @click.option("--revision", help="Revision label (e.g. a Hub commit).")
+@click.option("--hub-id", help="The Hub repo id the folder holds, with its casing, e.g. Meta-Llama/Llama-3.2-1B.")
+@click.option("--from-hf-cache", "from_cache", metavar="ORG/NAME[@REV]",
+              help="Register a snapshot of the local Hugging Face cache (HF_HUB_CACHE / HF_HOME) instead of PATH; "
+                   "REV: a branch, tag or commit (default main). Records the Hub id and the commit.")
 @click.option("--store-weights", is_flag=True, help="Copy the weights into the artifact store.")
 @click.option("--full-hash", is_flag=True, help="Hash every weight byte (default: sizes and samples).")
 @json_option
 @pass_ctx
-def base_add(ctx, path, name, revision, store_weights, full_hash, as_json) -> None:
-    """Register a local Hugging Face model folder by fingerprint."""
+def base_add(ctx, path, name, revision, hub_id, from_cache, store_weights, full_hash, as_json) -> None:
+    """Register a local Hugging Face model folder (PATH, or --from-hf-cache) by fingerprint."""
+    from registry.adapters import hfcache
+    from registry.errors import InvalidInput
+
+    if from_cache:
+        if path or hub_id or revision:
+            raise InvalidInput("--from-hf-cache names the folder, the Hub id and the revision",
+                               hint="drop PATH, --hub-id and --revision (write ORG/NAME@REV)")
+        snap = hfcache.find_snapshot(from_cache)
+        path, hub_id, revision = snap.folder, snap.hub_id, snap.commit
+    elif not path:
+        raise InvalidInput("base add needs PATH or --from-hf-cache ORG/NAME[@REV]")
+    if name is None:
+        if hub_id is None:
+            raise InvalidInput("base add PATH needs --name (or --hub-id, whose lower-cased id is the default)")
+        name = hfcache.default_base_name(hub_id)
     with progress_bar("registering base", enabled=not as_json) as cb:
         b = ctx.registry.add_base(path, name=name, revision=revision, store_weights=store_weights,
-                                  full_hash=full_hash, progress=cb)
+                                  full_hash=full_hash, progress=cb, hub_id=hub_id)
     if as_json:
         return print_json(b)
-    click.echo(f"{'registered' if b.created else 'already registered'} {b.ref} fingerprint {short(b.fingerprint)} "
+    hub = f" hub {b.hub_id}" if b.hub_id else ""
+    click.echo(f"{'registered' if b.created else 'already registered'} {b.ref}{hub} fingerprint {short(b.fingerprint)} "
                f"({b.architecture}, {b.param_count:,} params, {b.dtype})")
 
 
@@ -40,8 +60,8 @@ def base_ls(ctx, name, as_json) -> None:
     rows = ctx.registry.list_bases(name)
     if as_json:
         return print_json(rows)
-    table(["NAME", "REVISION", "FINGERPRINT", "ARCH", "DTYPE", "PARAMS", "SIZE", "LOCATION"],
-          [(b.name, b.revision, short(b.fingerprint), b.architecture, b.dtype, f"{b.param_count:,}",
+    table(["NAME", "HUB ID", "REVISION", "FINGERPRINT", "ARCH", "DTYPE", "PARAMS", "SIZE", "LOCATION"],
+          [(b.name, b.hub_id or "-", b.revision, short(b.fingerprint), b.architecture, b.dtype, f"{b.param_count:,}",
             human(b.total_size), b.location) for b in rows])
 
 
@@ -50,15 +70,16 @@ def base_ls(ctx, name, as_json) -> None:
 @json_option
 @pass_ctx
 def base_show(ctx, ref, as_json) -> None:
-    """Show a base model (NAME, NAME@REVISION or a fingerprint prefix)."""
+    """Show a base model (NAME, NAME@REVISION, a fingerprint prefix, or its Hub id ORG/NAME[@REV])."""
     b = ctx.registry.show_base(ref)
     if as_json:
         return print_json(b)
-    kv([("name", b.name), ("revision", b.revision), ("fingerprint", b.fingerprint), ("architecture", b.architecture),
+    kv([("name", b.name), ("hub id", b.hub_id), ("revision", b.revision), ("fingerprint", b.fingerprint),
+        ("architecture", b.architecture),
         ("dtype", b.dtype), ("vocab", b.vocab_size), ("hidden", b.hidden_size), ("layers", b.num_layers),
         ("tied", b.tie_word_embeddings), ("params", f"{b.param_count:,}"), ("size", human(b.total_size)),
         ("location", b.location), ("weights stored", b.weights_stored), ("config hash", b.config_hash),
-        ("layout hash", b.layout_hash), ("tokenizer hash", b.tokenizer_hash)])
+        ("layout hash", b.layout_hash), ("tokenizer hash", b.tokenizer_hash), ("card", b.card)])
 
 
 @click.command()
@@ -155,6 +176,14 @@ def ls(ctx, base_, min_rank, max_rank, peft_type, target_modules, tags, metrics,
                  for v in page.items])
 
 
+def _target_names(v) -> str | None:
+    """The leaf names `ls --target-module` matches, when they differ from the saved form (and why not)."""
+    names = list(v.target_module_names)
+    if isinstance((v.config or {}).get("target_modules"), str) and names == [v.config["target_modules"]]:
+        return "not expanded: no base recorded (`version set-base REF BASE` expands it)"
+    return None if names == list(v.target_modules) else ", ".join(names)
+
+
 @click.command()
 @click.argument("ref")
 @json_option
@@ -166,7 +195,9 @@ def show(ctx, ref, as_json) -> None:
         return print_json(v)
     kv([("adapter", v.ref), ("digest", v.content_digest),
         ("base", f"{v.base.name} ({short(v.base.fingerprint)})" if v.base else f"- (config says {v.base_model_hint})"),
-        ("peft type", v.peft_type), ("rank", v.rank), ("alpha", v.alpha), ("targets", v.target_modules),
+        ("peft type", v.peft_type), ("rank", v.rank if v.min_rank == v.max_rank else
+                                     f"{v.rank} ({v.min_rank}..{v.max_rank} with the rank pattern)"),
+        ("alpha", v.alpha), ("targets", v.target_modules), ("target names", _target_names(v)),
         ("rank pattern", v.rank_pattern), ("alpha pattern", v.alpha_pattern), ("dora", v.use_dora or None),
         ("rslora", v.use_rslora or None), ("modules to save", v.modules_to_save), ("bias", v.bias),
         ("init", v.init_method), ("dtype", v.adapter_dtype), ("params", f"{v.param_count:,}"),

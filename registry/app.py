@@ -106,16 +106,23 @@ class Registry:
 
     # -- base models -----------------------------------------------------------------------
     def add_base(self, path: str | Path, *, name: str, revision: str | None = None, store_weights: bool = False,
-                 full_hash: bool = False, progress: Progress | None = None) -> T.BaseModel:
+                 full_hash: bool = False, progress: Progress | None = None, hub_id: str | None = None) -> T.BaseModel:
         """Register a Hugging Face model folder by fingerprint (weights stay where they are unless stored).
+
+        Args:
+            hub_id: the Hub repo id the folder holds, with its casing (`Meta-Llama/Llama-3.2-1B`); the
+                base is then found by it too (`show_base`, push's guess from base_model_name_or_path).
+                The folder's model card (README.md) is read either way (license, pipeline_tag, tags, ...).
 
         Raises:
             InvalidName, InvalidModel: bad name; not a model folder (no config.json, no safetensors, corrupt headers)
+            InvalidInput: not a Hub repo id
+            Conflict: this base is already registered with another Hub id
         """
         from registry.workflows import push as push_wf
 
         return push_wf.add_base(self.core, Path(path), name=name, revision=revision, store_weights=store_weights,
-                                full_hash=full_hash, progress=progress)
+                                full_hash=full_hash, progress=progress, hub_id=hub_id)
 
     def list_bases(self, name: str | None = None) -> list[T.BaseModel]:
         with self.db.read() as s:

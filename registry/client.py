@@ -204,13 +204,13 @@ class Client:
 
     # -- writes ------------------------------------------------------------------------------
     def add_base(self, path: str | Path, *, name: str, revision: str | None = None, store_weights: bool = False,
-                 full_hash: bool = False, progress: Progress | None = None) -> T.BaseModel:
+                 full_hash: bool = False, progress: Progress | None = None, hub_id: str | None = None) -> T.BaseModel:
         """Register a base model by reference: `path` is a folder on the server's filesystem.
 
         The server fingerprints (and with `store_weights` stores) it; `progress` is not called.
         """
         body = {"name": name, "path": str(path), "revision": revision, "store_weights": store_weights,
-                "full_hash": full_hash}
+                "full_hash": full_hash, "hub_id": hub_id}
         return from_dict(T.BaseModel, self._call("POST", "/bases", json=body))
 
     def push(self, path: str | Path, *, name: str, base: str | None = None,

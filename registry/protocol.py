@@ -111,7 +111,8 @@ class RegistryProtocol(Protocol):
 
     # -- writes
     def add_base(self, path: str | Path, *, name: str, revision: str | None = None, store_weights: bool = False,
-                 full_hash: bool = False, progress: Progress | None = None) -> T.BaseModel: ...
+                 full_hash: bool = False, progress: Progress | None = None,
+                 hub_id: str | None = None) -> T.BaseModel: ...
 
     def push(self, path: str | Path, *, name: str, base: str | None = None,
              tags: Mapping[str, str] | Iterable[str] = (), description: str = "",

@@ -243,6 +243,9 @@ class AdapterVersion(_Result):
     # the smallest and largest rank any module has (rank with rank_pattern)
     min_rank: int | None = None
     max_rank: int | None = None
+    # target modules as leaf names, what `--target-module` matches ("all-linear" and a regex expanded
+    # against the base; with no base recorded, the saved form alone)
+    target_module_names: tuple[str, ...] = ()
     # detail (show)
     files: tuple[FileInfo, ...] = ()
     compat: dict[str, Any] | None = None

@@ -6,7 +6,11 @@ Revises: 0003
 Create Date: 2026-12-01 13:00:00.000000
 
 Existing versions get min_rank/max_rank from rank and rank_pattern; existing evals keep their
-names (task and the rest stay NULL for them).
+names (task and the rest stay NULL for them). Their version_target_modules rows are rewritten as
+leaf module names (model.layers.0.self_attn.q_proj -> q_proj), with "all-linear" expanded against
+the base's layout when the version has a base (a frozen copy of registry/adapters/targets.py's
+rule). A regex target_modules keeps its saved-form row here: `adapter-registry version set-base
+REF BASE` (its own base again) rewrites the rows of one version with the current rule.
 """
 from typing import Any, Sequence, Union
 
@@ -40,6 +44,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('stderr', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('higher_is_better', sa.Boolean(), nullable=True))
     _backfill_ranks()
+    _backfill_target_modules()
 
 
 def _backfill_ranks() -> None:
@@ -55,6 +60,52 @@ def _backfill_ranks() -> None:
         if ranks:
             conn.execute(versions.update().where(versions.c.id == vid)
                          .values(min_rank=min(ranks), max_rank=max(ranks)))
+
+
+_HEADS = ('lm_head', 'embed_out')
+_SEQ_CLS_HEADS = ('score', 'classifier')
+_EMBEDDINGS = ('wte', 'wpe', 'shared')
+
+
+def _linear_leaves(layout: Any, task_type: Any) -> set[str]:
+    """Leaf names of the modules peft's all-linear targets on a base with this layout: 2-D
+    `.weight`s that are not an embedding nor the output layer (frozen copy, see the docstring)."""
+    skip = _HEADS + (_SEQ_CLS_HEADS if str(task_type or '').upper() == 'SEQ_CLS' else ())
+    out = set()
+    for name, info in (layout or {}).items():
+        shape = info[0] if isinstance(info, list) and info and isinstance(info[0], list) else info
+        if not name.endswith('.weight') or not isinstance(shape, list) or len(shape) != 2:
+            continue
+        leaf = name[:-len('.weight')].rsplit('.', 1)[-1]
+        if leaf not in skip and leaf not in _EMBEDDINGS and 'embed' not in leaf:
+            out.add(leaf)
+    return out
+
+
+def _backfill_target_modules() -> None:
+    versions = sa.table('adapter_versions', sa.column('id', sa.Integer), sa.column('target_modules', JSON),
+                        sa.column('config', JSON), sa.column('task_type', sa.String),
+                        sa.column('base_model_id', sa.Integer))
+    bases = sa.table('base_models', sa.column('id', sa.Integer), sa.column('layout', JSON))
+    rows_t = sa.table('version_target_modules', sa.column('version_id', sa.Integer), sa.column('module', sa.String))
+    conn = op.get_bind()
+    layouts: dict[int, Any] = {}
+    q = sa.select(versions.c.id, versions.c.target_modules, versions.c.config, versions.c.task_type,
+                  versions.c.base_model_id)
+    for vid, saved, conf, task_type, base_id in conn.execute(q).all():
+        tm = (conf or {}).get('target_modules', saved) if isinstance(conf, dict) else saved
+        if isinstance(tm, list):
+            names = {str(t).rsplit('.', 1)[-1] for t in tm}
+        elif isinstance(tm, str) and tm.lower() == 'all-linear' and base_id is not None:
+            if base_id not in layouts:
+                layouts[base_id] = conn.execute(sa.select(bases.c.layout).where(bases.c.id == base_id)).scalar()
+            names = _linear_leaves(layouts[base_id], task_type)
+        else:
+            continue  # a regex, or all-linear with no base: the saved-form row stays
+        if not names:
+            continue
+        conn.execute(rows_t.delete().where(rows_t.c.version_id == vid))
+        conn.execute(rows_t.insert(), [{'version_id': vid, 'module': m} for m in sorted(names)])
 
 
 def downgrade() -> None:

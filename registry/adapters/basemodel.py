@@ -138,3 +138,29 @@ def _tied(config: dict, text: dict, layout: dict) -> bool:
         if "tie_word_embeddings" in c:
             return bool(c["tie_word_embeddings"])
     return not any(k.endswith("lm_head.weight") for k in layout)
+
+
+CARD_KEYS = ("license", "pipeline_tag", "tags", "library_name", "language")
+
+
+def read_card(folder: Path) -> dict[str, Any]:
+    """What the folder's model card (README.md front matter, read with huggingface_hub's ModelCard)
+    says about the model: license, pipeline_tag, tags, library_name, language, those it sets.
+
+    A folder without a README.md, or whose front matter is not a valid card, has an empty card: it
+    describes the model, it is not needed to fingerprint or use it.
+    """
+    readme = Path(folder) / "README.md"
+    if not readme.is_file():
+        return {}
+    try:
+        import yaml  # type: ignore[import-untyped]  # (PyYAML, huggingface_hub's dependency, ships no stubs)
+        from huggingface_hub import ModelCard
+    except ImportError:  # the card is optional (the `ml` extra brings huggingface_hub)
+        return {}
+
+    try:
+        data = ModelCard(readme.read_text(encoding="utf-8"), ignore_metadata_errors=True).data.to_dict()
+    except (ValueError, OSError, yaml.YAMLError):  # UnicodeDecodeError is a ValueError
+        return {}
+    return {k: data[k] for k in CARD_KEYS if data.get(k) not in (None, "", [])}

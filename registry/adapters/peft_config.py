@@ -15,6 +15,13 @@ LORA_FAMILY = {"LORA"}
 # Initialisations that move the base weights themselves: the adapter is only right on the base
 # *as modified at init time*, so merging it into the original base is wrong.
 BASE_CHANGING_INITS = {"pissa", "olora", "corda", "loftq"}
+# Where each PEFT type keeps its scaling alpha (peft 0.21's configs); a type not named uses lora_alpha.
+# FROD's regularization_alpha is a loss weight, not a scaling, so FROD has none.
+ALPHA_KEYS = {
+    "LORA": "lora_alpha", "ADALORA": "lora_alpha", "SUPERTUNING": "lora_alpha", "LOHA": "alpha", "LOKR": "alpha",
+    "DEFT": "alpha", "GRALORA": "alpha", "PSOFT": "psoft_alpha", "RANDLORA": "randlora_alpha",
+    "SHADOW": "shadow_alpha", "FROD": "",
+}
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # adapter_config.json (a rank_pattern naming every module of a 405B is ~100 KB)
 
 
@@ -50,6 +57,13 @@ class PeftFields:
     @property
     def changes_base(self) -> bool:
         return (self.init_method or "").split("_")[0] in BASE_CHANGING_INITS
+
+    @property
+    def rank_range(self) -> tuple[int | None, int | None]:
+        """(smallest, largest) rank any module has: `r` with the values of `rank_pattern` (what
+        `--min-rank` / `--max-rank` compare with; migration 0004 computes the same for old rows)."""
+        ranks = ([self.rank] if self.rank is not None else []) + list(self.rank_pattern.values())
+        return (min(ranks), max(ranks)) if ranks else (None, None)
 
     def scaling_for(self, module: str) -> tuple[int | None, float | None]:
         """(r, alpha) for a module name, resolved the way peft's get_pattern_key does."""
@@ -97,14 +111,15 @@ def parse_config(conf: dict[str, Any]) -> PeftFields:
     targets = sorted(tm) if isinstance(tm, (list, tuple, set)) else ([] if tm is None else [tm])
     mts = conf.get("modules_to_save") or []
     r = conf.get("r")
-    alpha = conf.get("lora_alpha")
+    alpha_key = ALPHA_KEYS.get(peft_type, "lora_alpha")
+    alpha = conf.get(alpha_key) if alpha_key else None
     try:
         rank = int(r) if r is not None else None
         alpha_f = float(alpha) if alpha is not None else None
         rank_pattern = {str(k): int(v) for k, v in (conf.get("rank_pattern") or {}).items()}
         alpha_pattern = {str(k): float(v) for k, v in (conf.get("alpha_pattern") or {}).items()}
     except (TypeError, ValueError) as e:
-        raise InvalidAdapter(f"adapter_config.json: r / lora_alpha / patterns must be numbers ({e})") from e
+        raise InvalidAdapter(f"adapter_config.json: r / {alpha_key or 'alpha'} / patterns must be numbers ({e})") from e
     if rank is not None and rank <= 0:
         raise InvalidAdapter(f"adapter_config.json: r must be positive, got {rank}")
     ltt = conf.get("layers_to_transform")

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Result, select, update
+from sqlalchemy import Result, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from registry.adapters.basemodel import BaseFingerprint
 from registry.adapters.inspect import AdapterManifest
+from registry.adapters.targets import leaf_targets
 from registry.catalog import models as M
 from registry.db import Base
+from registry.errors import Conflict
 from registry.evals import Identity, LmEvalMetric, names
 
 V = M.AdapterVersion
@@ -54,14 +56,27 @@ def touch_blobs(s: Session, blobs: dict[str, int]) -> None:
 
 
 def register_base(s: Session, fp: BaseFingerprint, *, name: str, actor: str, location: str,
-                  weights_stored: bool) -> tuple[M.BaseModelRow, bool]:
-    """The base row for (name, fingerprint), created if new. Same folder twice -> same row."""
+                  weights_stored: bool, hub_id: str | None = None,
+                  card: dict[str, Any] | None = None) -> tuple[M.BaseModelRow, bool]:
+    """The base row for (name, fingerprint), created if new. Same folder twice -> same row.
+
+    A second registration may add what the first did not know (stored weights, the Hub id, the
+    card), never change it: another Hub id for the same row is a Conflict.
+    """
     B = M.BaseModelRow
     row = s.scalar(select(B).where(B.name == name, B.fingerprint == fp.fingerprint))
     if row is not None:
+        if hub_id is not None and row.hub_id is not None and row.hub_id != hub_id:
+            raise Conflict(f"base {name} is registered as Hub repo {row.hub_id}, not {hub_id}", base=name,
+                           hint="register it under another --name")
         if weights_stored and not row.weights_stored:
             row.weights_stored = True
             row.files = fp.files
+        if hub_id is not None and row.hub_id is None:
+            row.hub_id = hub_id
+            record(s, actor, "base.set_hub_id", f"{name}@{fp.revision or fp.fingerprint[:12]}", {"hub_id": hub_id})
+        if card and not row.card:
+            row.card = dict(card)
         return row, False
     row = B(
         name=name, revision=fp.revision, fingerprint=fp.fingerprint, architecture=fp.architecture,
@@ -69,12 +84,12 @@ def register_base(s: Session, fp: BaseFingerprint, *, name: str, actor: str, loc
         tokenizer_hash=fp.tokenizer_hash, vocab_size=fp.vocab_size, hidden_size=fp.hidden_size,
         num_layers=fp.num_layers, dtype=fp.dtype, tie_word_embeddings=fp.tie_word_embeddings,
         param_count=fp.param_count, total_size=fp.total_size, location=location, weights_stored=weights_stored,
-        layout=fp.layout, config=fp.config, files=fp.files, created_by=actor,
+        layout=fp.layout, config=fp.config, files=fp.files, created_by=actor, hub_id=hub_id, card=dict(card or {}),
     )
     s.add(row)
     s.flush()
     record(s, actor, "base.add", f"{name}@{fp.revision or fp.fingerprint[:12]}",
-           {"fingerprint": fp.fingerprint, "location": location})
+           {"fingerprint": fp.fingerprint, "location": location, **({"hub_id": hub_id} if hub_id else {})})
     return row, True
 
 
@@ -109,11 +124,13 @@ def create_version(s: Session, manifest: AdapterManifest, *, name: str, base: M.
     number = s.scalar(update(M.Adapter).where(M.Adapter.id == adapter.id)
                       .values(latest_version=M.Adapter.latest_version + 1).returning(M.Adapter.latest_version))
     f = manifest.fields
+    min_rank, max_rank = f.rank_range
     add_blobs(s, {e.digest: e.size for e in manifest.files})
     row = V(
         adapter_id=adapter.id, version=number, content_digest=manifest.content_digest,
         base_model_id=base.id if base else None, base_model_hint=f.base_model_hint, peft_type=f.peft_type,
-        task_type=f.task_type, rank=f.rank, alpha=f.alpha, rank_pattern=f.rank_pattern, alpha_pattern=f.alpha_pattern,
+        task_type=f.task_type, rank=f.rank, min_rank=min_rank, max_rank=max_rank, alpha=f.alpha,
+        rank_pattern=f.rank_pattern, alpha_pattern=f.alpha_pattern,
         target_modules=f.target_modules if not f.target_regex else [f.target_regex], use_dora=f.use_dora,
         use_rslora=f.use_rslora, modules_to_save=f.modules_to_save, bias=f.bias, init_method=f.init_method,
         adapter_dtype=manifest.adapter_dtype, param_count=manifest.param_count, size_bytes=manifest.size_bytes,
@@ -123,13 +140,26 @@ def create_version(s: Session, manifest: AdapterManifest, *, name: str, base: M.
     row.files = [M.VersionFile(path=e.path, digest=e.digest, size=e.size, role=e.role) for e in manifest.files]
     s.add(row)
     s.flush()
-    for mod in sorted(set(row.target_modules)):
-        s.add(M.VersionTargetModule(version_id=row.id, module=mod))
+    set_target_modules(s, row, base)
     for k, v in sorted(tags.items()):
         s.add(M.Tag(version_id=row.id, key=k, value=v))
     record(s, actor, "version.create", f"{name}@{number}", {"digest": manifest.content_digest,
                                                               "base": base.fingerprint if base else None})
     return adapter, row, True
+
+
+def set_target_modules(s: Session, row: M.AdapterVersion, base: M.BaseModelRow | None) -> bool:
+    """(Re)write the version's target-module rows: leaf names, "all-linear" and a regex expanded
+    against `base`'s layout (as saved without a base). Returns whether they are resolved to module
+    names. Called when a version is created and when its base changes (set_base)."""
+    conf = row.config or {}
+    saved = conf.get("target_modules", row.target_modules or None)
+    names, resolved = leaf_targets(saved, base.layout if base is not None else None, task_type=row.task_type,
+                                   exclude_modules=conf.get("exclude_modules"))
+    s.execute(delete(M.VersionTargetModule).where(M.VersionTargetModule.version_id == row.id))
+    if names:
+        s.add_all([M.VersionTargetModule(version_id=row.id, module=m) for m in names])
+    return resolved
 
 
 def add_eval(s: Session, row: M.AdapterVersion, *, ref: str, metric: str, value: float, dataset: str | None,

@@ -66,28 +66,33 @@ def get_version(s: Session, ref: Ref) -> tuple[M.Adapter, M.AdapterVersion]:
 
 
 def get_base(s: Session, text: str) -> M.BaseModelRow:
-    """A base model by NAME (newest revision), NAME@REVISION, NAME@FINGERPRINT-PREFIX or fingerprint."""
+    """A base model by NAME (newest revision), NAME@REVISION, NAME@FINGERPRINT-PREFIX or fingerprint;
+    where no name matches, NAME may be the base's Hub id (any casing, as on the Hub)."""
     name, _, rev = str(text).partition("@")
     B = M.BaseModelRow
-    q = select(B)
+    by_rev: list[SQLColumnExpression[bool]] = []
     if rev:
         by_fp = B.fingerprint.startswith(rev) if HEX.fullmatch(rev) else False
-        q = q.where(B.name == name, (B.revision == rev) | by_fp)
-    elif HEX.fullmatch(name):
-        q = q.where((B.name == name) | B.fingerprint.startswith(name))
-    else:
-        q = q.where(B.name == name)
-    row = s.scalar(q.order_by(B.id.desc()).limit(1))
-    if row is None:
-        raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
-    return row
+        by_rev = [(B.revision == rev) | by_fp]
+    by_name = (B.name == name) | B.fingerprint.startswith(name) if not rev and HEX.fullmatch(name) else B.name == name
+    for match in (by_name, _by_hub_id(name)):
+        row = s.scalar(select(B).where(match, *by_rev).order_by(B.id.desc()).limit(1))
+        if row is not None:
+            return row
+    raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
+
+
+def _by_hub_id(hub_id: str) -> SQLColumnExpression[bool]:
+    """The bases recorded with this Hub id (the Hub treats ids without regard to case)."""
+    return func.lower(M.BaseModelRow.hub_id) == hub_id.lower()
 
 
 def base_rows(s: Session, text: str) -> list[M.BaseModelRow]:
-    """Every registered revision of a base NAME (or the one NAME@REV names)."""
+    """Every registered revision of a base NAME or Hub id (or the one NAME@REV names)."""
     if "@" in text or HEX.fullmatch(text):
         return [get_base(s, text)]
-    ids = list(s.scalars(select(M.BaseModelRow).where(M.BaseModelRow.name == text)))
+    B = M.BaseModelRow
+    ids = list(s.scalars(select(B).where(B.name == text))) or list(s.scalars(select(B).where(_by_hub_id(text))))
     if not ids:
         raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
     return ids
@@ -255,10 +260,12 @@ def _plan(q: SearchQuery, sm: tuple[str, bool] | None) -> _Plan:
 def _filters(q: SearchQuery, p: _Plan) -> list[SQLColumnExpression[bool]]:
     """The query's filters other than the base, in terms of the plan's columns where it has them."""
     conds: list[SQLColumnExpression[bool]] = []
+    # the largest and smallest rank of any module (r with rank_pattern), not r alone: an r=4 adapter
+    # with v_proj at 8 is not "at most rank 4"
     if q.max_rank is not None:
-        conds.append(p.rank <= q.max_rank)
+        conds.append(V.max_rank <= q.max_rank)
     if q.min_rank is not None:
-        conds.append(p.rank >= q.min_rank)
+        conds.append(V.min_rank >= q.min_rank)
     if not q.include_deprecated:
         conds.append(p.deprecated.is_(False))
     if q.peft_type:
@@ -337,13 +344,16 @@ def hydrate(s: Session, rows: Sequence[M.AdapterVersion], *, adapters: dict[int,
     tags: dict[int, dict[str, str]] = defaultdict(dict)
     aliases: dict[int, list[str]] = defaultdict(list)
     metrics: dict[int, dict[str, float]] = defaultdict(dict)
+    targets: dict[int, list[str]] = defaultdict(list)
     for kind, vid, key, text_value, num in s.execute(_DETAILS, {"vids": vids}):
         if kind == 0:
             tags[vid][key] = text_value
         elif kind == 1:
             aliases[vid].append(key)
-        else:
+        elif kind == 2:
             metrics[vid][key] = num
+        else:
+            targets[vid].append(key)
     bases = dict(bases or {})
     for r in rows:  # loaded along with the version (get_version's contains_eager)
         b = r.__dict__.get("base_model")
@@ -355,7 +365,8 @@ def hydrate(s: Session, rows: Sequence[M.AdapterVersion], *, adapters: dict[int,
     succ = _successor_refs(s, [r.successor_id for r in rows if r.successor_id])
     return [convert.version(r, name=names[r.adapter_id], base=_get(bases, r.base_model_id), tags=dict(tags[r.id]),
                             aliases=tuple(sorted(aliases[r.id])), metrics=dict(sorted(metrics[r.id].items())),
-                            successor=_get(succ, r.successor_id)) for r in rows]
+                            successor=_get(succ, r.successor_id),
+                            target_module_names=tuple(sorted(targets[r.id]))) for r in rows]
 
 
 def _get(d: dict[int, _T], key: int | None) -> _T | None:
@@ -364,7 +375,8 @@ def _get(d: dict[int, _T], key: int | None) -> _T | None:
 
 
 _VIDS: BindParameter[list[int]] = bindparam("vids", expanding=True)
-# (kind, version_id, key, text, number): 0 tags, 1 aliases, 2 current metric values; one round trip.
+# (kind, version_id, key, text, number): 0 tags, 1 aliases, 2 current metric values, 3 target-module
+# rows (leaf names); one round trip.
 _DETAILS = union_all(
     select(literal(0), M.Tag.version_id, M.Tag.key, M.Tag.value, cast(null(), Float))
     .where(M.Tag.version_id.in_(_VIDS)),
@@ -372,6 +384,8 @@ _DETAILS = union_all(
     .where(M.Alias.version_id.in_(_VIDS)),
     select(literal(2), M.MetricValue.version_id, M.MetricValue.metric, cast(null(), String), M.MetricValue.value)
     .where(M.MetricValue.version_id.in_(_VIDS)),
+    select(literal(3), M.VersionTargetModule.version_id, M.VersionTargetModule.module, cast(null(), String),
+           cast(null(), Float)).where(M.VersionTargetModule.version_id.in_(_VIDS)),
 )
 
 

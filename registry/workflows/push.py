@@ -14,12 +14,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from registry import types as T
-from registry.adapters.basemodel import fingerprint_base
+from registry.adapters.basemodel import fingerprint_base, read_card
 from registry.adapters.compat import check_compat
+from registry.adapters.hfcache import check_hub_id
 from registry.adapters.inspect import AdapterManifest, check_name, inspect_adapter
 from registry.adapters.outputs import DEFAULT_ADAPTER, adapters_in, pick, registry_names
 from registry.adapters.validate import Finding, raise_findings
@@ -38,17 +39,21 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 def add_base(core: Core, path: Path, *, name: str, revision: str | None, store_weights: bool, full_hash: bool,
-             progress: Progress | None) -> T.BaseModel:
-    """Register a local Hugging Face model folder by fingerprint (weights stored only when asked)."""
+             progress: Progress | None, hub_id: str | None = None) -> T.BaseModel:
+    """Register a local Hugging Face model folder by fingerprint (weights stored only when asked),
+    with its Hub id when known and what its model card (README.md) says."""
     check_name(name)
+    if hub_id is not None:
+        check_hub_id(hub_id)
     fp = fingerprint_base(Path(path), revision=revision, full_hash=full_hash or store_weights,
                           max_header_bytes=core.settings.max_header_bytes)
+    card = read_card(fp.folder)
     if store_weights:
         ingest(core, {fp.folder / rel: (info.get("digest"), info["size"]) for rel, info in fp.files.items()},
                progress=progress)
     with core.db.write() as s:
         row, created = C.register_base(s, fp, name=name, actor=core.actor, location=str(fp.folder),
-                                       weights_stored=store_weights)
+                                       weights_stored=store_weights, hub_id=hub_id, card=card)
         return convert.base_model(row, created=created)
 
 
@@ -147,7 +152,7 @@ def guess_base(s: Session, manifest: AdapterManifest) -> M.BaseModelRow | None:
     if not hint:
         return None
     B = M.BaseModelRow
-    match = B.name == hint
+    match = (B.name == hint) | (func.lower(B.hub_id) == hint.lower())  # a Hub id, as training writes it
     if hint.startswith(("/", ".")):  # a local path: match the registered folder too
         match = match | (B.location == str(Path(hint).resolve()))
     cands = list(s.scalars(select(B).where(match).order_by(B.id.desc())))
@@ -214,6 +219,10 @@ def set_base(core: Core, ref: str, base: str, *, force: bool = False) -> T.Adapt
         base_row = Q.get_base(s, base)
         old = row.base_model
         if old is not None and old.id == base_row.id:
+            # its own base again: nothing to check or audit, but the target-module rows are rewritten
+            # with the current rule (the reindex path for rows an older registry wrote)
+            C.set_target_modules(s, row, base_row)
+            s.flush()
             return Q.hydrate(s, [row])[0]
         if old is not None and not force:
             raise Conflict(f"{vref} already has base {convert.base_label(old)}", ref=vref,
@@ -223,6 +232,7 @@ def set_base(core: Core, ref: str, base: str, *, force: bool = False) -> T.Adapt
         if rep["status"] == "fail":
             raise Incompatible(f"{vref}: does not fit base {base_row.name}: {rep['errors'][0]}", errors=rep["errors"])
         row.base_model_id, row.compat, row.compat_status = base_row.id, rep, rep["status"]
+        C.set_target_modules(s, row, base_row)  # "all-linear" / a regex: expanded against this base
         s.execute(update(M.MetricValue).where(M.MetricValue.version_id == row.id).values(base_model_id=base_row.id))
         C.record(s, core.actor, "version.set_base", vref,
                  {"from": convert.base_label(old) if old is not None else None, "to": convert.base_label(base_row),

@@ -59,6 +59,15 @@ def test_add_base_registers_by_fingerprint_once(reg, tiny_llama):
     assert reg.show_base("tiny@r1").fingerprint == b.fingerprint
 
 
+def test_add_base_records_a_hub_id_and_finds_the_base_by_it(reg, tiny_llama):
+    b = reg.add_base(tiny_llama, name="tiny", revision="c0ffee1", hub_id="Org/Tiny-Llama")
+    assert (b.hub_id, b.revision, b.card) == ("Org/Tiny-Llama", "c0ffee1", {})
+    assert reg.show_base("org/tiny-llama").fingerprint == b.fingerprint  # the Hub's ids ignore case
+    assert reg.list_bases("tiny")[0].hub_id == "Org/Tiny-Llama"
+    with pytest.raises(E.InvalidInput):
+        reg.add_base(tiny_llama, name="tiny2", hub_id="no spaces/allowed here")
+
+
 def test_add_base_with_stored_weights_stores_them(reg, tiny_llama):
     b = reg.add_base(tiny_llama, name="stored", store_weights=True, full_hash=True)
     assert b.weights_stored

@@ -49,6 +49,8 @@ class BaseIn(BaseModel):
     path: str = Field(max_length=4096, description="A Hugging Face model folder on the server's filesystem, "
                                                    "under a base root of the name's namespace")
     revision: str | None = Field(default=None, max_length=200)
+    hub_id: str | None = Field(default=None, max_length=96, description="The Hub repo id the folder holds, with "
+                                                                      "its casing, e.g. Meta-Llama/Llama-3.2-1B")
     store_weights: bool = Field(default=False, description="Copy the weights into the artifact store")
     full_hash: bool = Field(default=False, description="Hash every weight byte (default: sizes and samples)")
 
@@ -64,5 +66,5 @@ def add_base(body: Annotated[BaseIn, Body()], caller: Writer):
     caller.can_write(body.name)
     folder = caller.registry.targets.check_base_path(body.name, body.path)
     b = caller.registry.add_base(folder, name=body.name, revision=body.revision, store_weights=body.store_weights,
-                                 full_hash=body.full_hash)
+                                 full_hash=body.full_hash, hub_id=body.hub_id)
     return json(b, 201 if b.created else 200)

@@ -1,0 +1,159 @@
+"""Bases with Hub identity (issue 12): a base records its Hub id (with the Hub's casing) and its
+commit, from `--hub-id/--revision` or found in the local Hugging Face cache (`--from-hf-cache
+ORG/NAME[@REV]`), and what its model card says. On main before issue 12 there was no way to
+record a Hub id (`Meta-Llama/Llama-3.2-1B` is not a registry name), nor to register a cached model.
+
+The cache here is built in tmp with the layout huggingface_hub writes (models--Org--Name/blobs,
+snapshots/<commit>/ symlinks into blobs/, refs/<branch or tag>) from a tiny model saved by
+transformers; huggingface_hub's own scan_cache_dir and snapshot_download(local_files_only=True)
+reading it is the proof that the layout is the real one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from registry.errors import Conflict, InvalidInput
+from registry.testing.tiny import build_adapter
+from tests.factories import run_cli
+
+HUB_ID = "Meta-Llama/Llama-3.2-1B"
+C_OLD = "a" * 8 + hashlib.sha1(b"old").hexdigest()[8:]
+C_NEW = "b" * 8 + hashlib.sha1(b"new").hexdigest()[8:]
+CARD = """---
+license: llama3.2
+pipeline_tag: text-generation
+library_name: transformers
+language:
+- en
+- de
+tags:
+- facebook
+- meta
+- llama
+---
+# Llama 3.2 1B (a tiny stand-in)
+"""
+
+
+def _blob_name(rel: str, data: bytes) -> str:
+    """The name huggingface_hub gives a blob: its etag, the sha256 for LFS files, the git sha1 for others."""
+    if rel.endswith(".safetensors"):
+        return hashlib.sha256(data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def write_snapshot(cache: Path, hub_id: str, commit: str, files: dict[str, bytes], refs: tuple[str, ...]) -> Path:
+    repo = cache / ("models--" + hub_id.replace("/", "--"))
+    snap = repo / "snapshots" / commit
+    for rel, data in files.items():
+        blob = repo / "blobs" / _blob_name(rel, data)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = snap / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(blob, link.parent), link)
+    for ref in refs:
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+    return snap
+
+
+@pytest.fixture(scope="module")
+def hf_cache(tmp_path_factory, tiny_llama) -> Path:
+    """HF_HOME-style root: <root>/hub holds HUB_ID at two commits, main -> C_NEW, tag v1.0 -> C_OLD."""
+    root = tmp_path_factory.mktemp("hf-home")
+    files = {p.name: p.read_bytes() for p in sorted(tiny_llama.iterdir()) if p.is_file()}
+    write_snapshot(root / "hub", HUB_ID, C_OLD, {**files, "README.md": CARD.replace("llama3.2", "llama3").encode()},
+                   ("v1.0",))
+    write_snapshot(root / "hub", HUB_ID, C_NEW, {**files, "README.md": CARD.encode()}, ("main",))
+    return root
+
+
+def test_the_fake_cache_is_one_huggingface_hub_reads(hf_cache):
+    from huggingface_hub import scan_cache_dir, snapshot_download
+
+    info = scan_cache_dir(hf_cache / "hub")
+    assert info.warnings == []
+    (repo,) = info.repos
+    assert (repo.repo_id, repo.repo_type) == (HUB_ID, "model")
+    assert {r: rev.commit_hash for r, rev in repo.refs.items()} == {"main": C_NEW, "v1.0": C_OLD}
+    got = snapshot_download(HUB_ID, cache_dir=hf_cache / "hub", local_files_only=True)
+    assert Path(got) == hf_cache / "hub" / f"models--{HUB_ID.replace('/', '--')}" / "snapshots" / C_NEW
+    assert (Path(got) / "model.safetensors").is_symlink()
+
+
+def test_base_add_from_the_hf_cache_records_hub_id_commit_and_card(tmp_path, hf_cache):
+    env = {"ADAPTER_REGISTRY_HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(hf_cache / "hub"), "HF_HOME": None}
+    p = run_cli("base", "add", "--from-hf-cache", HUB_ID, "--json", env=env)
+    assert p.returncode == 0, p.stderr
+    b = json.loads(p.stdout)
+    assert (b["name"], b["hub_id"], b["revision"]) == ("meta-llama/llama-3.2-1b", HUB_ID, C_NEW)
+    assert b["location"].endswith(f"snapshots/{C_NEW}")
+    assert b["card"] == {"license": "llama3.2", "pipeline_tag": "text-generation", "library_name": "transformers",
+                         "language": ["en", "de"], "tags": ["facebook", "meta", "llama"]}
+    for ref in (HUB_ID, HUB_ID.upper(), f"{HUB_ID}@{C_NEW}", "meta-llama/llama-3.2-1b"):  # by Hub id, any casing
+        shown = run_cli("base", "show", ref, "--json", env=env)
+        assert shown.returncode == 0 and json.loads(shown.stdout)["fingerprint"] == b["fingerprint"], ref
+    assert "hub id:" in run_cli("base", "show", HUB_ID, env=env).stdout
+    assert HUB_ID in run_cli("base", "ls", env=env).stdout
+
+
+@pytest.mark.parametrize("rev", ["v1.0", C_OLD, C_OLD[:10]])
+def test_a_revision_is_a_tag_a_commit_or_a_commit_prefix_and_hf_home_is_honoured(tmp_path, hf_cache, rev):
+    env = {"ADAPTER_REGISTRY_HOME": str(tmp_path / "home"), "HF_HOME": str(hf_cache), "HF_HUB_CACHE": None}
+    p = run_cli("base", "add", "--from-hf-cache", f"meta-llama/llama-3.2-1b@{rev}", "--name", "llama", "--json",
+                env=env)
+    assert p.returncode == 0, p.stderr
+    b = json.loads(p.stdout)
+    assert (b["name"], b["hub_id"], b["revision"], b["card"]["license"]) == ("llama", HUB_ID, C_OLD, "llama3")
+
+
+def test_what_is_not_in_the_cache_is_refused_by_name(tmp_path, hf_cache):
+    env = {"ADAPTER_REGISTRY_HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(hf_cache / "hub")}
+    p = run_cli("base", "add", "--from-hf-cache", f"{HUB_ID}@nope", env=env)
+    assert p.returncode != 0 and "no cached revision 'nope'" in p.stderr and "main, v1.0" in p.stderr
+    p = run_cli("base", "add", "--from-hf-cache", "Qwen/Qwen3-0.6B", env=env)
+    assert p.returncode != 0 and "Qwen/Qwen3-0.6B is not in the Hugging Face cache" in p.stderr
+    p = run_cli("base", "add", "--from-hf-cache", HUB_ID, "--hub-id", HUB_ID, env=env)
+    assert p.returncode == 2
+
+
+def test_a_folder_with_a_hub_id_is_found_by_it_and_guessed_at_push(registry, tiny_llama, tmp_path):
+    b = registry.add_base(tiny_llama, name="llama", revision=C_NEW, hub_id=HUB_ID)
+    assert (b.hub_id, b.revision, b.card) == (HUB_ID, C_NEW, {})  # the folder has no README.md
+    assert registry.show_base("meta-llama/Llama-3.2-1b").fingerprint == b.fingerprint
+    assert [v.name for v in registry.list_bases("llama")] == ["llama"]
+    # what training writes: the Hub id in base_model_name_or_path; push guesses the base from it
+    a = build_adapter(tiny_llama, tmp_path / "a", target_modules="all-linear")
+    conf = json.loads((a / "adapter_config.json").read_text())
+    (a / "adapter_config.json").write_text(json.dumps({**conf, "base_model_name_or_path": HUB_ID}))
+    v = registry.push(a, name="bot")
+    assert v.base is not None and v.base.fingerprint == b.fingerprint and v.compat_status == "ok"
+    assert [x.ref for x in registry.search(base=HUB_ID, target_modules=["o_proj"]).items] == ["bot@1"]
+
+
+def test_a_hub_id_is_checked_and_never_silently_changed(registry, tiny_llama):
+    with pytest.raises(InvalidInput, match="Hub repo id"):
+        registry.add_base(tiny_llama, name="llama", hub_id="not a hub/id!")
+    first = registry.add_base(tiny_llama, name="llama")
+    assert first.hub_id is None
+    again = registry.add_base(tiny_llama, name="llama", hub_id=HUB_ID)  # learnt later: recorded
+    assert not again.created and again.hub_id == HUB_ID
+    with pytest.raises(Conflict, match="registered as Hub repo"):
+        registry.add_base(tiny_llama, name="llama", hub_id="Other/Model")
+
+
+def test_the_card_is_read_from_readme_front_matter_and_a_broken_one_is_empty(registry, tiny_llama, tmp_path):
+    d = shutil.copytree(tiny_llama, tmp_path / "m")
+    (d / "README.md").write_text(CARD)
+    assert registry.add_base(d, name="carded").card["pipeline_tag"] == "text-generation"
+    e = shutil.copytree(tiny_llama, tmp_path / "broken")
+    (e / "README.md").write_text("---\nlicense: [unclosed\n---\n")
+    assert registry.add_base(e, name="broken").card == {}
