@@ -7,12 +7,17 @@ unloads through vLLM's runtime API (/v1/load_lora_adapter, /v1/unload_lora_adapt
 VLLM_ALLOW_RUNTIME_LORA_UPDATING=True). Only names ending in `@ALIAS` are touched: adapters someone
 else loaded stay. A version that is not verified on vLLM against the served base is not loaded
 (`require_verified=False` relaxes that), nor one vLLM's preflight rules refuse.
+
+`deploy --follow` (registry/workflows/deploy.py `follow`) reads the events feed and deploys again
+after each batch of events `due` says can change what the alias serves; `moves` (pure) folds the
+alias events of a batch into what each NAME@ALIAS moved from and to, for its log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from registry.errors import DeployFailed, InvalidInput
 
@@ -42,6 +47,35 @@ def plan(alias: str, desired: Mapping[str, str], current: Mapping[str, str], *,
     unload = tuple(sorted(n for n in mine if n not in desired or n in load))
     keep = tuple(sorted(n for n in mine if n in desired and n not in load))
     return Plan(alias, load, unload, keep, dict(skipped or {}))
+
+
+# Events after which the alias set, or what of it may be served, can differ: the alias moved or was
+# removed (release/aliases.py), or one of its versions was deleted, deprecated, undeprecated or
+# re-based (serving-profile leaves such versions out or puts them back).
+ALIAS_KINDS = ("alias.set", "alias.remove")
+VERSION_KINDS = ("version.delete", "version.deprecate", "version.undeprecate", "version.set_base")
+
+
+def due(events: Iterable[Any], alias: str) -> bool:
+    """Whether any of these events (EventInfo: kind, subject) can change what `alias` serves."""
+    return any((e.kind in ALIAS_KINDS and e.subject.endswith(f"@{alias}")) or e.kind in VERSION_KINDS
+               for e in events)
+
+
+Moves = dict[str, tuple[int | None, int | None]]  # NAME@ALIAS -> (version before, version after)
+
+
+def moves(events: Iterable[Any], alias: str) -> Moves:
+    """{NAME@ALIAS: (version before the first event, version after the last)} for the alias events, oldest first.
+
+    A name moved back to where it started is left out (nothing to load or unload for it).
+    """
+    out: Moves = {}
+    for e in events:
+        if e.kind in ALIAS_KINDS and e.subject.endswith(f"@{alias}"):
+            start = out[e.subject][0] if e.subject in out else e.payload.get("from")
+            out[e.subject] = (start, e.payload.get("to"))
+    return {k: v for k, v in out.items() if v[0] != v[1]}
 
 
 def served(url: str, *, timeout: float = 30) -> tuple[str | None, dict[str, str]]:

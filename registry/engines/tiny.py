@@ -1,9 +1,10 @@
 """A tiny Llama that every engine takes: a Llama-style byte-fallback BPE tokenizer, vocab = the model's.
 
-registry/testing/tiny.py's byte-level tokenizer is not one llama.cpp's converter knows (its BPE
-pre-tokenizer hash is unknown to convert_hf_to_gguf.py get_vocab_base_pre) and has more tokens than
-the model's vocabulary. This one is what gguf-py's LlamaHfVocab converts (BPE with byte_fallback
-and a Sequence decoder), and the model is built with exactly its number of tokens. Built locally.
+registry/testing/tiny.py's byte-level tokenizer now fits its model's vocabulary, but it is not one
+llama.cpp's converter knows (its BPE pre-tokenizer hash is unknown to convert_hf_to_gguf.py
+get_vocab_base_pre), and its default head size (16) has no vLLM CPU attention kernel. This
+tokenizer is what gguf-py's LlamaHfVocab converts (BPE with byte_fallback and a Sequence decoder);
+the model is registry/testing/tiny.py's, with exactly this tokenizer's number of tokens. Built locally.
 """
 
 from __future__ import annotations
@@ -41,11 +42,7 @@ def build_llama(out: Path, *, seed: int = 0, hidden_size: int = 128, num_heads: 
     """
     from registry.testing.tiny import build_llama as _build
 
-    n = build_tokenizer(out / ".tok")
-    _build(out, hidden_size=hidden_size, intermediate_size=hidden_size * 2, num_layers=num_layers,
-           num_heads=num_heads, vocab_size=n, tie_word_embeddings=tie_word_embeddings, seed=seed,
-           with_tokenizer=False)
-    for f in (out / ".tok").iterdir():
-        f.rename(out / f.name)
-    (out / ".tok").rmdir()
-    return out
+    n = build_tokenizer(out)
+    return _build(out, hidden_size=hidden_size, intermediate_size=hidden_size * 2, num_layers=num_layers,
+                  num_heads=num_heads, vocab_size=n, tie_word_embeddings=tie_word_embeddings, seed=seed,
+                  with_tokenizer=False)

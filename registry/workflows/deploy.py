@@ -1,14 +1,22 @@
-"""deploy --vllm URL --alias ALIAS: what the server should serve, from the catalog (engines/deploy.py applies it)."""
+"""deploy --vllm URL --alias ALIAS: what the server should serve, from the catalog (engines/deploy.py applies it).
+
+`follow` is `deploy --follow`: deploy now, then again after every batch of events that can move the
+alias set. Each deploy computes the whole desired set from the catalog and compares it with what
+the server lists, so it is idempotent, a missed or repeated event costs nothing, and resuming from
+the last event id handled (`--state FILE`) only saves the deploys of events already applied.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from registry import gates
 from registry.catalog import queries as Q
 from registry.core import Core
 from registry.engines import deploy as D
-from registry.errors import InvalidInput, NotFound
+from registry.errors import DeployFailed, InvalidInput, NotFound
 from registry.refs import parse_ref
 
 
@@ -57,6 +65,45 @@ def deploy(core: Core, url: str, *, alias: str, base: str | None = None, require
     if not dry_run:
         D.apply(url, p)
     return p
+
+
+def follow(core: Core, url: str, *, alias: str, base: str | None = None, require_verified: bool = True,
+           after_id: int = 0, poll_s: float = 1.0, stop: Callable[[], bool] = lambda: False,
+           on_deploy: Callable[[D.Plan, D.Moves, int], None] = lambda p, moved, last: None,
+           on_error: Callable[[DeployFailed], None] = lambda e: None,
+           sleep: Callable[[float], None] = time.sleep) -> int:
+    """Deploy, then deploy again after each batch of events (id > after_id) that can change what `alias` serves.
+
+    `on_deploy(plan, moves, last_event_id)` follows every deploy that went through; a refused or
+    failed one (`on_error`) leaves the cursor where it was and is retried every `poll_s`. Returns
+    the last event id handled once `stop()` is true (checked after each poll).
+    """
+    from registry.release.api import Release
+
+    D.check_alias(alias)
+    rel = Release(core)
+    moved: D.Moves = {}
+    last, pending = after_id, True  # deploy once at start: the server may be anywhere
+    while True:
+        page = rel.events(last, 500)
+        if D.due(page, alias):
+            pending = True
+            moved.update(D.moves(page, alias))
+        head = page[-1].id if page else last
+        if pending:
+            try:
+                p = deploy(core, url, alias=alias, base=base, require_verified=require_verified)
+            except DeployFailed as e:
+                on_error(e)
+                head = last  # not handled: read this page again
+            else:
+                on_deploy(p, moved, head)
+                pending, moved = False, {}
+        last = head
+        if stop():
+            return last
+        if pending or len(page) < 500:
+            sleep(poll_s)
 
 
 def _base_of(core: Core, served: str | None) -> str:

@@ -73,10 +73,11 @@ def test_lora_on_a_tied_head_and_a_resized_vocabulary_are_flagged(tiny_llama, tm
 
     tied = build_llama(tmp_path / "tied", tie_word_embeddings=True)
     model = AutoModelForCausalLM.from_pretrained(tied)
-    model.resize_token_embeddings(260)
+    grown = model.config.vocab_size + 4
+    model.resize_token_embeddings(grown)
     pm = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "embed_tokens"], init_lora_weights=False))
     pm.save_pretrained(tmp_path / "resized", save_embedding_layers=True)
     r = report(tmp_path / "resized", tied)
-    assert any("vocabulary resized" in w for w in r["warnings"]) or any("260" in e for e in r["errors"])
+    assert any("vocabulary resized" in w for w in r["warnings"]) or any(str(grown) in e for e in r["errors"])
     assert any("tied embedding" in w for w in r["warnings"])
     del torch

@@ -64,7 +64,7 @@ def test_base_registration_is_idempotent_and_fingerprinted(registry, tiny_llama,
     assert c.fingerprint != a.fingerprint and c.layout_hash != a.layout_hash
     assert registry.show_base("tiny-llama").revision == "v2"
     assert registry.show_base(f"tiny-llama@{a.fingerprint[:12]}").fingerprint == a.fingerprint
-    assert a.architecture == "LlamaForCausalLM" and a.vocab_size == 256 and a.num_layers == 2
+    assert a.architecture == "LlamaForCausalLM" and a.vocab_size == 260 and a.num_layers == 2
 
 
 def test_trainer_output_folder_picks_the_final_checkpoint_and_records_the_loss_curve(registry, tiny_adapter, tmp_path):

@@ -150,3 +150,98 @@ def test_the_resolver_serves_name_at_alias_from_the_registry_only_when_verified_
         assert r.status_code == 404, r.text  # registered, aliased, but never verified on vLLM: not served
     finally:
         stop(proc)
+
+
+def _lines(proc):
+    """The JSON lines a `deploy --follow --json` process prints, as a queue filled by a thread."""
+    import json
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue()
+
+    def pump():
+        for line in proc.stdout:
+            if line.strip():
+                q.put(json.loads(line))
+
+    threading.Thread(target=pump, daemon=True).start()
+    return q
+
+
+def _follower(reg, url, state):
+    import sys
+
+    from tests.factories import ROOT, cli_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "registry", "deploy", "--vllm", url, "--alias", "production",
+                             "--base", "llama", "--allow-unverified", "--follow", "--state", str(state), "--poll",
+                             "0.2", "--json"], cwd=ROOT, env=cli_env(reg.core.settings), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    return proc, _lines(proc)
+
+
+def _served(url):
+    return {m["id"]: m.get("root") for m in httpx.get(url + "/v1/models").json()["data"] if m.get("parent")}
+
+
+def test_deploy_follow_serves_each_alias_move_and_resumes_from_its_state(sqlite_registry, vllm_server, engine_llama,
+                                                                       engine_adapter, models_dir, tmp_path):
+    """`deploy --follow`: after every alias move the server serves exactly the alias set, with peft's tokens."""
+    from registry.testing.tiny import build_adapter
+    from tests.factories import wait_for
+
+    reg = sqlite_registry
+    reg.add_base(engine_llama, name="llama")
+    reg.push(engine_adapter, name="bot", base="llama")
+    second = build_adapter(engine_llama, models_dir / "engine-follow-v2", r=8, seed=17)
+    reg.push(second, name="bot", base="llama")
+    reg.push(build_adapter(engine_llama, models_dir / "engine-follow-faq", r=8, seed=19), name="faq", base="llama")
+    reg.release.set_alias("bot", "production", 1)
+    prompt = [259, 267, 264, 271, 271, 274]
+    state = tmp_path / "deploy.state"
+
+    proc, out = _follower(reg, vllm_server, state)
+    try:
+        first = out.get(timeout=120)  # the deploy at start
+        assert list(first["plan"]["load"]) == ["bot@production"] and first["moves"] == {"bot@production": [None, 1]}
+        assert _tokens(vllm_server, "bot@production", prompt) == _peft_tokens(engine_llama, engine_adapter, prompt)
+        v1_root = _served(vllm_server)["bot@production"]
+
+        reg.release.set_alias("bot", "production", 2)
+        reg.release.set_alias("faq", "production", 1)
+        wait_for(lambda: set(_served(vllm_server)) == {"bot@production", "faq@production"}
+                 and _served(vllm_server)["bot@production"] != v1_root, timeout=120, every=0.5,
+                 what="the follower to serve bot@2 and faq@1")
+        assert _tokens(vllm_server, "bot@production", prompt) == _peft_tokens(engine_llama, second, prompt)
+        wait_for(lambda: int(state.read_text()) == reg.release.events()[-1].id if state.is_file() else False,
+                 timeout=30, what="the state file to reach the last event")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+    # moved while no follower ran: the next one resumes after the state's event id and catches up
+    handled = int(state.read_text())
+    reg.release.set_alias("bot", "production", 1)
+    reg.release.remove_alias("faq", "production")
+    proc, out = _follower(reg, vllm_server, state)
+    try:
+        resumed = out.get(timeout=120)
+        assert resumed["moves"] == {"bot@production": [2, 1], "faq@production": [1, None]}
+        assert resumed["last_event_id"] > handled
+        assert list(resumed["plan"]["load"]) == ["bot@production"]
+        assert sorted(resumed["plan"]["unload"]) == ["bot@production", "faq@production"]
+        assert set(_served(vllm_server)) == {"bot@production"}
+        assert _tokens(vllm_server, "bot@production", prompt) == _peft_tokens(engine_llama, engine_adapter, prompt)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+    proc, out = _follower(reg, vllm_server, state)  # nothing new: a deploy that changes nothing
+    try:
+        again = out.get(timeout=120)
+        assert again["moves"] == {} and again["plan"]["load"] == {} and again["plan"]["unload"] == []
+        assert again["plan"]["keep"] == ["bot@production"]
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from registry.engines import preflight as P
-from registry.engines.preflight import llama_cpp, vllm
+from registry.engines.preflight import llama_cpp, lorax, sglang, tgi, vllm
 from registry.engines.versions import PINS
 
 LORA = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "bias": "none"}
@@ -16,7 +16,8 @@ def facts(arch="LlamaForCausalLM", tied=False, names=(), **conf):
 
 
 def test_a_plain_lora_on_llama_passes_every_engine():
-    assert [(c.engine, c.ok, c.reasons) for c in P.check_all(facts())] == [("vllm", True, ()), ("llama.cpp", True, ())]
+    assert [(c.engine, c.ok, c.reasons) for c in P.check_all(facts())] == [
+        ("vllm", True, ()), ("llama.cpp", True, ()), ("sglang", True, ()), ("tgi", True, ()), ("lorax", True, ())]
 
 
 @pytest.mark.parametrize("conf,rule", [
@@ -110,10 +111,12 @@ def test_show_json_lists_engines(registry, tiny_llama, tiny_adapter, models_dir)
     rs = build_adapter(tiny_llama, models_dir / "preflight-rslora", seed=7, use_rslora=True, target_modules=["q_proj"])
     registry.push(rs, name="rs", base="llama")
     ok = registry.show("ok@1").to_dict()["engines"]
-    assert ok == [{"engine": "vllm", "version": "0.32.0", "ok": True, "reasons": [], "fix": None},
-                  {"engine": "llama.cpp", "version": "0.3.36", "ok": True, "reasons": [], "fix": None}]
+    assert ok == [{"engine": e, "version": v, "ok": True, "reasons": [], "fix": None}
+                  for e, v in [("vllm", "0.32.0"), ("llama.cpp", "0.3.36"), ("sglang", "0.5.3"), ("tgi", "3.3.6"),
+                               ("lorax", "0.12.1")]]
     rs_engines = {e["engine"]: e for e in registry.show("rs@1").to_dict()["engines"]}
-    assert rs_engines["vllm"]["ok"] and not rs_engines["llama.cpp"]["ok"]
+    assert rs_engines["vllm"]["ok"] and rs_engines["tgi"]["ok"] and not rs_engines["llama.cpp"]["ok"]
+    assert rs_engines["sglang"]["reasons"][0].startswith("sglang.rslora:")
     lc = rs_engines["llama.cpp"]
     assert lc["reasons"][0].startswith("llama.cpp.rslora:") and "merged" in lc["fix"]
 
@@ -124,3 +127,57 @@ def test_every_rule_is_documented_with_its_source():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "ENGINES.md").read_text()
     for r in P.all_rules():
         assert f"`{r.id}`" in doc and r.source in doc, f"{r.id} is not in docs/ENGINES.md with its source"
+
+
+@pytest.mark.parametrize("conf,rule", [
+    (dict(peft_type="IA3"), "sglang.peft_type"),
+    (dict(target_modules=["q_proj", "lm_head"]), "sglang.embeddings"),
+    (dict(target_modules=["embed_tokens"]), "sglang.embeddings"),
+    (dict(target_modules=["c_attn"]), "sglang.target_modules"),
+    (dict(target_modules=r".*\.q_proj"), "sglang.target_regex"),
+    (dict(use_rslora=True), "sglang.rslora"),
+    (dict(alpha_pattern={"q_proj": 32.0}), "sglang.alpha_pattern"),
+    (dict(rank_pattern={"q_proj": 4}), "sglang.rank_pattern"),
+    (dict(use_dora=True), "sglang.dora"),
+    (dict(lora_bias=True), "sglang.bias"),
+    (dict(bias="all"), "sglang.bias"),
+    (dict(modules_to_save=["lm_head"]), "sglang.full_weights"),
+    (dict(trainable_token_indices=[3]), "sglang.full_weights"),
+    (dict(init_lora_weights="pissa"), "sglang.init"),
+])
+def test_sglang_refuses_or_misserves_what_its_lora_config_does_not_read(conf, rule):
+    c = sglang.check(facts(**conf))
+    assert not c.ok and rule in P.failed_rules(c) and c.fix
+
+
+def test_sglang_takes_the_modules_it_stacks_and_a_pattern_equal_to_r():
+    assert sglang.check(facts(target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                              "down_proj"], rank_pattern={"q_proj": 8})).ok
+
+
+@pytest.mark.parametrize("mod", [tgi, lorax])
+@pytest.mark.parametrize("conf,rule", [
+    (dict(peft_type="IA3"), "peft_type"),
+    (dict(target_modules=["embed_tokens"]), "target_modules"),
+    (dict(layers_to_transform=[0]), "partial_layers"),
+    (dict(rank_pattern={"q_proj": 4}), "rank_pattern"),
+    (dict(alpha_pattern={"q_proj": 2.0}), "rank_pattern"),
+    (dict(use_dora=True), "dora"),
+    (dict(modules_to_save=["lm_head"]), "full_weights"),
+    (dict(bias="lora_only"), "full_weights"),
+    (dict(init_lora_weights="olora"), "init"),
+])
+def test_tgi_and_lorax_do_not_apply_what_map_weights_for_model_does_not_take(mod, conf, rule):
+    c = mod.check(facts(**conf))
+    assert not c.ok and f"{mod.PIN.engine}.{rule}" in P.failed_rules(c) and c.fix
+
+
+def test_tgi_and_lorax_apply_rslora_and_lorax_has_an_lm_head_layer_for_llama_only():
+    assert tgi.check(facts(use_rslora=True)).ok and lorax.check(facts(use_rslora=True)).ok
+    head = dict(target_modules=["q_proj", "lm_head"])
+    assert lorax.check(facts(**head)).ok
+    assert P.failed_rules(tgi.check(facts(**head))) == {"tgi.target_modules"}
+    assert P.failed_rules(lorax.check(facts("GemmaForCausalLM", **head))) == {"lorax.target_modules"}
+    assert lorax.check(facts("NoSuchForCausalLM", **head)).ok  # not judged where LoRAX's layers are unknown
+    bad = ["model.layers.0.self_attn.q_proj.lora_A.weight"]
+    assert P.failed_rules(tgi.check(facts(names=bad))) == {"tgi.tensor_prefix"}

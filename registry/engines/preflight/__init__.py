@@ -1,17 +1,18 @@
 """Per-engine preflight: would this engine serve (or convert) this adapter, and serve it right?
 
 Pure functions over plain facts (the adapter's config, its tensor names, the base's architecture):
-no engine is imported or run. One module per engine (vllm.py, llama_cpp.py, sharing rules.py); every
-rule names the engine source file, at the version pinned in registry/engines/versions.py, that it
-was read from (docs/ENGINES.md lists them all). `check_all` is what `show --json` reports as
-`engines` and what `serving-profile` and `export` refuse by.
+no engine is imported or run. One module per engine (vllm.py, llama_cpp.py, sglang.py, tgi.py,
+lorax.py, sharing rules.py); every rule names the engine source file, at the version pinned in
+registry/engines/versions.py, that it was read from (docs/ENGINES.md lists them all). `check_all` is
+what `show --json` reports as `engines`; `serving-profile` refuses by vllm.py alone and `export` by
+llama_cpp.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import llama_cpp, vllm
+from . import llama_cpp, lorax, sglang, tgi, vllm
 from .rules import EngineCheck, Facts, Rule, data_lines, facts_from_folders, failed_rules, verdict
 
 __all__ = ["EngineCheck", "Facts", "Rule", "all_rules", "check", "check_all", "data_lines", "engines",
@@ -20,7 +21,7 @@ __all__ = ["EngineCheck", "Facts", "Rule", "all_rules", "check", "check_all", "d
 
 def engines() -> dict[str, Any]:
     """engine name -> its preflight module (each has PIN, RULES and check(facts))."""
-    return {vllm.PIN.engine: vllm, llama_cpp.PIN.engine: llama_cpp}
+    return {m.PIN.engine: m for m in (vllm, llama_cpp, sglang, tgi, lorax)}
 
 
 def check(engine: str, facts: Facts) -> EngineCheck:

@@ -88,3 +88,23 @@ def facts_from_folders(adapter_dir: str | Path, base_dir: str | Path | None = No
         if tied is None:
             tied = bool(bconf.get("tie_word_embeddings", False))
     return Facts(conf, architecture=architecture, tie_word_embeddings=bool(tied), tensor_names=tuple(names))
+
+
+_LORA_TENSOR = (".lora_A.weight", ".lora_B.weight", ".lora_A", ".lora_B", ".lora_embedding_A", ".lora_embedding_B")
+
+
+def targeted_modules(facts: Facts) -> set[str]:
+    """The last name of every module the adapter puts a LoRA on: its tensors' when known, else target_modules.
+
+    A regex target_modules with no tensor names known gives an empty set (nothing is judged).
+    """
+    names = set()
+    for t in facts.tensor_names:
+        for suffix in _LORA_TENSOR:
+            if t.endswith(suffix):
+                names.add(t[: -len(suffix)].rsplit(".", 1)[-1])
+                break
+    if names:
+        return names
+    f = facts.fields
+    return {t.rsplit(".", 1)[-1] for t in (f.target_modules if f else [])}
