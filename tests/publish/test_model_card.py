@@ -7,58 +7,42 @@ pipeline_tag are carried, and the version's evaluations are the card's `model-in
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.factories import add_verification
 
 HUB_ID = "Meta-Llama/Llama-3.2-1B"
+LM_EVAL = Path(__file__).resolve().parents[1] / "data" / "lm_eval" / "results_5shot.json"
 BASE_CARD = {"license": "llama3.2", "pipeline_tag": "text-generation", "language": ["en", "de"],
              "tags": ["facebook", "llama-3"], "library_name": "transformers"}
 
 
-def set_hub_identity(reg, base: str, *, hub_id: str | None, card: dict) -> None:
-    """Record a base's Hub id and card as the catalog holds them (until add_base(hub_id=) lands)."""
-    from registry.catalog import queries as Q
+def registered(reg, tiny_llama, tiny_adapter, tmp_path, *, hub_id: str | None) -> str:
+    """A base registered with its Hub id and its own README card, an adapter on it, a hand-written
+    metric recorded twice and a real lm-eval results file imported."""
+    import shutil
 
-    with reg.db.write() as s:
-        row = Q.get_base(s, base)
-        row.hub_id, row.card = hub_id, card
+    from huggingface_hub import ModelCard, ModelCardData
 
-
-def set_lm_eval_identity(reg, ref: str, metric: str, **fields) -> None:
-    """Give a recorded metric the identity an lm-eval import records (until the lm-eval import fills it)."""
-    from sqlalchemy import select
-
-    from registry.catalog import models as M
-    from registry.catalog import queries as Q
-    from registry.refs import parse_ref
-
-    with reg.db.write() as s:
-        _a, row = Q.get_version(s, parse_ref(ref))
-        rows = s.scalars(select(M.EvalResult).where(M.EvalResult.version_id == row.id, M.EvalResult.metric == metric))
-        for e in rows:
-            for k, v in fields.items():
-                setattr(e, k, v)
-
-
-def registered(reg, tiny_llama, tiny_adapter, *, hub_id: str | None) -> str:
-    reg.add_base(tiny_llama, name="tiny-llama")
-    set_hub_identity(reg, "tiny-llama", hub_id=hub_id, card=BASE_CARD if hub_id else {})
+    base = tmp_path / "base-with-card"
+    shutil.copytree(tiny_llama, base)
+    if hub_id:
+        ModelCard.from_template(ModelCardData(**BASE_CARD)).save(base / "README.md")
+    reg.add_base(base, name="tiny-llama", hub_id=hub_id)
     v = reg.push(tiny_adapter, name="team-a/support-bot", base="tiny-llama")
     reg.add_eval(v.ref, {"acc": 0.5}, dataset="mmlu", split="test")
     reg.add_eval(v.ref, {"acc": 0.64}, dataset="mmlu", split="test")  # the current value wins
-    reg.add_eval(v.ref, {"gsm8k/exact_match,strict-match": 0.31}, source="lm-eval")
-    set_lm_eval_identity(reg, v.ref, "gsm8k/exact_match,strict-match", task="gsm8k", base_metric="exact_match",
-                         filter_name="strict-match", n_shot=5, stderr=0.012)
+    reg.add_lm_eval(v.ref, LM_EVAL)  # written by a real lm_eval 0.4.13 run (tests/data/lm_eval)
     return v.ref
 
 
 def test_merged_card_names_the_base_by_hub_id_with_its_license_and_the_evals_as_model_index(
-        sqlite_registry, tiny_llama, tiny_adapter):
+        sqlite_registry, tiny_llama, tiny_adapter, tmp_path):
     from huggingface_hub import ModelCard, metadata_load
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
     reg = sqlite_registry
-    ref = registered(reg, tiny_llama, tiny_adapter, hub_id=HUB_ID)
+    ref = registered(reg, tiny_llama, tiny_adapter, tmp_path, hub_id=HUB_ID)
     art = reg.merge(ref, dtype="fp32")
     card = ModelCard.load(art.path / "README.md")
     d = card.data
@@ -72,21 +56,23 @@ def test_merged_card_names_the_base_by_hub_id_with_its_license_and_the_evals_as_
     name, results = model_index_to_eval_results(metadata_load(art.path / "README.md")["model-index"])
     assert name == "team-a/support-bot"
     by = {r.metric_name: r for r in results}
-    assert set(by) == {"acc", "gsm8k/exact_match,strict-match"}
-    acc, gsm = by["acc"], by["gsm8k/exact_match,strict-match"]
+    assert {"acc", "tiny_gen/exact_match,strict-match@5shot", "tiny_mc/acc,none@5shot"} <= set(by)
+    acc, gen = by["acc"], by["tiny_gen/exact_match,strict-match@5shot"]
     assert (acc.metric_type, acc.metric_value, acc.dataset_type, acc.dataset_split) == ("acc", 0.64, "mmlu", "test")
     assert acc.task_type == "text-generation" and acc.dataset_args is None
-    assert (gsm.metric_type, gsm.metric_config, gsm.dataset_name, gsm.dataset_args) == (
-        "exact_match", "strict-match", "gsm8k", {"num_few_shot": 5})
-    assert "0.012" in card.text  # the standard error: model-index has no place for it, the card's table has
+    assert (gen.metric_type, gen.metric_config, gen.dataset_name, gen.dataset_args) == (
+        "exact_match", "strict-match", "tiny_gen", {"num_few_shot": 5})
+    assert by["tiny_mc/acc,none@5shot"].metric_value == 0.25
+    # the standard error: model-index has no place for it, the card's table has
+    assert "0.0993" in card.text
 
 
 def test_without_a_hub_id_the_card_names_no_base_model_and_the_registry_base_in_its_own_section(
-        sqlite_registry, tiny_llama, tiny_adapter):
+        sqlite_registry, tiny_llama, tiny_adapter, tmp_path):
     from huggingface_hub import ModelCard
 
     reg = sqlite_registry
-    ref = registered(reg, tiny_llama, tiny_adapter, hub_id=None)
+    ref = registered(reg, tiny_llama, tiny_adapter, tmp_path, hub_id=None)
     d = ModelCard.load(reg.merge(ref, dtype="fp32").path / "README.md").data
     # "tiny-llama" is not a Hub repo, and the adapter config's base_model_name_or_path names what it
     # was trained on (here a local folder), not what it was merged into: no base_model rather than a wrong one
@@ -100,7 +86,7 @@ def test_a_published_folder_carries_the_same_card(sqlite_registry, tiny_llama, t
     from huggingface_hub import ModelCard
 
     reg = sqlite_registry
-    ref = registered(reg, tiny_llama, tiny_adapter, hub_id=HUB_ID)
+    ref = registered(reg, tiny_llama, tiny_adapter, tmp_path, hub_id=HUB_ID)
     add_verification(reg, ref)
     dest = tmp_path / "shipped"
     job = reg.jobs.publish(ref, to=f"dir://{dest}", inline=True)
