@@ -54,6 +54,7 @@ class StagedUploads:
         self._lock = threading.Lock()
         self._uploads: dict[str, _Upload] = {}
         self._cancelled = False
+        self._failed: BaseException | None = None  # the first error of a background upload
 
     def add(self, path: Path, digest: str, size: int, *, skip_present: bool = False) -> None:
         """Begin uploading `path` (`size` bytes that hash to `digest`, as its writer computed) in the background.
@@ -62,6 +63,8 @@ class StagedUploads:
         marked it in use first (the gc protocol, registry/workflows/ingest.py). Thread-safe; returns at once.
         """
         check_digest(digest)
+        if self._failed is not None:  # fail the writer now, not after it has written everything
+            raise self._failed
         with self._lock:
             if self._cancelled:
                 raise StorageError("staged uploads were aborted", key=self.store.key(digest))
@@ -74,6 +77,11 @@ class StagedUploads:
             up = _Upload(Path(path), digest, size, fd, skip_present)
             self._uploads[digest] = up
             up.begun = self._pool.submit(self._begin, up)
+            up.begun.add_done_callback(self._note)
+
+    def _note(self, f: Future[Any]) -> None:
+        if not f.cancelled() and f.exception() is not None and self._failed is None:
+            self._failed = f.exception()
 
     def _begin(self, up: _Upload) -> None:
         key = self.store.key(up.digest)
@@ -93,7 +101,9 @@ class StagedUploads:
                 return
             step = max(self.store.part_size, -(-up.size // MAX_PARTS))
             for number, offset in enumerate(range(0, up.size, step), 1):
-                up.parts.append(self._pool.submit(self._part, up, number, offset, min(step, up.size - offset)))
+                part = self._pool.submit(self._part, up, number, offset, min(step, up.size - offset))
+                part.add_done_callback(self._note)
+                up.parts.append(part)
 
     def _part(self, up: _Upload, number: int, offset: int, length: int) -> dict[str, Any]:
         key = self.store.key(up.digest)
@@ -160,8 +170,9 @@ class StagedUploads:
             return self.store.put_file(up.path, expected=up.digest).created
         parts = [f.result() for f in up.parts]
         made = self.store.complete(key, up.upload_id, parts)
-        if made:
-            up.upload_id = None  # nothing left to abort
+        if not made:  # another writer stored these bytes first: this upload stays open unless aborted
+            self.store.abort_upload(key, up.upload_id)
+        up.upload_id = None
         return made
 
     def abort(self) -> None:

@@ -104,3 +104,41 @@ def test_an_interrupted_merge_into_s3_leaves_nothing_visible(s3_registry, bucket
     with s3_registry.db.read() as s:
         assert s.scalar(select(func.count()).select_from(M.MergedArtifact)) == 0
 
+
+
+def test_a_shard_upload_that_fails_fails_the_merge_and_leaves_nothing(s3_registry, bucket, s3_endpoint):
+    """The network drops on an upload part (a botocore hook on the store's client raises what botocore
+    raises then): the merge fails with a one-line StorageError, records nothing, leaves no object and
+    no open upload."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from registry.errors import StorageError
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    before = _objects(client, bucket)
+
+    def drop(**kwargs):
+        raise EndpointConnectionError(endpoint_url=s3_endpoint)
+
+    s3_registry.store.client.meta.events.register("before-send.s3.UploadPart", drop)
+    with pytest.raises(StorageError, match="upload part 1 of"):
+        s3_registry.merge("bot@1", max_shard_size=SHARD)
+    s3_registry.store.client.meta.events.unregister("before-send.s3.UploadPart", drop)
+    assert _objects(client, bucket) == before and _uploads(client, bucket) == {}
+    with s3_registry.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(M.MergedArtifact)) == 0
+
+
+def test_a_merge_whose_shards_are_already_stored_leaves_no_open_upload(s3_registry, bucket, s3_endpoint):
+    """The bucket already holds the merged blobs (the catalog row is gone, as after a catalog restore):
+    the shards are uploaded again, completion finds each key taken (412), and every such upload is
+    aborted, not left open."""
+    from sqlalchemy import delete
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    first = s3_registry.merge("bot@1", max_shard_size=SHARD)
+    with s3_registry.db.write() as s:
+        s.execute(delete(M.MergedArtifact))
+    again = s3_registry.merge("bot@1", max_shard_size=SHARD)
+    assert again.created and again.files == first.files
+    assert _uploads(client, bucket) == {}
