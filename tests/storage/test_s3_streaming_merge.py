@@ -142,3 +142,58 @@ def test_a_merge_whose_shards_are_already_stored_leaves_no_open_upload(s3_regist
     again = s3_registry.merge("bot@1", max_shard_size=SHARD)
     assert again.created and again.files == first.files
     assert _uploads(client, bucket) == {}
+
+
+KILLED_MERGE = """
+import sys, time
+from pathlib import Path
+from registry.app import Registry
+from registry.settings import Settings
+
+home, store, endpoint, marker = sys.argv[1:5]
+reg = Registry(Settings.from_env(env={}, home=Path(home), store=store, s3_endpoint=endpoint))
+
+def progress(done, total, name):
+    if done == total:  # the last shard is still open: say so, then wait to be killed
+        Path(marker).write_text("merging")
+        time.sleep(120)
+
+reg.merge("bot@1", max_shard_size=int(sys.argv[5]), progress=progress)
+"""
+
+
+def test_a_merge_killed_while_uploading_leaves_no_object_and_no_record(s3_registry, bucket, s3_endpoint, tmp_path):
+    """SIGKILL, so nothing of ours runs to clean up: the uploads begun stay incomplete, which S3 never shows."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    before = _objects(client, bucket)
+    marker = tmp_path / "marker"
+    home = s3_registry.settings.home
+    s3_registry.close()
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_MERGE, str(home), f"s3://{bucket}/team", s3_endpoint,
+                             str(marker), str(SHARD)], cwd=os.getcwd())
+    try:
+        deadline = time.monotonic() + 120
+        while not (marker.exists() and _uploads(client, bucket)) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the merge ended before it could be killed"
+            time.sleep(0.1)
+        assert marker.exists() and any(_uploads(client, bucket).values())  # killed while uploading
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert _objects(client, bucket) == before  # an incomplete multipart upload is no object
+    from registry.app import Registry
+    from registry.settings import Settings
+
+    reg = Registry(Settings.from_env(env={}, home=home, store=f"s3://{bucket}/team", s3_endpoint=s3_endpoint))
+    try:
+        with reg.db.read() as s:
+            assert s.scalar(select(func.count()).select_from(M.MergedArtifact)) == 0
+        art = reg.merge("bot@1", max_shard_size=SHARD)  # and the next merge completes as if nothing happened
+        assert all(reg.store.exists(f["digest"]) for f in art.files.values())
+    finally:
+        reg.close()
