@@ -123,14 +123,11 @@ class StagedUploads:
             StorageError: S3 failed
         Every upload not completed is aborted when it raises.
         """
-        created: dict[str, bool] = {}
         try:
             ups = self._settle()
-            for up in ups:  # all parts are up before any blob becomes visible
-                if up.upload_id is not None:
-                    self._check_size(up)
-            for up in ups:
-                created[up.digest] = self._make_visible(up)
+            # every upload checked before any blob becomes visible; each step one request per file, in parallel
+            list(self._pool.map(self._check_size, [up for up in ups if up.upload_id is not None]))
+            created = dict(zip((up.digest for up in ups), self._pool.map(self._make_visible, ups), strict=True))
         except BaseException:
             self.abort()
             raise
