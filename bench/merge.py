@@ -3,11 +3,18 @@
     .venv/bin/python bench/merge.py                # ~1.1B-parameter bf16 Llama, rank-16 LoRA on all linears
     .venv/bin/python bench/merge.py --size small   # a quick run (~70M parameters)
     .venv/bin/python bench/merge.py --e2e --size 200m   # the CLI as a user runs it (issue 13)
+    .venv/bin/python bench/merge.py --s3 --size small   # the same into an S3 store (moto on loopback)
 
 --e2e runs `adapter-registry merge REF --out DIR` on a fresh catalog (base add + push beforehand,
 not timed), then a cache-hit `merge --out` and `publish --to dir://` of the same version, each in
 its own process, interleaved with peft (from_pretrained + merge_and_unload + save_pretrained) and
 `cp -r` of the base and of the merged folder; the engine's own time comes from the merge's JSON.
+
+--s3 starts moto's S3 server on loopback in this process and runs, each in its own process on a
+fresh catalog whose store is a bucket there: `merge REF` (each shard uploads while the next is
+merged) against peft followed by a boto3 upload of peft's folder (what `aws s3 cp --recursive`
+does), and `publish --to s3://` of the merge into another bucket (server-side copies) against that
+upload. moto shares the CPUs with what is measured, which a real endpoint would not.
 
 The base (random weights, sharded) and the adapter are generated straight into safetensors files
 with numpy (no torch model is instantiated) and cached under bench/results/ (git-ignored). Every
@@ -137,7 +144,8 @@ def build_adapter(out: Path, base: Path, s: dict, *, r: int = 16) -> Path:
 GPU_PEAK = "; import sys, torch; print('GPUMEM', torch.cuda.max_memory_allocated(), file=sys.stderr)"
 
 
-def run_measured(cmd: list[str], *, stdout: list[str] | None = None) -> tuple[float, float, float | None]:
+def run_measured(cmd: list[str], *, stdout: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> tuple[float, float, float | None]:
     """(wall seconds, peak RSS in GiB, peak GPU memory in GiB or None) of one fresh process.
 
     Measured by GNU time around the command: a child forked from this (large) process would
@@ -145,7 +153,7 @@ def run_measured(cmd: list[str], *, stdout: list[str] | None = None) -> tuple[fl
     """
     with open(os.devnull, "w") as null:
         r = subprocess.run(["/usr/bin/time", "-f", "BENCH %e %M", *cmd], cwd=ROOT, stderr=subprocess.PIPE,
-                           stdout=subprocess.PIPE if stdout is not None else null, text=True)
+                           stdout=subprocess.PIPE if stdout is not None else null, text=True, env=env)
     if stdout is not None:
         stdout.append(r.stdout)
     line = [x for x in r.stderr.splitlines() if x.startswith("BENCH ")]
@@ -156,8 +164,8 @@ def run_measured(cmd: list[str], *, stdout: list[str] | None = None) -> tuple[fl
     return float(wall), int(kib) / 2**20, (int(gpu[-1].split()[1]) / 2**30 if gpu else None)
 
 
-def _ok(cmd: list[str]) -> None:
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+def _ok(cmd: list[str], env: dict[str, str] | None = None) -> None:
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout[-1000:]}{r.stderr[-2000:]}")
 
@@ -215,6 +223,86 @@ def end_to_end(base: Path, adapter: Path, res_dir: Path, *, repeats: int, peft_c
     return results
 
 
+UPLOAD = """import sys, boto3, pathlib
+from boto3.s3.transfer import TransferConfig
+root, bucket, prefix = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+c = boto3.client("s3", endpoint_url=sys.argv[4])
+cfg = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20)
+for p in sorted(root.rglob("*")):
+    if p.is_file():
+        c.upload_file(str(p), bucket, f"{prefix}/{p.relative_to(root).as_posix()}", Config=cfg)
+"""
+
+
+def s3_mode(base: Path, adapter: Path, res_dir: Path, *, repeats: int, peft_cmd: list[str]) -> dict:
+    """merge into an S3 store and publish --to s3:// against peft + a boto3 upload; medians."""
+    import uuid
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    creds = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    os.environ.update(creds)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint)
+    cli = [sys.executable, "-m", "registry"]
+    home, peft_out = res_dir / "s3-home", res_dir / "out"
+    names = ("peft", "upload-peft-out", "merge-s3", "publish-s3")
+    runs: dict[str, list] = {n: [] for n in names}
+    engine_s: list[float] = []
+    try:
+        for _ in range(repeats):
+            shutil.rmtree(home, ignore_errors=True)
+            shutil.rmtree(peft_out, ignore_errors=True)
+            store, ship = f"store-{uuid.uuid4().hex[:8]}", f"ship-{uuid.uuid4().hex[:8]}"
+            for b in (store, ship):
+                client.create_bucket(Bucket=b)
+            env = {**os.environ, "ADAPTER_REGISTRY_STORE": f"s3://{store}/reg",
+                   "ADAPTER_REGISTRY_S3_ENDPOINT": endpoint}
+            h = [*cli, "--home", str(home)]
+            _ok([*h, "base", "add", str(base), "--name", "bench-base"], env)
+            _ok([*h, "push", str(adapter), "--name", "bench/bot", "--base", "bench-base"], env)
+            subprocess.run(["sync"], check=True)
+            runs["peft"].append(run_measured(peft_cmd))
+            runs["upload-peft-out"].append(run_measured([sys.executable, "-c", UPLOAD, str(peft_out), ship, "peft",
+                                                         endpoint]))
+            subprocess.run(["sync"], check=True)
+            printed: list[str] = []
+            runs["merge-s3"].append(run_measured([*h, "merge", "bench/bot@1", "--json"], stdout=printed, env=env))
+            engine_s.append(json.loads(printed[-1])["validation"]["seconds"])
+            runs["publish-s3"].append(run_measured([*h, "publish", "bench/bot@1", "--to", f"s3://{ship}/merged",
+                                                    "--force", "--inline"], env=env))
+            for b in (store, ship):  # moto keeps objects in this process's memory
+                for page in client.get_paginator("list_objects_v2").paginate(Bucket=b):
+                    for o in page.get("Contents", []):
+                        client.delete_object(Bucket=b, Key=o["Key"])
+                client.delete_bucket(Bucket=b)
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(peft_out, ignore_errors=True)
+    results: dict = {}
+    for n in names:
+        results[n] = {"seconds": statistics.median(r[0] for r in runs[n]),
+                      "peak_rss_gib": statistics.median(r[1] for r in runs[n]), "runs": [r[:2] for r in runs[n]]}
+        print(f"{n:16s} {results[n]['seconds']:7.2f} s  {results[n]['peak_rss_gib']:6.2f} GiB  "
+              f"runs={[tuple(round(x, 2) for x in r[:2]) for r in runs[n]]}", flush=True)
+    results["engine_seconds"] = statistics.median(engine_s)
+    peft_up = results["peft"]["seconds"] + results["upload-peft-out"]["seconds"]
+    results["ratios"] = {
+        "merge-s3/(peft+upload) time": results["merge-s3"]["seconds"] / peft_up,
+        "merge-s3/peft rss": results["merge-s3"]["peak_rss_gib"] / results["peft"]["peak_rss_gib"],
+        "merge-s3/engine": results["merge-s3"]["seconds"] / results["engine_seconds"],
+        "publish-s3/upload": results["publish-s3"]["seconds"] / results["upload-peft-out"]["seconds"]}
+    print(f"engine (in the merge)  {results['engine_seconds']:.2f} s")
+    for k, v in results["ratios"].items():
+        print(f"{k:30s} {v:.2f}x")
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=sorted(SIZES), default="1b")
@@ -223,6 +311,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where peft and the streaming engine compute")
     ap.add_argument("--e2e", action="store_true", help="the CLI end to end (merge --out, cache hit, publish)")
+    ap.add_argument("--s3", action="store_true", help="the CLI end to end into an S3 store (moto on loopback)")
     args = ap.parse_args()
     dev = args.device
     tail = GPU_PEAK if dev.startswith("cuda") else ""
@@ -247,13 +336,14 @@ def main() -> None:
                                 f"{str(out)!r}, engine='streaming', device={dev!r})" + tail],
     }
     subprocess.run(["cat", *map(str, sorted(base.glob("*.safetensors")))], stdout=subprocess.DEVNULL, check=True)
-    if args.e2e:
-        results = end_to_end(base, adapter, res_dir, repeats=args.repeats, peft_cmd=cmds["peft-raw"])
+    if args.e2e or args.s3:
+        mode = s3_mode if args.s3 else end_to_end
+        results = mode(base, adapter, res_dir, repeats=args.repeats, peft_cmd=cmds["peft-raw"])
         results["setup"] = {"size": args.size, "parameters": sum(int(np.prod(sh)) for _, sh in _shapes(s)),
                             "dtype": "bfloat16", "rank": 16, "cpus": os.cpu_count(), "repeats": args.repeats,
                             "loadavg": os.getloadavg()}
         print(f"parameters {results['setup']['parameters'] / 1e6:.0f}M, load average {os.getloadavg()}")
-        (res_dir / f"merge-e2e-{args.size}.json").write_text(json.dumps(results, indent=2))
+        (res_dir / f"merge-{'s3' if args.s3 else 'e2e'}-{args.size}.json").write_text(json.dumps(results, indent=2))
         return
     results = {}
     for name in args.engines.split(","):

@@ -22,6 +22,8 @@ from registry.merge import validate
 from registry.merge.plan import Plan
 from registry.merge.st import OutTensor, ShardWriter, plan_shards, shard_name
 
+ShardDone = Callable[[Path, str, int], None]  # (the complete shard, its sha256, its size)
+
 # float8 values are not streamed: how peft's load casts them has not been checked bit for bit
 _NOT_STREAMED = {"F8_E4M3", "F8_E5M2"}
 
@@ -147,8 +149,12 @@ def stream_merge(
     device: str = "cpu",
     max_shard_size: int,
     progress: Callable[[int, int, str], None] | None = None,
+    on_shard: ShardDone | None = None,
 ) -> tuple[dict[str, str], dict[str, str], dict]:
     """Write the merged weights of `plan` into `out_dir` as shards.
+
+    `on_shard(path, sha256, size)` is called from the writer thread as each shard is complete,
+    while the next one is merged (an S3 store uploads it meanwhile); an error it raises fails the merge.
 
     Returns:
         (weight_map: tensor -> shard file, shard file -> sha256, probe figures from validate).
@@ -179,7 +185,7 @@ def stream_merge(
                 done += 1
                 if progress:
                     progress(done, total, t.name)
-            writer.put(sw.close)
+            writer.put(functools.partial(_close_shard, sw, on_shard))
         writer.finish()
     except OSError as e:
         writer.cancel()
@@ -194,6 +200,12 @@ def stream_merge(
         merger.files.close()
     digests = {sw.path.name: sw.sha256.hexdigest() for sw in open_writers}
     return weight_map, digests, validate.summarize_probes(merger.probes)
+
+
+def _close_shard(sw: ShardWriter, on_shard: ShardDone | None) -> None:
+    sw.close()
+    if on_shard is not None:
+        on_shard(sw.path, sw.sha256.hexdigest(), sw.size)
 
 
 class _Merger:

@@ -10,8 +10,9 @@ settings.hf_endpoint (else huggingface_hub's, HF_ENDPOINT).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from registry.errors import InvalidInput, RegistryError, StorageError, Unauthorized
+from registry.errors import IntegrityFailure, InvalidInput, RegistryError, StorageError, Unauthorized
 from registry.publish.base import Progress, Published, plan
 
 
@@ -33,10 +34,22 @@ class HubPublisher:
 
     def publish(self, folder: Path, *, progress: Progress | None = None) -> Published:
         """Create the repo if needed and commit every file at once. Returns the commit id as revision."""
-        from huggingface_hub import CommitOperationAdd, HfApi
+        return self.publish_hashed(folder, None, progress=progress)
+
+    def publish_hashed(self, folder: Path, files: dict[str, tuple[str, int]] | None, *,
+                       progress: Progress | None = None) -> Published:
+        """`publish`, told each file's sha256 and size ({relative path: (sha256, size)}, as the catalog
+        records them and the caller checked): the LFS uploads are keyed by those, so huggingface_hub
+        does not read a file to hash it (where it hashes lazily, UploadInfo.is_hashed: 2.4.0 here).
+
+        Raises:
+            IntegrityFailure: a file's size differs from the one given
+            Unauthorized, StorageError: the Hub refused or failed
+        """
+        from huggingface_hub import HfApi
         from huggingface_hub.errors import HfHubHTTPError
 
-        files, digest = plan(folder)
+        order, digest = plan(folder)
         api = HfApi(endpoint=self.endpoint, token=self.token)
         branch = self.revision or "main"
         try:
@@ -44,16 +57,34 @@ class HubPublisher:
             if branch != "main":
                 api.create_branch(self.repo_id, branch=branch, repo_type="model", exist_ok=True)
             if progress:
-                progress("commit", 0, len(files))
-            ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(Path(folder) / rel)) for rel in files]
+                progress("commit", 0, len(order))
+            ops = [_addition(Path(folder), rel, (files or {}).get(rel)) for rel in order]
+            api.preupload_lfs_files(self.repo_id, additions=ops, repo_type="model", revision=branch)
             info = api.create_commit(self.repo_id, operations=ops, repo_type="model", revision=branch,
                                      commit_message=f"Publish merged model (manifest {digest[:12]})",
                                      commit_description=f"manifest.json sha256: {digest}")
             if progress:
-                progress("commit", len(files), len(files))
+                progress("commit", len(order), len(order))
         except HfHubHTTPError as e:
             raise _translate(e, self.repo_id) from e
-        return Published(f"hf://{self.repo_id}@{branch}", info.oid, digest, len(files))
+        return Published(f"hf://{self.repo_id}@{branch}", info.oid, digest, len(order))
+
+
+def _addition(folder: Path, rel: str, known: tuple[str, int] | None) -> Any:
+    """A CommitOperationAdd for `folder/rel`; with `known` (sha256, size) its upload info carries that
+    digest, so huggingface_hub never reads the file to hash it (it reads 512 bytes of sample)."""
+    from huggingface_hub import CommitOperationAdd
+
+    op = CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel))
+    if known is None:
+        return op
+    sha, size = known
+    info = op.upload_info
+    if info.size != size:
+        raise IntegrityFailure(f"{rel} has {info.size} bytes, the catalog records {size}", file=rel)
+    if getattr(info, "is_hashed", True) is False:  # it hashes lazily (UploadInfo.is_hashed): give it ours
+        info.sha256 = bytes.fromhex(sha)
+    return op
 
 
 def _translate(e, repo_id: str) -> RegistryError:

@@ -307,29 +307,35 @@ class S3BlobStore:
             actual = h.hexdigest()
             if actual != expected:
                 raise mismatch(expected, actual, where=f"put to {self.url}")
-            try:
-                self.client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                    IfNoneMatch="*",
-                )
-                completed = True
-            except ClientError as e:
-                if _is_precondition_failed(e):
-                    return BlobInfo(digest=expected, size=size, created=False)
-                # On a 409 AWS wants the whole upload redone; the other writer is storing these
-                # same bytes, so waiting for its object is as good and costs no re-upload.
-                if _is_write_conflict(e) and self._appears(key):
-                    return BlobInfo(digest=expected, size=size, created=False)
-                raise translate(e, op="complete multipart upload", key=key) from e
-            except BotoCoreError as e:
-                raise translate(e, op="complete multipart upload", key=key) from e
-            return BlobInfo(digest=expected, size=size, created=True)
+            created = self.complete(key, upload_id, parts)
+            completed = created  # a 412 leaves this upload open: it is aborted below
+            return BlobInfo(digest=expected, size=size, created=created)
         finally:
             if not completed:
-                self._abort(key, upload_id)
+                self.abort_upload(key, upload_id)
+
+    def complete(self, key: str, upload_id: str, parts: list[dict[str, Any]]) -> bool:
+        """Complete a multipart upload if the key is still free: True when this upload created the
+        object, False when another writer stored it first (then this upload is to be aborted).
+
+        Raises:
+            StorageError: S3 failed (the caller aborts the upload)
+        """
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
+            )
+            return True
+        except ClientError as e:
+            if _is_precondition_failed(e):
+                return False
+            # On a 409 AWS wants the whole upload redone; the other writer is storing these
+            # same bytes, so waiting for its object is as good and costs no re-upload.
+            if _is_write_conflict(e) and self._appears(key):
+                return False
+            raise translate(e, op="complete multipart upload", key=key) from e
+        except BotoCoreError as e:
+            raise translate(e, op="complete multipart upload", key=key) from e
 
     def _appears(self, key: str) -> bool:
         for wait in CONFLICT_WAITS_S:
@@ -341,7 +347,7 @@ class S3BlobStore:
                 continue
         return False
 
-    def _abort(self, key: str, upload_id: str) -> None:
+    def abort_upload(self, key: str, upload_id: str) -> None:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except (ClientError, BotoCoreError):

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,6 +35,9 @@ from registry.errors import AlreadyExists, BaseModelNotFound, IntegrityFailure, 
 from registry.refs import parse_ref
 from registry.workflows.ingest import ingest
 from registry.workflows.resolve import adapter_folder, base_folder
+
+if TYPE_CHECKING:
+    from registry.storage.s3_staged import StagedUploads
 
 MergeProgress = Callable[[int, int, str], None]  # (done, total, tensor name)
 MANIFEST = "manifest.json"
@@ -97,28 +100,50 @@ def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, 
     merged_root = core.settings.cache_dir / "merged"
     sweep_work_dirs(merged_root)
     work = merged_root / f".work-{uuid.uuid4().hex[:12]}"
+    staged = _staged_uploads(core)  # an S3 store: each shard goes up while the next is merged
     try:
         res = _run_engine(core, job, work, engine=engine, device=device, validate=validate,
-                          max_shard_size=max_shard_size, progress=progress)
-        sizes = _land(core, res.out_dir, res.files)
+                          max_shard_size=max_shard_size, progress=progress,
+                          on_shard=staged.add if staged is not None else None)
+        sizes = _land(core, res.out_dir, res.files, staged)
         files = {rel: {"digest": sha, "size": sizes[rel]} for rel, sha in sorted(res.files.items())}
         mid = _record(core, job, key, res, files, validate=validate)
         return _with_folder(core, mid, out, created=existing is None, built=res.out_dir, folder=folder)
+    except BaseException:
+        if staged is not None:
+            staged.abort()  # nothing of an interrupted merge becomes visible in the bucket
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _land(core: Core, folder: Path, digests: dict[str, str]) -> dict[str, int]:
+def _staged_uploads(core: Core) -> StagedUploads | None:
+    if not core.store.url.startswith("s3://"):  # boto3 is imported only for an S3 store
+        return None
+    from registry.storage.s3_staged import staged_uploads
+
+    return staged_uploads(core.store)
+
+
+def _land(core: Core, folder: Path, digests: dict[str, str], staged: StagedUploads | None = None) -> dict[str, int]:
     """Put the engine's files into the store, written once: {relative path: size}.
 
     The engine hashed every file while writing it, so a local store on the same file system
-    adopts each file as it is (a hard link into the content-addressed layout, read-only); the
-    rest (another file system, an S3 store) goes through `ingest`, which copies and verifies.
-    The gc protocol is ingest's: the blobs are marked in use before the store is looked at.
+    adopts each file as it is (a hard link into the content-addressed layout, read-only), and an
+    S3 store (`staged`) has had each weight shard uploading since the engine finished it: the
+    other files join those uploads and all complete together, keyed by the engine's digests. The
+    rest (another file system, a store with neither) goes through `ingest`, which copies and verifies.
+    The gc protocol is ingest's: the blobs are marked in use before anything becomes visible
+    (a staged upload is invisible until `commit`), and before the store is looked at.
     """
     sizes = {rel: (folder / rel).stat().st_size for rel in digests}
     with core.db.write() as s:
         C.touch_blobs(s, {sha: sizes[rel] for rel, sha in digests.items()})
+    if staged is not None:
+        for rel, sha in sorted(digests.items()):
+            staged.add(folder / rel, sha, sizes[rel], skip_present=True)  # a shard added already is skipped
+        staged.commit()
+        return sizes
     adopt = getattr(core.store, "adopt", None)
     rest = {}
     for rel, sha in sorted(digests.items()):
@@ -165,13 +190,14 @@ class _Job:
 
 
 def _run_engine(core: Core, job: _Job, work: Path, *, engine: str, device: str, validate: bool,
-                max_shard_size: str | int, progress: MergeProgress | None) -> Any:
+                max_shard_size: str | int, progress: MergeProgress | None,
+                on_shard: Callable[[Path, str, int], None] | None = None) -> Any:
     from registry import merge as engines
 
     return engines.merge(
         base_folder(core, job.base_ref), _verified_adapter(core, job), work / "model", engine=engine,
         dtype=job.dtype, device=device, max_shard_size=max_shard_size, validate=validate, progress=progress,
-        card=job.card)
+        on_shard=on_shard, card=job.card)
 
 
 def _verified_adapter(core: Core, job: _Job) -> Path:

@@ -80,6 +80,14 @@ def precheck(core: Core, ref: str, *, to: str, dtype: str | None, force: bool) -
     return t
 
 
+def _from_store(core: Core, publisher: Any, files: dict[str, tuple[str, int]], manifest_digest: str,
+                progress: Progress | None) -> Any:
+    """A publication made from the stored blobs without a local folder (an S3 prefix copied server-side
+    from an S3 store on the same endpoint), or None where the publisher cannot (then a folder ships)."""
+    ship = getattr(publisher, "publish_stored", None)
+    return None if ship is None else ship(files, manifest_digest, store=core.store, progress=progress)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A finished publish: what to record (`record`) and report (`result`)."""
@@ -123,11 +131,16 @@ def run(core: Core, ref: str, *, to: str, dtype: str | None, engine: str, device
     say("merge")
     m = merge_wf.merge(core, t.ref, dtype=t.dtype, engine=engine, device=device, validate=False, out=None,
                        max_shard_size="5GB", progress=merge_progress, folder=False)
-    with merge_wf.publish_folder(core, m.id) as folder:  # every byte as recorded (the stored blobs, or the cache)
-        if sha256_file(folder / "manifest.json") != m.manifest_digest:
-            raise IntegrityFailure(f"the merged folder of {t.ref} does not hold its recorded manifest", ref=t.ref)
-        say("publish")
-        res = publisher.publish(folder, progress=progress)
+    files = {rel: (f["digest"], int(f["size"])) for rel, f in m.files.items()}
+    say("publish")
+    res = _from_store(core, publisher, files, m.manifest_digest, progress)
+    if res is None:
+        with merge_wf.publish_folder(core, m.id) as folder:  # every byte as recorded (the stored blobs, or the cache)
+            if sha256_file(folder / "manifest.json") != m.manifest_digest:
+                raise IntegrityFailure(f"the merged folder of {t.ref} does not hold its recorded manifest", ref=t.ref)
+            hashed = getattr(publisher, "publish_hashed", None)  # the Hub: told each file's digest, not re-hashing
+            res = (hashed(folder, files, progress=progress) if hashed is not None
+                   else publisher.publish(folder, progress=progress))
     if res.manifest_digest != m.manifest_digest:  # the folder changed while it was being published
         raise IntegrityFailure(f"{res.uri} received manifest {res.manifest_digest[:12]}, not the recorded "
                                f"{m.manifest_digest[:12]} of {t.ref}", ref=t.ref, uri=res.uri)
