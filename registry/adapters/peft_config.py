@@ -49,6 +49,9 @@ class PeftFields:
     trainable_token_indices: Any = None
     target_parameters: list[str] | None = None
     layer_replication: Any = None
+    # AdaLoRA: the rank its allocator left each module (peft's rank_pattern there is a mask per
+    # module, not a rank; the saved tensors are cut to it): sum of each mask
+    allocated_ranks: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_lora(self) -> bool:
@@ -62,7 +65,10 @@ class PeftFields:
     def rank_range(self) -> tuple[int | None, int | None]:
         """(smallest, largest) rank any module has: `r` with the values of `rank_pattern` (what
         `--min-rank` / `--max-rank` compare with; migration 0004 computes the same for old rows)."""
-        ranks = ([self.rank] if self.rank is not None else []) + list(self.rank_pattern.values())
+        if self.allocated_ranks:  # AdaLoRA after allocation: every module's rank is known
+            ranks = list(self.allocated_ranks.values())
+        else:
+            ranks = ([self.rank] if self.rank is not None else []) + list(self.rank_pattern.values())
         return (min(ranks), max(ranks)) if ranks else (None, None)
 
     def scaling_for(self, module: str) -> tuple[int | None, float | None]:
@@ -113,10 +119,15 @@ def parse_config(conf: dict[str, Any]) -> PeftFields:
     r = conf.get("r")
     alpha_key = ALPHA_KEYS.get(peft_type, "lora_alpha")
     alpha = conf.get(alpha_key) if alpha_key else None
+    adalora = peft_type == "ADALORA"
+    if adalora:  # its layers are built with init_r (r is LoraConfig's unused default)
+        r = conf.get("init_r", r)
     try:
         rank = int(r) if r is not None else None
         alpha_f = float(alpha) if alpha is not None else None
-        rank_pattern = {str(k): int(v) for k, v in (conf.get("rank_pattern") or {}).items()}
+        allocated = ({str(k): sum(1 for x in v if x) for k, v in (conf.get("rank_pattern") or {}).items()}
+                     if adalora else {})
+        rank_pattern = {} if adalora else {str(k): int(v) for k, v in (conf.get("rank_pattern") or {}).items()}
         alpha_pattern = {str(k): float(v) for k, v in (conf.get("alpha_pattern") or {}).items()}
     except (TypeError, ValueError) as e:
         raise InvalidAdapter(f"adapter_config.json: r / {alpha_key or 'alpha'} / patterns must be numbers ({e})") from e
@@ -147,6 +158,7 @@ def parse_config(conf: dict[str, Any]) -> PeftFields:
         trainable_token_indices=conf.get("trainable_token_indices"),
         target_parameters=conf.get("target_parameters"),
         layer_replication=conf.get("layer_replication"),
+        allocated_ranks=allocated,
     )
 
 

@@ -119,7 +119,7 @@ def test_loha_and_lokr_alpha_is_recorded(registry, tiny_llama, tmp_path, kind):
 
 @pytest.mark.parametrize("kind", ["ADALORA", "RANDLORA", "SHADOW"])
 def test_every_type_with_an_alpha_has_it_typed(tiny_llama, tmp_path, kind):
-    # (parsed, not pushed: a fresh AdaLoRA save has rank_pattern null, which validation refuses today)
+    # (parsed here; tests/catalog/test_adalora.py pushes real AdaLoRA saves)
     import peft
     from transformers import AutoModelForCausalLM
 
@@ -177,4 +177,30 @@ def test_migration_0004_rewrites_old_target_rows_as_leaf_names(sqlite_url, setti
     reg = Registry(settings_for(sqlite_url))
     assert sorted(refs(reg.search(target_modules=["q_proj"]))) == ["literal@1", "qualified@1"]
     assert reg.show("literal@1").target_module_names == reg.show("qualified@1").target_module_names
+    reg.close()
+
+
+def test_migration_0004_gives_old_loha_rows_their_alpha(sqlite_url, settings_for, tiny_llama, tmp_path):
+    """Versions pushed before 0004 had alpha null for LoHa/LoKr (only lora_alpha was read), and pushing
+    them again says "unchanged": the migration fills it from the stored config."""
+    from peft import LoHaConfig, get_peft_model
+    from sqlalchemy import create_engine, text
+    from transformers import AutoModelForCausalLM
+
+    from registry import migrate
+    from registry.app import Registry
+
+    cfg = LoHaConfig(r=4, alpha=12, target_modules=["q_proj"])
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), cfg).save_pretrained(tmp_path / "loha")
+    reg = Registry(settings_for(sqlite_url))
+    reg.push(tmp_path / "loha", name="loha")
+    reg.close()
+    eng = create_engine(sqlite_url)
+    migrate.downgrade(eng, "0003")
+    with eng.begin() as c:  # what 0003's code wrote
+        c.execute(text("UPDATE adapter_versions SET alpha = NULL"))
+    migrate.upgrade(eng)
+    eng.dispose()
+    reg = Registry(settings_for(sqlite_url))
+    assert reg.show("loha@1").alpha == 12.0
     reg.close()

@@ -11,6 +11,7 @@ import math
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
+from registry.adapters.peft_config import ALPHA_KEYS
 from registry.adapters.validate import Finding, strictjson
 
 FILE = "adapter_config.json"
@@ -24,7 +25,7 @@ PEFT_TYPES = frozenset({
     "UNILORA", "VBLORA", "VERA", "WAVEFT", "XLORA",
 })
 # the scale field of each type that has one, and peft's silent default for it
-ALPHA_FIELD = {"LORA": "lora_alpha", "ADALORA": "lora_alpha", "LOHA": "alpha", "LOKR": "alpha"}
+ALPHA_FIELD = {t: f for t, f in ALPHA_KEYS.items() if f}
 RANKED = {"LORA", "ADALORA", "LOHA", "LOKR", "VERA"}
 BOOL_FIELDS = ("use_dora", "use_rslora", "fan_in_fan_out", "lora_bias", "inference_mode")
 
@@ -101,6 +102,12 @@ def check_config(conf: dict[str, Any], *, file: str = FILE) -> list[Finding]:
         if pf not in conf:
             continue
         v = conf[pf]  # null is no pattern to peft either: it calls .keys() on it
+        if pt == "ADALORA" and pf == "rank_pattern":
+            # AdaLoRA's is its allocator's mask per module (a list of booleans), null before allocation
+            if v is not None and not (isinstance(v, dict) and all(
+                    isinstance(m, list) and all(isinstance(x, bool) for x in m) for m in v.values())):
+                add("CONFIG_PATTERN_TYPE", pf, "must map module names to lists of booleans (AdaLoRA's rank mask)")
+            continue
         ok = isinstance(v, dict) and all((_is_int(x) and x > 0) if want_int else (_is_num(x) and x >= 0)
                                          for x in v.values())
         if not ok:
