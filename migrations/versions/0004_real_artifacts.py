@@ -44,7 +44,19 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('stderr', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('higher_is_better', sa.Boolean(), nullable=True))
     _backfill_ranks()
+    _covering_index(['rank', 'min_rank', 'max_rank', 'deprecated'])
     _backfill_target_modules()
+    _backfill_alpha()
+
+
+def _covering_index(include: list[str]) -> None:
+    """"Newest N of a base" with a rank filter stays an index-only walk on PostgreSQL now that the
+    filters read min_rank/max_rank (SQLite has no INCLUDE: the index is the same there)."""
+    if op.get_bind().dialect.name != 'postgresql':
+        return
+    op.drop_index('ix_adapter_versions_base_id', table_name='adapter_versions')
+    op.create_index('ix_adapter_versions_base_id', 'adapter_versions', ['base_model_id', 'id'], unique=False,
+                    postgresql_include=include)
 
 
 def _backfill_ranks() -> None:
@@ -82,6 +94,24 @@ def _linear_leaves(layout: Any, task_type: Any) -> set[str]:
     return out
 
 
+# where each PEFT type keeps its scaling alpha (a frozen copy of registry/adapters/peft_config.py's
+# ALPHA_KEYS at this revision): before 0004 only lora_alpha was read, so LoHa/LoKr/... had none
+_ALPHA_KEYS = {"LOHA": "alpha", "LOKR": "alpha", "DEFT": "alpha", "GRALORA": "alpha", "PSOFT": "psoft_alpha",
+               "RANDLORA": "randlora_alpha", "SHADOW": "shadow_alpha"}
+
+
+def _backfill_alpha() -> None:
+    versions = sa.table('adapter_versions', sa.column('id', sa.Integer), sa.column('peft_type', sa.String),
+                        sa.column('alpha', sa.Float), sa.column('config', JSON))
+    conn = op.get_bind()
+    rows = conn.execute(sa.select(versions.c.id, versions.c.peft_type, versions.c.config)
+                        .where(versions.c.alpha.is_(None), versions.c.peft_type.in_(list(_ALPHA_KEYS)))).all()
+    for vid, peft_type, config in rows:
+        a = (config or {}).get(_ALPHA_KEYS[peft_type]) if isinstance(config, dict) else None
+        if isinstance(a, (int, float)) and not isinstance(a, bool):
+            conn.execute(versions.update().where(versions.c.id == vid).values(alpha=float(a)))
+
+
 def _backfill_target_modules() -> None:
     versions = sa.table('adapter_versions', sa.column('id', sa.Integer), sa.column('target_modules', JSON),
                         sa.column('config', JSON), sa.column('task_type', sa.String),
@@ -109,6 +139,7 @@ def _backfill_target_modules() -> None:
 
 
 def downgrade() -> None:
+    _covering_index(['rank', 'deprecated'])
     with op.batch_alter_table('eval_results', schema=None) as batch_op:
         for col in ('higher_is_better', 'stderr', 'n_shot', 'filter_name', 'base_metric', 'task'):
             batch_op.drop_column(col)

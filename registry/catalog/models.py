@@ -120,7 +120,8 @@ class AdapterVersion(Base):
         Index("ix_adapter_versions_base_rank", "base_model_id", "rank"),
         # "newest N of a base": an index walk backwards; covering on PostgreSQL, whose planner
         # otherwise prefers scanning the primary key (24 ms vs 0.06 ms, docs/BENCHMARKS.md).
-        Index("ix_adapter_versions_base_id", "base_model_id", "id", postgresql_include=["rank", "deprecated"]),
+        Index("ix_adapter_versions_base_id", "base_model_id", "id",
+              postgresql_include=["rank", "min_rank", "max_rank", "deprecated"]),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
