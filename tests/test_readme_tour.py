@@ -64,6 +64,9 @@ def make_tour_folder(cwd: Path) -> None:
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = "meta-llama/Meta-Llama-3-8B"  # what a real training run records
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    lm_eval = cwd / "out" / "lm-eval"  # what a real lm_eval 0.4.13 run wrote (tests/data/lm_eval)
+    lm_eval.mkdir()
+    (lm_eval / "results.json").write_bytes((ROOT / "tests" / "data" / "lm_eval" / "results_5shot.json").read_bytes())
 
 
 def tour_env(tmp_path: Path) -> dict[str, str]:
