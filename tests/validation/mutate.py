@@ -178,6 +178,9 @@ ADAPTER_CASES = {
     "alpha_infinity": (_cfg_text(lambda t: t.replace('"lora_alpha": 8', '"lora_alpha": Infinity')),
                        "CONFIG_NONSTANDARD_JSON"),
     "target_modules_wrong_type": (_cfg(target_modules={"q_proj": 1}), "CONFIG_TARGET_MODULES_TYPE"),
+    # found by tests/fuzz: peft's LoRA layer calls .lower() on it (AttributeError at load time)
+    "init_lora_weights_integer": (_cfg(init_lora_weights=0), "CONFIG_FIELD_TYPE"),
+    "init_lora_weights_unknown": (_cfg(init_lora_weights="xavier"), "CONFIG_FIELD_TYPE"),
     "target_modules_not_in_base": (_cfg(target_modules=["q_proj", "v_proj", "qkv_proj"]), "CONFIG_TARGET_NOT_IN_BASE"),
     "base_path_dotdot": (_cfg(base_model_name_or_path="../../etc/models/llama"), "CONFIG_BASE_PATH"),
     "nesting_too_deep": (_cfg_text(lambda t: t[:-1] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}"),

@@ -8,6 +8,7 @@ what is missing (`lora_alpha`) and casts what has the wrong type. Each of those 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -27,6 +28,9 @@ PEFT_TYPES = frozenset({
 # the scale field of each type that has one, and peft's silent default for it
 ALPHA_FIELD = {t: f for t, f in ALPHA_KEYS.items() if f}
 RANKED = {"LORA", "ADALORA", "LOHA", "LOKR", "VERA"}
+# LoraConfig.init_lora_weights besides true/false (peft 0.21, tuners/lora/config.py; its layer raises
+# "Unknown initialization" on anything else, and fails on a non-string)
+LORA_INITS = frozenset({"gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal", "mica"})
 BOOL_FIELDS = ("use_dora", "use_rslora", "fan_in_fan_out", "lora_bias", "inference_mode")
 
 
@@ -123,6 +127,11 @@ def check_config(conf: dict[str, Any], *, file: str = FILE) -> list[Finding]:
     for bf in BOOL_FIELDS:
         if bf in conf and conf[bf] is not None and not isinstance(conf[bf], bool):
             add("CONFIG_FIELD_TYPE", bf, f"must be true or false, not {conf[bf]!r}")
+    ilw = conf.get("init_lora_weights", True)
+    if pt == "LORA" and not (isinstance(ilw, bool) or (isinstance(ilw, str) and (
+            ilw.lower() in LORA_INITS or re.fullmatch(r"pissa_niter_\d+", ilw.lower())))):
+        add("CONFIG_FIELD_TYPE", "init_lora_weights", f"must be true, false or one of peft's initialisations "
+            f"({', '.join(sorted(LORA_INITS))}, pissa_niter_N), not {ilw!r}")
     mts = conf.get("modules_to_save")
     if mts is not None and not _is_str_list(mts):
         add("CONFIG_FIELD_TYPE", "modules_to_save", "must be a list of module names")
