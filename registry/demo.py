@@ -12,6 +12,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from registry.errors import InvalidInput
+
 ADAPTERS: list[tuple[str, str, dict[str, str], list[tuple[int, list[str] | None, int, dict[str, float], bool]]]] = [
     # name, versions: (rank, targets, seed, metrics, trainer folder?)
     ("team-a/support-bot", "Answers support tickets.", {"task": "support"}, [
@@ -121,21 +123,37 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool = False) -> None:
-    """Serve the API and pages until Ctrl-C (then stop the worker and close the registry)."""
+def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool = False, workers: int = 1) -> None:
+    """Serve the API and pages until Ctrl-C (then stop the worker and close the registry).
+
+    `workers` > 1: that many server processes accept on one listening socket (forked here, each with
+    its own Registry over the same settings: its own database engine and store clients; SQLite
+    readers do not block each other in WAL mode). The job worker, if any, runs in this process.
+    """
     import uvicorn
 
     from registry.api import create_app
     from registry.api.limits import server_config
 
+    if workers < 1:
+        raise InvalidInput(f"--workers must be at least 1, not {workers}")
     sweep_at_start(registry)
-    app = create_app(registry)
     sock = listening_socket(host, port)
     actual = sock.getsockname()[1]
-    stop_worker = start_worker(registry) if worker else None
     shown = f"[{host}]" if ":" in host else host
-    print(f"adapter-registry serving {registry.settings.db_url} at http://{shown}:{actual}/  (Ctrl-C stops)",
+    procs = f", {workers} server processes" if workers > 1 else ""
+    print(f"adapter-registry serving {registry.settings.db_url} at http://{shown}:{actual}/  (Ctrl-C stops{procs})",
           file=sys.stderr, flush=True)
+    if workers > 1:
+        try:
+            _serve_processes(registry, sock, workers, worker)
+        finally:
+            sock.close()
+            registry.close()
+        print("adapter-registry stopped", file=sys.stderr, flush=True)
+        return
+    app = create_app(registry)
+    stop_worker = start_worker(registry) if worker else None
     if worker and stop_worker is None:
         print("  (no job worker: the job queue is not in this build)", file=sys.stderr, flush=True)
     server = uvicorn.Server(server_config(app, registry.settings))
@@ -149,6 +167,77 @@ def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool =
         sock.close()
         registry.close()
     print("adapter-registry stopped", file=sys.stderr, flush=True)
+
+
+def _serve_processes(registry, sock: socket.socket, n: int, worker: bool) -> None:
+    """Fork `n` uvicorn servers on `sock`; wait until Ctrl-C, SIGTERM or a server's exit; stop them all."""
+    import os
+    import signal
+    import time
+
+    registry.db.dispose()  # no pooled connection may be shared with the children
+    pids = [_fork_server(registry.settings, type(registry), sock) for _ in range(n)]
+    stop_worker = start_worker(registry) if worker else None  # after the forks: a child gets no thread
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        pid, status = os.wait()  # a server that exits on its own (it failed to start, or crashed) ends all
+        pids.remove(pid)
+        print(f"adapter-registry: server process {pid} exited ({status}); stopping", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)  # uvicorn's graceful shutdown (a Ctrl-C reached them already)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 15
+        while pids:
+            pid, _ = os.waitpid(pids[0], os.WNOHANG)
+            if pid:
+                pids.pop(0)
+            elif time.monotonic() > deadline:
+                os.kill(pids.pop(0), signal.SIGKILL)
+            else:
+                time.sleep(0.05)
+        if callable(stop_worker):
+            stop_worker()
+
+
+def _fork_server(settings, registry_type, sock: socket.socket) -> int:
+    """A child process serving `sock` with its own Registry(settings); returns its pid (in the parent)."""
+    import os
+
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        import uvicorn
+
+        from registry.api import create_app
+        from registry.api.limits import server_config
+
+        child = registry_type(settings)
+        try:
+            uvicorn.Server(server_config(create_app(child), settings)).run(sockets=[sock])
+        finally:
+            child.close()
+    except KeyboardInterrupt:
+        pass
+    except BaseException:  # noqa: BLE001 - reported, then this process ends with an error status
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def sweep_at_start(registry) -> int:
