@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from registry.errors import InvalidInput
 
@@ -111,6 +112,9 @@ def start_worker(registry):
     return stop
 
 
+BACKLOG = 2048  # connections the kernel queues for the server(s) to accept
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     """A bound, listening TCP socket for uvicorn (port 0: a free one)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -119,7 +123,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     # (Nagle holds the response body until the delayed ACK of its headers).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
-    sock.listen(2048)  # connections queue from the moment the URL is printed, before uvicorn starts
+    sock.listen(BACKLOG)  # connections queue from the moment the URL is printed, before uvicorn starts
     return sock
 
 
@@ -218,14 +222,12 @@ def _fork_server(settings, registry_type, sock: socket.socket) -> int:
         return pid
     code = 0
     try:
-        import uvicorn
-
         from registry.api import create_app
         from registry.api.limits import server_config
 
         child = registry_type(settings)
         try:
-            uvicorn.Server(server_config(create_app(child), settings)).run(sockets=[sock])
+            _fair_server(sock, server_config(create_app(child), settings)).run()
         finally:
             child.close()
     except KeyboardInterrupt:
@@ -238,6 +240,57 @@ def _fork_server(settings, registry_type, sock: socket.socket) -> int:
     finally:
         sys.stderr.flush()
         os._exit(code)
+
+
+def _fair_server(sock: socket.socket, config):
+    """A uvicorn server on `sock` shared with other processes (FairServer); uvicorn is imported here, late."""
+    import asyncio
+
+    import uvicorn
+
+    class FairServer(uvicorn.Server):
+        """uvicorn, accepting from a socket that several processes share so that connections spread
+        over them: asyncio's own accept takes every queued connection at once, so one process would
+        take all of a client's keep-alive connections. This one takes one, then waits (longer the
+        more connections it already serves, at most 50 ms) while the others take the next."""
+
+        def __init__(self, sock: socket.socket, config: uvicorn.Config):
+            super().__init__(config)
+            self.sock = sock
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=[])  # the app's lifespan, no listener of uvicorn's own
+            loop = asyncio.get_running_loop()
+            config, sock = self.config, self.sock
+            sock.setblocking(False)
+            pending: set[asyncio.Task[Any]] = set()
+
+            def protocol() -> asyncio.Protocol:
+                return config.http_protocol_class(config=config, server_state=self.server_state,  # type: ignore[call-arg]
+                                                  app_state=self.lifespan.state)
+
+            def accept() -> None:
+                try:
+                    conn, _ = sock.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    return
+                loop.remove_reader(sock)
+                task = loop.create_task(loop.connect_accepted_socket(protocol, conn))
+                pending.add(task)  # the loop keeps only a weak reference to a task
+                task.add_done_callback(pending.discard)
+                loop.call_later(min(0.002 * len(self.server_state.connections), 0.05), resume)
+
+            def resume() -> None:
+                if not self.should_exit:
+                    loop.add_reader(sock, accept)
+
+            loop.add_reader(sock, accept)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            asyncio.get_running_loop().remove_reader(self.sock)
+            await super().shutdown(sockets)
+
+    return FairServer(sock, config)
 
 
 def sweep_at_start(registry) -> int:

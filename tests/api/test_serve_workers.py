@@ -90,3 +90,61 @@ def test_serve_workers_must_be_at_least_one(sqlite_registry):
 
     res = run_cli("serve", "--workers", "0", env=cli_env(sqlite_registry.settings))
     assert res.returncode == 2 and "--workers" in res.stderr, res
+
+
+def _cpu(pid: int) -> int:
+    return sum(int(x) for x in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13])
+
+
+def _wait_idle(pids: list[int], timeout: float = 60) -> None:
+    """Until none of `pids` used CPU for half a second."""
+    deadline = time.monotonic() + timeout
+    last = [_cpu(p) for p in pids]
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = [_cpu(p) for p in pids]
+        if now == last:
+            return
+        last = now
+    pytest.fail(f"the server processes {pids} did not settle within {timeout} s")
+
+
+def _sockets(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if _link(fd).startswith("socket:"))
+
+
+def _link(path: Path) -> str:
+    try:
+        return str(path.readlink())
+    except OSError:
+        return ""
+
+
+def test_serve_workers_spreads_a_clients_keep_alive_connections_over_the_processes(sqlite_registry):
+    """asyncio alone accepts every queued connection in the process that wakes first: a client's
+    four keep-alive connections would all land on one of two processes, and the other one idle."""
+    import asyncio
+
+    p, url = _start(sqlite_registry.settings, "--workers", "2")
+    try:
+        kids = _children(p.pid)
+        _wait_idle(kids)  # both have started (one answering the health check says nothing of the other)
+        before = {k: _sockets(k) for k in kids}
+
+        async def four_connections() -> dict[int, int]:
+            async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=4)) as c:
+                async def one() -> None:
+                    for _ in range(5):
+                        (await c.get("/api/v1/adapters")).raise_for_status()
+
+                await asyncio.gather(*(one() for _ in range(4)))
+                return {k: _sockets(k) - before[k] for k in kids}
+
+        for _ in range(4):  # a new client each time: its connections open together
+            held = asyncio.run(four_connections())
+            assert sum(held.values()) == 4, held
+            assert min(held.values()) >= 1, held
+            _wait_idle(kids)  # the closed connections are gone
+    finally:
+        _stop(p, signal.SIGINT)
