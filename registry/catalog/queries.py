@@ -18,7 +18,7 @@ from registry.errors import AdapterNotFound, BaseModelNotFound, InvalidInput, Ve
 from registry.refs import MetricFilter, Ref, check_metric_name
 
 if TYPE_CHECKING:  # annotations only
-    from sqlalchemy import BindParameter, Select, SQLColumnExpression
+    from sqlalchemy import BindParameter, Connection, Select, SQLColumnExpression
 
 V = M.AdapterVersion
 _T = TypeVar("_T")
@@ -208,11 +208,13 @@ def search(s: Session, q: SearchQuery) -> T.SearchPage:
     if q.count:
         counted = plan.src.add_columns(plan.vid).where(*conds, *_base_filter(plan, ids))
         total = s.scalar(select(func.count()).select_from(counted.subquery()))
-    page_ids = list(s.scalars(_page(q, plan, conds, ids).limit(q.limit).offset(q.offset)))
-    found, names = _page_rows(s, page_ids)
+    # Columns in, rows out: the statements go to the connection, past the ORM's result layer.
+    c = s.connection()
+    page_ids = list(c.execute(_page(q, plan, conds, ids).limit(q.limit).offset(q.offset)).scalars())
+    found, names = _page_rows(c, page_ids)
     missing = {r.base_model_id for r in found if r.base_model_id} - bases.keys()
     if missing:  # no base given: the page's bases, light (hydrate would load whole rows)
-        bases.update((b.id, b) for b in s.execute(_BASES_BY_ID, {"ids": list(missing)}))
+        bases.update((b.id, b) for b in c.execute(_BASES_BY_ID, {"ids": list(missing)}))
     return T.SearchPage(tuple(hydrate(s, found, names=names, bases=bases)), total, q.limit, q.offset)
 
 
@@ -313,7 +315,7 @@ def _search_bases(s: Session, text: str) -> Sequence[Any]:
     preflight reads, as plain rows (a base's row also holds its whole tensor layout)."""
     if "@" in text or HEX.fullmatch(text):
         return base_rows(s, text)
-    found = s.execute(_BASES_BY_NAME, {"name": text}).all()
+    found = s.connection().execute(_BASES_BY_NAME, {"name": text}).all()
     if not found:
         raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
     return found
@@ -330,13 +332,13 @@ _PAGE_ROWS = (select(M.Adapter.name.label("adapter_name"),
               .join(M.Adapter, M.Adapter.id == V.adapter_id).where(V.id.in_(bindparam("ids", expanding=True))))
 
 
-def _page_rows(s: Session, page_ids: list[int]) -> tuple[list[Any], dict[int, str]]:
+def _page_rows(c: Connection, page_ids: list[int]) -> tuple[list[Any], dict[int, str]]:
     """The page's version rows in page order (columns named as the model's attributes), and
     their adapters' names by id."""
     rows: dict[int, Any] = {}
     names: dict[int, str] = {}
     if page_ids:
-        for r in s.execute(_PAGE_ROWS, {"ids": page_ids}):
+        for r in c.execute(_PAGE_ROWS, {"ids": page_ids}):
             rows[r.id], names[r.adapter_id] = r, r.adapter_name
     # A version deleted between the two statements (lookups run without a snapshot) is skipped.
     return [rows[i] for i in page_ids if i in rows], names
@@ -363,7 +365,7 @@ def hydrate(s: Session, rows: Sequence[M.AdapterVersion], *, adapters: dict[int,
     tags: dict[int, dict[str, str]] = defaultdict(dict)
     aliases: dict[int, list[str]] = defaultdict(list)
     metrics: dict[int, dict[str, float]] = defaultdict(dict)
-    for kind, vid, key, text_value, num in s.execute(_DETAILS, {"vids": vids}):
+    for kind, vid, key, text_value, num in s.connection().execute(_DETAILS, {"vids": vids}):
         if kind == 0:
             tags[vid][key] = text_value
         elif kind == 1:
