@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json as _json
 from typing import Any, overload
 
 from registry import types as T
@@ -57,9 +56,9 @@ def engine_support(row: M.AdapterVersion, base: M.BaseModelRow | None) -> tuple[
     architecture = base.architecture if base else None
     tie = bool(base.tie_word_embeddings) if base else False
     # The verdict is a pure function of these three (registry/engines/preflight), and a search page
-    # asks it for every version: remember it by the config's JSON text (key order included, as the
-    # rules see it) instead of parsing the config and running every rule again.
-    key = (_json.dumps(config, default=str), architecture, tie)
+    # asks it for every version: remember it by the config's text (its repr: the values of a JSON
+    # column, key order included as the rules see it) instead of running every rule again.
+    key = (repr(config), architecture, tie)
     found = _ENGINES.get(key)
     if found is None:
         from registry.engines import preflight
