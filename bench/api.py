@@ -1,17 +1,23 @@
 """Benchmark: the HTTP API's search and show under concurrent load, over loopback, from a second process.
 
     .venv/bin/python bench/api.py                                   # 10,000 versions, 16 connections, 10 s per endpoint
+    .venv/bin/python bench/api.py --concurrency 1,4,16 --endpoints search,show --root /work/main --root . --root .@2
     .venv/bin/python bench/api.py --versions 100000 --evals 500000 --concurrency 32 --duration 20
     .venv/bin/python bench/api.py --db postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 The catalog is the synthetic one of bench/lookup.py (bench/_lookup_data.py: skewed bases, ~20
 versions per adapter, evals, aliases), bulk-loaded into a migrated SQLite file (or a fresh
-PostgreSQL database). The server is `registry.demo.serve`'s app (FastAPI + uvicorn, one process,
-the same code `adapter-registry serve` runs) in its own process; this process is the load: an
-asyncio httpx client keeping --concurrency requests in flight on keep-alive connections for
---duration seconds per endpoint (after a 1 s warm-up), with parameters drawn like bench/lookup.py
-draws them. Reported per endpoint: requests per second, p50 / p95 / p99 latency (client-side,
-request sent to body read), and non-2xx answers. Results: a table on stdout and
+PostgreSQL database). Each server is `registry.demo.serve` (what `adapter-registry serve` runs:
+the app, its limits, uvicorn) in its own process, with the code of a checkout: `--root PATH`
+(repeatable; `PATH@N`: `serve --workers N`, a tree that has it); all of them serve the same
+catalog and are measured interleaved (for each concurrency and endpoint, one tree after the
+other), so a busy machine weighs on each alike. This process is the load: an asyncio httpx client
+keeping --concurrency requests in flight on keep-alive connections for --duration seconds per
+endpoint (after a 1 s warm-up), with parameters drawn like bench/lookup.py draws them. Reported
+per endpoint, concurrency and tree: requests per second, p50 / p95 / p99 latency (client-side,
+request sent to body read), non-2xx answers, and the server's CPU time per request (its processes'
+user + system time over the run, warm-up included, divided by the requests: the figure a loaded
+machine distorts least), plus the load average. Results: a table on stdout and
 bench/results/api-<timestamp>.json (git-ignored).
 """
 
