@@ -365,7 +365,7 @@ def hydrate(s: Session, rows: Sequence[M.AdapterVersion], *, adapters: dict[int,
     tags: dict[int, dict[str, str]] = defaultdict(dict)
     aliases: dict[int, list[str]] = defaultdict(list)
     metrics: dict[int, dict[str, float]] = defaultdict(dict)
-    for kind, vid, key, text_value, num in s.connection().execute(_DETAILS, {"vids": vids}):
+    for kind, vid, key, text_value, num in s.execute(_DETAILS, {"vids": vids}):
         if kind == 0:
             tags[vid][key] = text_value
         elif kind == 1:
