@@ -200,6 +200,8 @@ def search(s: Session, q: SearchQuery) -> T.SearchPage:
     if q.limit < 0 or q.limit > 1000 or q.offset < 0:
         raise InvalidInput("limit must be 0..1000 and offset >= 0")
     sm = _sort_metric(q.sort)
+    if s.autoflush and (s.new or s.dirty or s.deleted):
+        s.flush()  # what Session.execute does first (release/bulk.py searches inside a write transaction)
     bases = {b.id: b for b in _search_bases(s, q.base)} if q.base else {}
     ids = list(bases) if q.base else None
     plan = _plan(q, sm)
