@@ -1,17 +1,23 @@
 """Benchmark: the HTTP API's search and show under concurrent load, over loopback, from a second process.
 
     .venv/bin/python bench/api.py                                   # 10,000 versions, 16 connections, 10 s per endpoint
+    .venv/bin/python bench/api.py --concurrency 1,4,16 --endpoints search,show --root /work/main --root . --root .@2
     .venv/bin/python bench/api.py --versions 100000 --evals 500000 --concurrency 32 --duration 20
     .venv/bin/python bench/api.py --db postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 The catalog is the synthetic one of bench/lookup.py (bench/_lookup_data.py: skewed bases, ~20
 versions per adapter, evals, aliases), bulk-loaded into a migrated SQLite file (or a fresh
-PostgreSQL database). The server is `registry.demo.serve`'s app (FastAPI + uvicorn, one process,
-the same code `adapter-registry serve` runs) in its own process; this process is the load: an
-asyncio httpx client keeping --concurrency requests in flight on keep-alive connections for
---duration seconds per endpoint (after a 1 s warm-up), with parameters drawn like bench/lookup.py
-draws them. Reported per endpoint: requests per second, p50 / p95 / p99 latency (client-side,
-request sent to body read), and non-2xx answers. Results: a table on stdout and
+PostgreSQL database). Each server is `registry.demo.serve` (what `adapter-registry serve` runs:
+the app, its limits, uvicorn) in its own process, with the code of a checkout: `--root PATH`
+(repeatable; `PATH@N`: `serve --workers N`, a tree that has it); all of them serve the same
+catalog and are measured interleaved (for each concurrency and endpoint, one tree after the
+other), so a busy machine weighs on each alike. This process is the load: an asyncio httpx client
+keeping --concurrency requests in flight on keep-alive connections for --duration seconds per
+endpoint (after a 1 s warm-up), with parameters drawn like bench/lookup.py draws them. Reported
+per endpoint, concurrency and tree: requests per second, p50 / p95 / p99 latency (client-side,
+request sent to body read), non-2xx answers, and the server's CPU time per request (its processes'
+user + system time over the run, warm-up included, divided by the requests: the figure a loaded
+machine distorts least), plus the load average. Results: a table on stdout and
 bench/results/api-<timestamp>.json (git-ignored).
 """
 
@@ -28,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -57,23 +64,19 @@ ENDPOINTS = {
 
 
 # -- the server process ---------------------------------------------------------------------------
-def serve(db: str, home: str) -> None:
-    """Run the API over `db` on 127.0.0.1:<free port>; print the port; stop on SIGINT/SIGTERM."""
-    import uvicorn
-
-    from registry.api import create_app
+def serve(db: str, home: str, root: str, workers: int) -> None:
+    """`adapter-registry serve` over `db` on 127.0.0.1:<free port> with the code of the tree at `root`
+    (registry.demo.serve: the same app, limits and uvicorn settings); it prints its URL on stderr."""
+    sys.path.insert(0, root)
+    for name in [m for m in sys.modules if m == "registry" or m.startswith("registry.")]:
+        del sys.modules[name]
     from registry.app import Registry
+    from registry.demo import serve as run_server
     from registry.settings import Settings
 
     reg = Registry(Settings.from_env(env={}, db=db, home=Path(home), store=str(Path(home) / "store"), actor="bench"))
-    from registry.demo import listening_socket
-
-    sock = listening_socket("127.0.0.1", 0)
-    print(f"PORT {sock.getsockname()[1]}", flush=True)
-    try:
-        uvicorn.Server(uvicorn.Config(create_app(reg), log_level="warning", access_log=False)).run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises the SIGINT it handled after a clean shutdown
+    kw = {"workers": workers} if workers > 1 else {}  # trees from before --workers serve in one process
+    run_server(reg, host="127.0.0.1", port=0, **kw)
 
 
 # -- the load --------------------------------------------------------------------------------------
@@ -173,19 +176,73 @@ def machine() -> dict:
     return info
 
 
+def start_server(url: str, root: Path, workers: int) -> tuple[subprocess.Popen, str]:
+    home = tempfile.mkdtemp(prefix="ar-api-bench-")
+    server = subprocess.Popen([sys.executable, __file__, "--serve", url, home, str(root), str(workers)],
+                              stderr=subprocess.PIPE, text=True, cwd=root)
+    assert server.stderr is not None
+    for line in server.stderr:
+        if " at http://" in line:
+            base = line.split(" at ", 1)[1].split()[0].rstrip("/")
+            break
+    else:
+        raise SystemExit(f"the server of {root} did not start (exit {server.wait()})")
+    threading.Thread(target=server.stderr.read, daemon=True).start()  # keep its pipe drained
+    import httpx
+
+    for _ in range(100):
+        try:
+            httpx.get(base + "/api/v1/healthz", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return server, base
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` and its descendants (Linux /proc; 0 elsewhere): what a request
+    costs the server, a figure a busy machine distorts far less than req/s."""
+    total = 0.0
+    todo = [pid]
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def parse_root(text: str, default_workers: int) -> tuple[str, Path, int]:
+    """PATH or PATH@WORKERS -> (label, path, workers)."""
+    path, _, n = text.partition("@")
+    workers = int(n) if n else default_workers
+    return f"{Path(path).resolve().name}" + (f" x{workers}" if workers > 1 else ""), Path(path).resolve(), workers
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--versions", type=int, default=10_000)
     ap.add_argument("--evals", type=int, default=50_000)
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--concurrency", default="16", help="comma-separated: each is measured (1,4,16)")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds measured per endpoint")
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--db", help="a PostgreSQL server URL (default: an SQLite file)")
     ap.add_argument("--endpoints", default=",".join(ENDPOINTS))
-    ap.add_argument("--serve", nargs=2, metavar=("DB", "HOME"), help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=1, help="server processes (`serve --workers`) for a --root "
+                    "without @N")
+    ap.add_argument("--root", action="append", default=[], metavar="PATH[@N]",
+                    help="a checkout whose code serves (repeatable: measured interleaved, same catalog); @N: "
+                         "its server processes; default: this checkout")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the interleaved measurements")
+    ap.add_argument("--serve", nargs=4, metavar=("DB", "HOME", "ROOT", "WORKERS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
-        serve(*args.serve)
+        db, home, root, workers = args.serve
+        serve(db, home, root, int(workers))
         return 0
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -193,44 +250,50 @@ def main(argv: list[str] | None = None) -> int:
     ds, url = catalog(args.db, args.versions, args.evals, RESULTS)
     print(f"catalog: {ds.n_versions:,} versions, {ds.n_evals:,} evals on {url.split('://')[0]} "
           f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
-    home = tempfile.mkdtemp(prefix="ar-api-bench-")
-    server = subprocess.Popen([sys.executable, __file__, "--serve", url, home], stdout=subprocess.PIPE, text=True)
+    roots = [parse_root(r, args.workers) for r in (args.root or [str(ROOT)])]
+    servers = []
+    rows = []
     try:
-        line = server.stdout.readline()
-        if not line.startswith("PORT "):
-            raise SystemExit(f"the server did not start: {line!r}")
-        base = f"http://127.0.0.1:{int(line.split()[1])}"
-        import httpx
-
-        for _ in range(100):
-            try:
-                httpx.get(base + "/api/v1/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        rows = []
-        for i, ep in enumerate(e for e in args.endpoints.split(",") if e):
-            todo = paths(ds, ep, 5000, seed=11 + i)
-            res = asyncio.run(load(base, todo, concurrency=args.concurrency, duration=args.duration,
-                                   warmup=args.warmup))
-            rows.append({"endpoint": ep, "what": ENDPOINTS[ep], **res})
-            print(f"{ep:<14} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:6.1f} ms  p95 {res['p95_ms']:6.1f} ms  "
-                  f"p99 {res['p99_ms']:6.1f} ms  non-2xx {res['non_2xx'] or 0}", file=sys.stderr)
+        bases = {}
+        for label, root, workers in roots:
+            server, bases[label] = start_server(url, root, workers)
+            servers.append(server)
+        for rnd in range(args.rounds):
+            for conc in (int(c) for c in str(args.concurrency).split(",") if c):
+                for i, ep in enumerate(e for e in args.endpoints.split(",") if e):
+                    todo = paths(ds, ep, 5000, seed=11 + i)
+                    for (label, _root, workers), server in zip(roots, servers):
+                        cpu0, own0 = cpu_seconds(server.pid), time.process_time()
+                        res = asyncio.run(load(bases[label], todo, concurrency=conc, duration=args.duration,
+                                               warmup=args.warmup))
+                        n = res["requests"] * (args.duration + args.warmup) / args.duration  # warm-up included
+                        res["server_cpu_ms"] = (cpu_seconds(server.pid) - cpu0) / n * 1000 if n else float("nan")
+                        res["client_cpu_ms"] = (time.process_time() - own0) / n * 1000 if n else float("nan")
+                        rows.append({"endpoint": ep, "what": ENDPOINTS[ep], "tree": label, "workers": workers,
+                                     "concurrency": conc, "round": rnd, "load": os.getloadavg()[0], **res})
+                        print(f"{ep:<14} c={conc:<3} {label:<18} {res['rps']:7.0f} req/s  p50 {res['p50_ms']:6.1f} "
+                              f"ms  p95 {res['p95_ms']:6.1f} ms  p99 {res['p99_ms']:6.1f} ms  server CPU "
+                              f"{res['server_cpu_ms']:.2f} ms/req  load "
+                              f"{os.getloadavg()[0]:.1f}  non-2xx {res['non_2xx'] or 0}", file=sys.stderr)
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for server in servers:
+            server.send_signal(signal.SIGINT)
+        for server in servers:
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
     out = {"args": {k: v for k, v in vars(args).items() if k != "serve"}, "db": url.split("://")[0],
            "versions": ds.n_versions, "evals": ds.n_evals, "machine": machine(), "results": rows,
            "command": "python bench/api.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     path = RESULTS / f"api-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(out, indent=2))
-    print("\n| endpoint | req/s | p50 ms | p95 ms | p99 ms | non-2xx |\n|---|---|---|---|---|---|")
+    print("\n| endpoint | conc. | tree | req/s | p50 ms | p95 ms | p99 ms | server CPU ms/req | non-2xx |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['what']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
-              f"{sum(r['non_2xx'].values()) if r['non_2xx'] else 0} |")
+        bad = sum(r["non_2xx"].values()) if r["non_2xx"] else 0
+        print(f"| {r['endpoint']} | {r['concurrency']} | {r['tree']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | "
+              f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['server_cpu_ms']:.2f} | {bad} |")
     print(f"\nresults: {path}", file=sys.stderr)
     if args.db:
         from sqlalchemy import create_engine

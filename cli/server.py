@@ -25,12 +25,14 @@ def _local(ctx):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free port).")
 @click.option("--worker/--no-worker", default=False, help="Also run a job worker in this process.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Server processes sharing the port (one per core you give the server).")
 @pass_ctx
-def serve(ctx, host, port, worker) -> None:
+def serve(ctx, host, port, worker, workers) -> None:
     """Run the HTTP API and the catalog pages over this catalog."""
     from registry.demo import serve as run_server
 
-    run_server(_local(ctx), host=host, port=port, worker=worker)
+    run_server(_local(ctx), host=host, port=port, worker=worker, workers=workers)
 
 
 @click.command()

@@ -11,6 +11,9 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from registry.errors import InvalidInput
 
 ADAPTERS: list[tuple[str, str, dict[str, str], list[tuple[int, list[str] | None, int, dict[str, float], bool]]]] = [
     # name, versions: (rank, targets, seed, metrics, trainer folder?)
@@ -109,6 +112,9 @@ def start_worker(registry):
     return stop
 
 
+BACKLOG = 2048  # connections the kernel queues for the server(s) to accept
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     """A bound, listening TCP socket for uvicorn (port 0: a free one)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -117,25 +123,41 @@ def listening_socket(host: str, port: int) -> socket.socket:
     # (Nagle holds the response body until the delayed ACK of its headers).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
-    sock.listen(2048)  # connections queue from the moment the URL is printed, before uvicorn starts
+    sock.listen(BACKLOG)  # connections queue from the moment the URL is printed, before uvicorn starts
     return sock
 
 
-def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool = False) -> None:
-    """Serve the API and pages until Ctrl-C (then stop the worker and close the registry)."""
+def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool = False, workers: int = 1) -> None:
+    """Serve the API and pages until Ctrl-C (then stop the worker and close the registry).
+
+    `workers` > 1: that many server processes accept on one listening socket (forked here, each with
+    its own Registry over the same settings: its own database engine and store clients; SQLite
+    readers do not block each other in WAL mode). The job worker, if any, runs in this process.
+    """
     import uvicorn
 
     from registry.api import create_app
     from registry.api.limits import server_config
 
+    if workers < 1:
+        raise InvalidInput(f"--workers must be at least 1, not {workers}")
     sweep_at_start(registry)
-    app = create_app(registry)
     sock = listening_socket(host, port)
     actual = sock.getsockname()[1]
-    stop_worker = start_worker(registry) if worker else None
     shown = f"[{host}]" if ":" in host else host
-    print(f"adapter-registry serving {registry.settings.db_url} at http://{shown}:{actual}/  (Ctrl-C stops)",
+    procs = f", {workers} server processes" if workers > 1 else ""
+    print(f"adapter-registry serving {registry.settings.db_url} at http://{shown}:{actual}/  (Ctrl-C stops{procs})",
           file=sys.stderr, flush=True)
+    if workers > 1:
+        try:
+            _serve_processes(registry, sock, workers, worker)
+        finally:
+            sock.close()
+            registry.close()
+        print("adapter-registry stopped", file=sys.stderr, flush=True)
+        return
+    app = create_app(registry)
+    stop_worker = start_worker(registry) if worker else None
     if worker and stop_worker is None:
         print("  (no job worker: the job queue is not in this build)", file=sys.stderr, flush=True)
     server = uvicorn.Server(server_config(app, registry.settings))
@@ -149,6 +171,126 @@ def serve(registry, *, host: str = "127.0.0.1", port: int = 8080, worker: bool =
         sock.close()
         registry.close()
     print("adapter-registry stopped", file=sys.stderr, flush=True)
+
+
+def _serve_processes(registry, sock: socket.socket, n: int, worker: bool) -> None:
+    """Fork `n` uvicorn servers on `sock`; wait until Ctrl-C, SIGTERM or a server's exit; stop them all."""
+    import os
+    import signal
+    import time
+
+    registry.db.dispose()  # no pooled connection may be shared with the children
+    pids = [_fork_server(registry.settings, type(registry), sock) for _ in range(n)]
+    stop_worker = start_worker(registry) if worker else None  # after the forks: a child gets no thread
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        pid, status = os.wait()  # a server that exits on its own (it failed to start, or crashed) ends all
+        pids.remove(pid)
+        print(f"adapter-registry: server process {pid} exited ({status}); stopping", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)  # uvicorn's graceful shutdown (a Ctrl-C reached them already)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 15
+        while pids:
+            pid, _ = os.waitpid(pids[0], os.WNOHANG)
+            if pid:
+                pids.pop(0)
+            elif time.monotonic() > deadline:
+                os.kill(pids.pop(0), signal.SIGKILL)
+            else:
+                time.sleep(0.05)
+        if callable(stop_worker):
+            stop_worker()
+
+
+def _fork_server(settings, registry_type, sock: socket.socket) -> int:
+    """A child process serving `sock` with its own Registry(settings); returns its pid (in the parent)."""
+    import os
+
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        from registry.api import create_app
+        from registry.api.limits import server_config
+
+        child = registry_type(settings)
+        try:
+            _fair_server(sock, server_config(create_app(child), settings)).run()
+        finally:
+            child.close()
+    except KeyboardInterrupt:
+        pass
+    except BaseException:  # noqa: BLE001 - reported, then this process ends with an error status
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _fair_server(sock: socket.socket, config):
+    """A uvicorn server on `sock` shared with other processes (FairServer); uvicorn is imported here, late."""
+    import asyncio
+
+    import uvicorn
+
+    class FairServer(uvicorn.Server):
+        """uvicorn, accepting from a socket that several processes share so that connections spread
+        over them: asyncio's own accept takes every queued connection at once, so one process would
+        take all of a client's keep-alive connections. This one takes one, then waits (longer the
+        more connections it already serves, at most 50 ms) while the others take the next."""
+
+        def __init__(self, sock: socket.socket, config: uvicorn.Config):
+            super().__init__(config)
+            self.sock = sock
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=[])  # the app's lifespan, no listener of uvicorn's own
+            loop = asyncio.get_running_loop()
+            config, sock = self.config, self.sock
+            sock.setblocking(False)
+            pending: set[asyncio.Task[Any]] = set()
+
+            def protocol() -> asyncio.Protocol:
+                return config.http_protocol_class(config=config, server_state=self.server_state,  # type: ignore[call-arg]
+                                                  app_state=self.lifespan.state)
+
+            def accept() -> None:
+                try:
+                    conn, _ = sock.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    return
+                loop.remove_reader(sock)
+                task = loop.create_task(loop.connect_accepted_socket(protocol, conn))
+                pending.add(task)  # the loop keeps only a weak reference to a task
+                task.add_done_callback(pending.discard)
+                loop.call_later(min(0.002 * len(self.server_state.connections), 0.05), resume)
+
+            def resume() -> None:
+                if not self.should_exit:
+                    loop.add_reader(sock, accept)
+
+            loop.add_reader(sock, accept)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            asyncio.get_running_loop().remove_reader(self.sock)
+            await super().shutdown(sockets)
+
+    return FairServer(sock, config)
 
 
 def sweep_at_start(registry) -> int:

@@ -51,6 +51,22 @@ def fill_registry(reg, tiny_llama, tiny_adapter, tiny_adapter2):
     return reg
 
 
+def synthetic_catalog(db_url: str, n_versions: int = 300, n_evals: int = 1500):
+    """Bulk-load bench/lookup.py's synthetic catalog (skewed bases with several revisions, ~20
+    versions per adapter, tags, evals, aliases, deprecated versions with successors) into the
+    migrated, empty catalog at `db_url`; returns the dataset (bench/_lookup_data.py's Dataset)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_lookup_data", ROOT / "bench" / "_lookup_data.py")
+    assert spec is not None and spec.loader is not None
+    data = importlib.util.module_from_spec(spec)
+    sys.modules["_lookup_data"] = data  # its dataclasses look their module up by name
+    spec.loader.exec_module(data)
+    ds = data.generate(n_versions, n_evals)
+    data.load(db_url, data.catalog_tables(ds))
+    return ds
+
+
 def add_verification(reg, ref: str, *, base: str | None = None, passed: bool = True, dtype: str = "float32") -> None:
     """Record a verification result as the verify worker would."""
     from registry.catalog import models as M

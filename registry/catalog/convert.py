@@ -52,12 +52,25 @@ def version(row: M.AdapterVersion, *, name: str, base: M.BaseModelRow | None, ta
 
 def engine_support(row: M.AdapterVersion, base: M.BaseModelRow | None) -> tuple[T.EngineSupport, ...]:
     """Each serving engine's preflight verdict on the version (its config and its base's architecture)."""
-    from registry.engines import preflight
+    config = row.config or {"peft_type": row.peft_type}
+    architecture = base.architecture if base else None
+    tie = bool(base.tie_word_embeddings) if base else False
+    # The verdict is a pure function of these three (registry/engines/preflight), and a search page
+    # asks it for every version: remember it by the config's text (its repr: the values of a JSON
+    # column, key order included as the rules see it) instead of running every rule again.
+    key = (repr(config), architecture, tie)
+    found = _ENGINES.get(key)
+    if found is None:
+        from registry.engines import preflight
 
-    facts = preflight.Facts(row.config or {"peft_type": row.peft_type},
-                            architecture=base.architecture if base else None,
-                            tie_word_embeddings=bool(base.tie_word_embeddings) if base else False)
-    return preflight.check_all(facts)
+        found = preflight.check_all(preflight.Facts(config, architecture=architecture, tie_word_embeddings=tie))
+        if len(_ENGINES) >= 4096:  # bounded: a catalog has far fewer distinct configs than versions
+            _ENGINES.clear()
+        _ENGINES[key] = found
+    return found
+
+
+_ENGINES: dict[tuple[str, str | None, bool], tuple[T.EngineSupport, ...]] = {}
 
 
 def eval_result(row: M.EvalResult, ref: str) -> T.EvalResult:

@@ -19,7 +19,7 @@ from registry.evals import lower_is_better
 from registry.refs import MetricFilter, Ref, check_metric_name
 
 if TYPE_CHECKING:  # annotations only
-    from sqlalchemy import BindParameter, Select, SQLColumnExpression
+    from sqlalchemy import BindParameter, Connection, Select, SQLColumnExpression
 
 V = M.AdapterVersion
 _T = TypeVar("_T")
@@ -208,7 +208,9 @@ def search(s: Session, q: SearchQuery) -> T.SearchPage:
     if q.limit < 0 or q.limit > 1000 or q.offset < 0:
         raise InvalidInput("limit must be 0..1000 and offset >= 0")
     sm = _sort_metric(q.sort)
-    bases = {b.id: b for b in base_rows(s, q.base)} if q.base else {}
+    if s.autoflush and (s.new or s.dirty or s.deleted):
+        s.flush()  # what Session.execute does first (release/bulk.py searches inside a write transaction)
+    bases = {b.id: b for b in _search_bases(s, q.base)} if q.base else {}
     ids = list(bases) if q.base else None
     plan = _plan(q, sm)
     conds = [*plan.conds, *_filters(q, plan)]
@@ -216,9 +218,14 @@ def search(s: Session, q: SearchQuery) -> T.SearchPage:
     if q.count:
         counted = plan.src.add_columns(plan.vid).where(*conds, *_base_filter(plan, ids))
         total = s.scalar(select(func.count()).select_from(counted.subquery()))
-    page_ids = list(s.scalars(_page(q, plan, conds, ids).limit(q.limit).offset(q.offset)))
-    found, adapters = _page_rows(s, page_ids)
-    return T.SearchPage(tuple(hydrate(s, found, adapters=adapters, bases=bases)), total, q.limit, q.offset)
+    # Columns in, rows out: the statements go to the connection, past the ORM's result layer.
+    c = s.connection()
+    page_ids = list(c.execute(_page(q, plan, conds, ids).limit(q.limit).offset(q.offset)).scalars())
+    found, names = _page_rows(c, page_ids)
+    missing = {r.base_model_id for r in found if r.base_model_id} - bases.keys()
+    if missing:  # no base given: the page's bases, light (hydrate would load whole rows)
+        bases.update((b.id, b) for b in c.execute(_BASES_BY_ID, {"ids": list(missing)}))
+    return T.SearchPage(tuple(hydrate(s, found, names=names, bases=bases)), total, q.limit, q.offset)
 
 
 @dataclass(frozen=True)
@@ -315,15 +322,38 @@ def _page(q: SearchQuery, p: _Plan, conds: list[SQLColumnExpression[bool]], ids:
     return _ordered(p.src.add_columns(p.vid).where(*conds, *_base_filter(p, ids)), key_cols, p)
 
 
-def _page_rows(s: Session, page_ids: list[int]) -> tuple[list[M.AdapterVersion], dict[int, M.Adapter]]:
-    """The page's version rows in page order, and their adapters by id."""
-    rows: dict[int, M.AdapterVersion] = {}
-    adapters: dict[int, M.Adapter] = {}
+def _search_bases(s: Session, text: str) -> Sequence[Any]:
+    """base_rows for a search: by NAME, only the columns a page shows (BaseRef) and the engine
+    preflight reads, as plain rows (a base's row also holds its whole tensor layout)."""
+    if "@" in text or HEX.fullmatch(text):
+        return base_rows(s, text)
+    found = s.connection().execute(_BASES_BY_NAME, {"name": text}).all()
+    if not found:
+        raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
+    return found
+
+
+_B = M.BaseModelRow
+_BASE_COLS = (_B.id, _B.name, _B.revision, _B.fingerprint, _B.architecture, _B.tie_word_embeddings)
+_BASES_BY_NAME = select(*_BASE_COLS).where(_B.name == bindparam("name"))
+_BASES_BY_ID = select(*_BASE_COLS).where(_B.id.in_(bindparam("ids", expanding=True)))
+# What hydrate and convert.version read of a version, as plain rows (no ORM instances: building
+# them was a third of a search page's time) and without show's detail columns (training, compat).
+_PAGE_ROWS = (select(M.Adapter.name.label("adapter_name"),
+                     *[c for c in V.__table__.c if c.key not in ("training", "compat")])
+              .join(M.Adapter, M.Adapter.id == V.adapter_id).where(V.id.in_(bindparam("ids", expanding=True))))
+
+
+def _page_rows(c: Connection, page_ids: list[int]) -> tuple[list[Any], dict[int, str]]:
+    """The page's version rows in page order (columns named as the model's attributes), and
+    their adapters' names by id."""
+    rows: dict[int, Any] = {}
+    names: dict[int, str] = {}
     if page_ids:
-        for a, v in s.execute(select(M.Adapter, V).join(V, V.adapter_id == M.Adapter.id).where(V.id.in_(page_ids))):
-            rows[v.id], adapters[a.id] = v, a
+        for r in c.execute(_PAGE_ROWS, {"ids": page_ids}):
+            rows[r.id], names[r.adapter_id] = r, r.adapter_name
     # A version deleted between the two statements (lookups run without a snapshot) is skipped.
-    return [rows[i] for i in page_ids if i in rows], adapters
+    return [rows[i] for i in page_ids if i in rows], names
 
 
 def _cmp(col: SQLColumnExpression[float], f: MetricFilter) -> SQLColumnExpression[bool]:
@@ -332,12 +362,15 @@ def _cmp(col: SQLColumnExpression[float], f: MetricFilter) -> SQLColumnExpressio
 
 
 def hydrate(s: Session, rows: Sequence[M.AdapterVersion], *, adapters: dict[int, M.Adapter] | None = None,
-            bases: dict[int, M.BaseModelRow] | None = None) -> list[T.AdapterVersion]:
-    """Result types for version rows: tags, aliases and metrics come back in one UNION ALL."""
+            bases: dict[int, M.BaseModelRow] | None = None, names: dict[int, str] | None = None
+            ) -> list[T.AdapterVersion]:
+    """Result types for version rows (ORM rows, or search's plain rows with the same attribute
+    names): tags, aliases and metrics come back in one UNION ALL. `names`: adapter id -> name,
+    when the caller has them but not the adapters' rows."""
     if not rows:
         return []
     vids = [r.id for r in rows]
-    names = {i: a.name for i, a in (adapters or {}).items()}
+    names = {**{i: a.name for i, a in (adapters or {}).items()}, **(names or {})}
     missing = {r.adapter_id for r in rows} - names.keys()
     if missing:
         names.update(s.execute(select(M.Adapter.id, M.Adapter.name).where(M.Adapter.id.in_(missing))).all())
@@ -356,7 +389,7 @@ def hydrate(s: Session, rows: Sequence[M.AdapterVersion], *, adapters: dict[int,
             targets[vid].append(key)
     bases = dict(bases or {})
     for r in rows:  # loaded along with the version (get_version's contains_eager)
-        b = r.__dict__.get("base_model")
+        b = getattr(r, "__dict__", {}).get("base_model")  # (search's plain rows have no __dict__)
         if b is not None:
             bases[b.id] = b
     missing = {r.base_model_id for r in rows if r.base_model_id} - bases.keys()
