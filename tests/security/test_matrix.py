@@ -108,6 +108,9 @@ ROUTES: dict[tuple[str, str], tuple[Policy, Call]] = {
     ("POST", "/api/v1/adapters/{name:path}/push-all"): (WRITE_A, _push_all),
     ("POST", "/api/v1/adapters/{name:path}/versions/{ref}/evals"):
         (WRITE_A, get(A + "/versions/1/evals", json={"metrics": {"acc": 0.6}})),
+    ("POST", "/api/v1/adapters/{name:path}/versions/{ref}/lm-eval"):
+        (WRITE_A, get(A + "/versions/1/lm-eval", json={"document": {"results": {"mmlu": {"acc,none": 0.6}}},
+                                                       "file_name": "results.json"})),
     ("PUT", "/api/v1/adapters/{name:path}/aliases/{alias}"):
         (WRITE_A, get(A + "/aliases/staging", json={"version": 1})),
     ("DELETE", "/api/v1/adapters/{name:path}/aliases/{alias}"): (WRITE_A, get(A + "/aliases/staging")),
