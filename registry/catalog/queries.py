@@ -328,6 +328,8 @@ def _search_bases(s: Session, text: str) -> Sequence[Any]:
     if "@" in text or HEX.fullmatch(text):
         return base_rows(s, text)
     found = s.connection().execute(_BASES_BY_NAME, {"name": text}).all()
+    if not found:  # then by Hub id, any casing, as base_rows does
+        found = s.connection().execute(select(*_BASE_COLS).where(_by_hub_id(text))).all()
     if not found:
         raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
     return found
