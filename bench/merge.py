@@ -175,7 +175,9 @@ def end_to_end(base: Path, adapter: Path, res_dir: Path, *, repeats: int, peft_c
     # the console script's own entry point, run from this checkout (an installed copy may be older)
     cli = [sys.executable, "-m", "registry"]
     home, out, hit, pub, peft_out = (res_dir / n for n in ("e2e-home", "e2e-out", "e2e-hit", "e2e-pub", "out"))
-    names = ("cp-base", "peft", "merge-out", "cp-merged", "merge-out-hit", "publish-dir")
+    # cp-merged-sync: `cp -r` then `sync`, the floor for a copy that is on disk when it returns (the
+    # registry fsyncs what it writes before renaming it into place; cp and peft's save_pretrained do not)
+    names = ("cp-base", "peft", "merge-out", "cp-merged", "cp-merged-sync", "merge-out-hit", "publish-dir")
     runs: dict[str, list] = {n: [] for n in names}
     engine_s: list[float] = []
     for _ in range(repeats):
@@ -198,6 +200,10 @@ def end_to_end(base: Path, adapter: Path, res_dir: Path, *, repeats: int, peft_c
         subprocess.run(["sync"], check=True)
         runs["cp-merged"].append(run_measured(["cp", "-r", str(out), str(peft_out)]))
         subprocess.run(["sync"], check=True)
+        shutil.rmtree(peft_out)
+        subprocess.run(["sync"], check=True)
+        runs["cp-merged-sync"].append(run_measured(["sh", "-c", f"cp -r '{out}' '{peft_out}' && sync"]))
+        subprocess.run(["sync"], check=True)
         runs["merge-out-hit"].append(run_measured([*h, "merge", "bench/bot@1", "--out", str(hit)]))
         subprocess.run(["sync"], check=True)
         runs["publish-dir"].append(run_measured([*h, "publish", "bench/bot@1", "--to", f"dir://{pub}", "--force",
@@ -214,7 +220,9 @@ def end_to_end(base: Path, adapter: Path, res_dir: Path, *, repeats: int, peft_c
         "merge-out/peft time": m["seconds"] / p["seconds"], "merge-out/peft rss": m["peak_rss_gib"] / p["peak_rss_gib"],
         "merge-out/engine": m["seconds"] / results["engine_seconds"],
         "merge-out-hit/cp-merged": results["merge-out-hit"]["seconds"] / results["cp-merged"]["seconds"],
-        "publish-dir/cp-merged": results["publish-dir"]["seconds"] / results["cp-merged"]["seconds"]}
+        "publish-dir/cp-merged": results["publish-dir"]["seconds"] / results["cp-merged"]["seconds"],
+        "merge-out-hit/cp-merged-sync": results["merge-out-hit"]["seconds"] / results["cp-merged-sync"]["seconds"],
+        "publish-dir/cp-merged-sync": results["publish-dir"]["seconds"] / results["cp-merged-sync"]["seconds"]}
     print(f"engine (in the merge)  {results['engine_seconds']:.2f} s")
     for k, v in results["ratios"].items():
         print(f"{k:26s} {v:.2f}x")
