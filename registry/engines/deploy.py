@@ -53,7 +53,8 @@ def plan(alias: str, desired: Mapping[str, str], current: Mapping[str, str], *,
 # removed (release/aliases.py), or one of its versions was deleted, deprecated, undeprecated or
 # re-based (serving-profile leaves such versions out or puts them back).
 ALIAS_KINDS = ("alias.set", "alias.remove")
-VERSION_KINDS = ("version.delete", "version.deprecate", "version.undeprecate", "version.set_base")
+# version.verify: a version under the alias may become servable (deploy requires it verified for vLLM)
+VERSION_KINDS = ("version.delete", "version.deprecate", "version.undeprecate", "version.set_base", "version.verify")
 
 
 def due(events: Iterable[Any], alias: str) -> bool:

@@ -243,6 +243,10 @@ def _record(core: Core, job: _Job, key: str, res: Any, files: dict[str, dict[str
                                  dtype=res.dtype, versions=library_versions(res.device), passed=bool(logits["passed"]),
                                  figures={"source": "merge-validation", "merged_id": mrow.id, "logits": logits},
                                  duration_s=res.seconds))
+            from registry.workflows.verify import verified_event
+
+            verified_event(s, job.version_id, passed=bool(logits["passed"]), engine="peft", engine_version=None,
+                           base_id=base_id, dtype=res.dtype)
         C.record(s, core.actor, "merge.create", job.ref, {"merged_id": mrow.id, "dtype": res.dtype,
                                                           "engine": res.engine, "manifest": mrow.manifest_digest})
         return mrow.id

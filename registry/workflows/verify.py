@@ -59,6 +59,8 @@ class Result:
                              duration_s=self.duration_s, job_id=job_id, engine=self.engine,
                              engine_version=self.engine_version)
         s.add(row)
+        verified_event(s, self.version_id, passed=self.passed, engine=self.engine, engine_version=self.engine_version,
+                       base_id=self.base_id, dtype=self.dtype)
         return row
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +68,17 @@ class Result:
         return {"ref": self.ref, "passed": self.passed, "reasons": list(self.reasons), "device_kind": self.device_kind,
                 "dtype": self.dtype, "figures": self.figures, "duration_s": self.duration_s, "engine": self.engine,
                 "engine_version": self.engine_version}
+
+
+def verified_event(s: Session, version_id: int, *, passed: bool, engine: str, engine_version: str | None,
+                   base_id: int, dtype: str) -> None:
+    """A `version.verify` event (subject NAME@VERSION) beside each recorded verification, in the same
+    transaction: what `deploy --follow` (and webhooks) react to when a version becomes verified."""
+    base, v = s.get(M.BaseModelRow, base_id), s.get(M.AdapterVersion, version_id)
+    subject = f"{v.adapter.name}@{v.version}" if v is not None else str(version_id)
+    s.add(M.Event(kind="version.verify", subject=subject,
+                  payload={"passed": passed, "engine": engine, "engine_version": engine_version, "dtype": dtype,
+                           "base": base.fingerprint if base else None}))
 
 
 def run(core: Core, ref: str, *, base: str | None = None, dtype: str | None = None, device: str = "cpu",

@@ -66,3 +66,18 @@ def test_follow_keeps_its_cursor_and_retries_while_the_server_cannot_be_reached(
                             stop=lambda: len(errors) >= 3, sleep=polls.append)
     assert last == 0 and not deployed and len(errors) == 3  # nothing handled: resuming starts from 0 again
     assert all("cannot list the models" in str(e) for e in errors)
+
+
+def test_a_recorded_verification_is_an_event_that_calls_for_a_deploy(sqlite_registry, tiny_llama, tiny_adapter):
+    """A version under the alias that becomes verified (deploy serves only verified ones) is loaded
+    at the next poll, not only at the next alias move (before: verifications raised no event)."""
+    reg = sqlite_registry
+    reg.add_base(tiny_llama, name="llama")
+    reg.push(tiny_adapter, name="bot", base="llama")
+    reg.release.set_alias("bot", "production", 1)
+    start = reg.release.events()[-1].id
+    reg.verify("bot@production")
+    events = reg.release.events(start)
+    verify = [e for e in events if e.kind == "version.verify"]
+    assert [(e.subject, e.payload["passed"], e.payload["engine"]) for e in verify] == [("bot@1", True, "peft")]
+    assert D.due(events, "production")

@@ -3,7 +3,10 @@ Registry.push on that folder (the same checks and the same result as a local pus
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+import pathlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
@@ -15,6 +18,9 @@ from registry.api.deps import Writer
 from registry.api.errors import responses
 from registry.api.render import json
 from registry.errors import InvalidInput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from registry.app import Registry
 
 router = APIRouter(prefix="/api/v1", tags=["adapters"])
 
@@ -57,12 +63,7 @@ async def push(name: Annotated[str, Path(description="Adapter name, e.g. team-a/
     check_name(name)
     caller.can_write(name)
     reg = caller.registry
-    with upload.upload_folder(reg.settings.home) as folder:
-        files, fields = await upload.receive(request.stream(), request.headers.get("content-type", ""),
-                                             request.headers.get("content-length"), folder,
-                                             limit=reg.settings.max_upload_bytes)
-        if not files:
-            raise InvalidInput("no files uploaded", hint="send the adapter folder's files as parts named 'files'")
+    async with _uploaded(request, reg) as (folder, fields):
         v = await run_in_threadpool(reg.push, folder, name=name, **_options(fields), adapter=_one(fields, "adapter"))
     return json(v, 201 if v.created else 200)
 
@@ -80,18 +81,25 @@ async def push_all(name: Annotated[str, Path(description="Registry name of the '
     check_name(name)
     caller.can_write(name)
     reg = caller.registry
-    with upload.upload_folder(reg.settings.home) as folder:
-        files, fields = await upload.receive(request.stream(), request.headers.get("content-type", ""),
-                                             request.headers.get("content-length"), folder,
-                                             limit=reg.settings.max_upload_bytes)
-        if not files:
-            raise InvalidInput("no files uploaded", hint="send the adapter folder's files as parts named 'files'")
+    async with _uploaded(request, reg) as (folder, fields):
         names = dict(m.split("=", 1) for m in fields.get("map", []) if "=" in m)
         for target in registry_names(name, list(adapters_in(folder)), names).values():
             check_name(target)
             caller.can_write(target)
         out = await run_in_threadpool(reg.push_all, folder, name=name, **_options(fields), names=names)
     return json(out, 200)
+
+
+@contextlib.asynccontextmanager
+async def _uploaded(request: Request, reg: Registry) -> AsyncIterator[tuple[pathlib.Path, dict[str, list[str]]]]:
+    """The request's multipart files in a fresh upload folder (removed afterwards), and its fields."""
+    with upload.upload_folder(reg.settings.home) as folder:
+        files, fields = await upload.receive(request.stream(), request.headers.get("content-type", ""),
+                                             request.headers.get("content-length"), folder,
+                                             limit=reg.settings.max_upload_bytes)
+        if not files:
+            raise InvalidInput("no files uploaded", hint="send the adapter folder's files as parts named 'files'")
+        yield folder, fields
 
 
 def _one(fields: dict[str, list[str]], key: str) -> str | None:
