@@ -102,6 +102,22 @@ def test_an_edited_resolved_config_is_rebuilt_and_merge_still_reads_the_blob(reg
     assert reg.merge("team-a/support-bot@1", dtype="fp32").path.is_dir()  # the blob folder is intact
 
 
+def test_an_edited_cached_original_config_is_not_rewritten_into_a_new_loadable_folder(reg):
+    """The loadable folder is derived from the config blob, checked against its digest: a cached copy
+    edited in place (it is a hard link in the stored folder resolve hands out) is fetched again
+    (before: the edit was sealed into a new loadable folder, lora_alpha 9 against the catalog's 8)."""
+    v = reg.show("team-a/support-bot@1")
+    first = json.loads((reg.resolve(v.ref) / "adapter_config.json").read_text())
+    orig = reg.settings.cache_dir / "adapters" / v.content_digest / "adapter_config.json"
+    data = orig.read_bytes()
+    alpha = f'"lora_alpha": {int(v.alpha)}'.encode()
+    assert alpha in data
+    orig.chmod(0o644)
+    orig.write_bytes(data.replace(alpha, f'"lora_alpha": {int(v.alpha) + 1}'.encode()))  # same size, in place
+    again = json.loads((reg.resolve(v.ref) / "adapter_config.json").read_text())
+    assert again["lora_alpha"] == first["lora_alpha"] == v.alpha
+
+
 def test_local_dir_is_a_copy_the_caller_owns(reg, tmp_path):
     cached = reg.resolve("team-a/support-bot@1")
     mine = reg.resolve("team-a/support-bot@1", local_dir=tmp_path / "support-bot")
