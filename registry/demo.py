@@ -179,22 +179,32 @@ def _serve_processes(registry, sock: socket.socket, n: int, worker: bool) -> Non
     import signal
     import time
 
-    registry.db.dispose()  # no pooled connection may be shared with the children
-    pids = [_fork_server(registry.settings, type(registry), sock) for _ in range(n)]
-    stop_worker = start_worker(registry) if worker else None  # after the forks: a child gets no thread
-
     def stop(_signum, _frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    # before the forks: a SIGTERM or SIGHUP from then on stops the servers too, never orphans them
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    registry.db.dispose()  # no pooled connection may be shared with the children
+    pids: list[int] = []
+    stop_worker = None
     try:
-        pid, status = os.wait()  # a server that exits on its own (it failed to start, or crashed) ends all
-        pids.remove(pid)
-        print(f"adapter-registry: server process {pid} exited ({status}); stopping", file=sys.stderr, flush=True)
+        pids += [_fork_server(registry.settings, type(registry), sock) for _ in range(n)]
+        stop_worker = start_worker(registry) if worker else None  # after the forks: a child gets no thread
+        # wait for the server processes only: the job worker's own subprocesses (engine runners)
+        # are its business, and a bare os.wait() would take their exit statuses from it
+        while True:
+            done = next(((p, st) for p in pids for p, st in [os.waitpid(p, os.WNOHANG)] if p), None)
+            if done is not None:  # a server that exits on its own (failed to start, crashed) ends all
+                pids.remove(done[0])
+                print(f"adapter-registry: server process {done[0]} exited ({done[1]}); stopping",
+                      file=sys.stderr, flush=True)
+                break
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGTERM)  # uvicorn's graceful shutdown (a Ctrl-C reached them already)
@@ -217,11 +227,13 @@ def _fork_server(settings, registry_type, sock: socket.socket) -> int:
     """A child process serving `sock` with its own Registry(settings); returns its pid (in the parent)."""
     import os
 
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     code = 0
     try:
+        _die_with_parent(parent)
         from registry.api import create_app
         from registry.api.limits import server_config
 
@@ -240,6 +252,33 @@ def _fork_server(settings, registry_type, sock: socket.socket) -> int:
     finally:
         sys.stderr.flush()
         os._exit(code)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a forked server: get SIGTERM (uvicorn's graceful stop) when the parent dies, however it
+    dies (SIGKILL included), so no server is left holding the port (Linux prctl PR_SET_PDEATHSIG;
+    elsewhere a thread polls the parent's pid)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGTERM, 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _fair_server(sock: socket.socket, config):

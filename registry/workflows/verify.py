@@ -71,10 +71,11 @@ class Result:
 
 
 def verified_event(s: Session, version_id: int, *, passed: bool, engine: str, engine_version: str | None,
-                   base_id: int, dtype: str) -> None:
+                   base_id: int | None, dtype: str) -> None:
     """A `version.verify` event (subject NAME@VERSION) beside each recorded verification, in the same
     transaction: what `deploy --follow` (and webhooks) react to when a version becomes verified."""
-    base, v = s.get(M.BaseModelRow, base_id), s.get(M.AdapterVersion, version_id)
+    base = s.get(M.BaseModelRow, base_id) if base_id is not None else None
+    v = s.get(M.AdapterVersion, version_id)
     subject = f"{v.adapter.name}@{v.version}" if v is not None else str(version_id)
     s.add(M.Event(kind="version.verify", subject=subject,
                   payload={"passed": passed, "engine": engine, "engine_version": engine_version, "dtype": dtype,

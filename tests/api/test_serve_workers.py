@@ -3,8 +3,10 @@ WAL mode, PostgreSQL), reads and writes through any of them, and Ctrl-C or SIGTE
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -148,3 +150,53 @@ def test_serve_workers_spreads_a_clients_keep_alive_connections_over_the_process
             _wait_idle(kids)  # the closed connections are gone
     finally:
         _stop(p, signal.SIGINT)
+
+
+def _gone(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or "zombie" in status.read_text()
+
+
+def test_a_killed_parent_leaves_no_server_holding_the_port(sqlite_registry):
+    """SIGKILL of `serve --workers 2` (nothing of it runs any more): its servers stop too (before:
+    they were re-parented to init and kept answering on the port)."""
+    p, url = _start(sqlite_registry.settings, "--workers", "2")
+    kids = _children(p.pid)
+    assert len(kids) == 2
+    p.kill()
+    p.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(_gone(k) for k in kids):
+        time.sleep(0.1)
+    assert all(_gone(k) for k in kids), kids
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url + "/api/v1/healthz", timeout=2)
+
+
+def test_serve_waits_for_its_servers_only_and_other_children_keep_their_exit_status(sqlite_registry):
+    """The parent waits for its server processes only: another child of the process (the job
+    worker, which runs in it, starts engine runners) gets its own exit status and serve does not
+    stop (before: os.wait() took the status, then `pids.remove` raised and serve stopped)."""
+    import threading
+
+    from registry import demo
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    seen: list[int] = []
+
+    def other_children() -> None:
+        time.sleep(1.0)  # the server process is forked by then
+        for _ in range(10):
+            seen.append(subprocess.run(["sh", "-c", "sleep 0.1; exit 3"], check=False).returncode)
+        os.kill(os.getpid(), signal.SIGTERM)  # then stop serve, as a service manager would
+
+    t = threading.Thread(target=other_children, daemon=True)
+    t.start()
+    try:
+        demo._serve_processes(sqlite_registry, sock, 1, worker=False)
+    finally:
+        sock.close()
+    t.join(timeout=10)
+    assert seen == [3] * 10
