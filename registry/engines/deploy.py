@@ -89,11 +89,15 @@ def served(url: str, *, timeout: float = 30) -> tuple[str | None, dict[str, str]
     except httpx.HTTPError as e:
         raise DeployFailed(f"cannot list the models of the vLLM server at {url}: {e}") from e
     base, loras = None, {}
-    for m in r.json().get("data", []):
-        if m.get("parent"):
-            loras[m["id"]] = str(m.get("root") or "")
-        else:
-            base = m.get("root") or m.get("id")
+    try:
+        models = r.json().get("data", [])
+        for m in models:
+            if m.get("parent"):
+                loras[m["id"]] = str(m.get("root") or "")
+            else:
+                base = m.get("root") or m.get("id")
+    except (ValueError, AttributeError, TypeError, KeyError) as e:
+        raise DeployFailed(f"the vLLM server at {url} answered /v1/models with no model list ({e})") from e
     return base, loras
 
 
@@ -102,12 +106,19 @@ def apply(url: str, p: Plan, *, timeout: float = 120) -> None:
     import httpx
 
     root = url.rstrip("/")
+
+    def post(what: str, path: str, body: dict[str, str]) -> httpx.Response:
+        try:
+            return httpx.post(f"{root}{path}", json=body, timeout=timeout)
+        except httpx.HTTPError as e:  # vLLM restarting, a load past the timeout: a failed deploy, retried
+            raise DeployFailed(f"cannot {what} on the vLLM server at {url}: {type(e).__name__}: {e}") from e
+
     for name in p.unload:
-        r = httpx.post(f"{root}/v1/unload_lora_adapter", json={"lora_name": name}, timeout=timeout)
+        r = post(f"unload {name}", "/v1/unload_lora_adapter", {"lora_name": name})
         if r.status_code >= 400:
             raise DeployFailed(f"vLLM refused to unload {name}: {r.status_code} {r.text[:300]}")
     for name, path in p.load.items():
-        r = httpx.post(f"{root}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path}, timeout=timeout)
+        r = post(f"load {name}", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": path})
         if r.status_code >= 400:
             raise DeployFailed(f"vLLM refused to load {name} from {path}: {r.status_code} {r.text[:300]}")
 

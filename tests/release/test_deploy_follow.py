@@ -81,3 +81,43 @@ def test_a_recorded_verification_is_an_event_that_calls_for_a_deploy(sqlite_regi
     verify = [e for e in events if e.kind == "version.verify"]
     assert [(e.subject, e.payload["passed"], e.payload["engine"]) for e in verify] == [("bot@1", True, "peft")]
     assert D.due(events, "production")
+
+
+def test_a_dropped_connection_during_a_load_is_a_failed_deploy_that_is_retried(
+        sqlite_registry, tiny_llama, tiny_adapter):
+    """vLLM restarting between the listing and the load (the connection drops): follow reports a
+    failed deploy and retries at the next poll (before: httpx's error escaped and ended the follower).
+    The server here is a stand-in speaking /v1/models and dropping every POST, not vLLM."""
+    import http.server
+    import json
+    import threading
+
+    class DropsLoads(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            body = json.dumps({"data": [{"id": "llama", "root": "/x"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):  # noqa: N802
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DropsLoads)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    reg = sqlite_registry
+    reg.add_base(tiny_llama, name="llama")
+    reg.push(tiny_adapter, name="bot", base="llama")
+    reg.release.set_alias("bot", "production", 1)
+    errors: list = []
+    try:
+        deploy_wf.follow(reg.core, f"http://127.0.0.1:{srv.server_port}", alias="production", base="llama",
+                         require_verified=False, poll_s=0, on_error=errors.append,
+                         stop=lambda: len(errors) >= 2, sleep=lambda s: None)
+    finally:
+        srv.shutdown()
+    assert len(errors) == 2 and all("cannot load bot@production" in str(e) for e in errors), errors
