@@ -9,9 +9,12 @@ writer may rename the file's folder meanwhile; at most `workers` parts are in me
 Nothing becomes visible before `commit`: it waits for every part, checks each upload's size on
 the server's side (ListParts) against the writer's, then completes them (create-if-absent: a blob
 another writer stored meanwhile stays as it is and this upload is aborted). `abort`, and any
-error in `commit`, aborts every upload begun, so an interrupted merge leaves no object behind
-(an upload abandoned by a killed process stays invisible; a bucket lifecycle rule for
-incomplete multipart uploads reclaims it).
+error before `commit` completes anything, aborts every upload begun, so an interrupted merge
+leaves no object behind (an upload abandoned by a killed process stays invisible; a bucket
+lifecycle rule for incomplete multipart uploads reclaims it). The completions run in parallel:
+when one of them fails (or the process dies among them), the blobs already completed stay as
+content-addressed objects that no catalog row references (nothing serves them; gc deletes them
+after its grace period) and the rest are aborted.
 """
 
 from __future__ import annotations
