@@ -229,15 +229,16 @@ def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes:
         folder=folder, conf=conf, fields=fields, header=header, files=entries, content_digest=digest,
         adapter_dtype=adapter_dtype, param_count=sum(i.numel for i in header.tensors.values()),
         size_bytes=sum(e.size for e in entries), zero_b=zero_b,
-        training=_training(folder, trainer_root, chosen), notes=notes, picked=chosen,
+        training=training_record(chosen), notes=notes, picked=chosen,
     )
 
 
-def _training(folder: Path, trainer_root: Path | None, p: Pick) -> dict[str, Any] | None:
-    """The training record, with which checkpoint was taken and why."""
-    if trainer_root is None:
+def training_record(p: Pick) -> dict[str, Any] | None:
+    """The training record of a Trainer output's chosen adapter, with which checkpoint was taken and why
+    (None outside a Trainer output)."""
+    if p.trainer_root is None:
         return None
-    out = training_metadata(folder, root=trainer_root)
+    out = training_metadata(p.folder, root=p.trainer_root)
     if out is not None and p.checkpoint:
         out["selected_by"] = p.by
         if p.note:

@@ -21,7 +21,7 @@ from registry import types as T
 from registry.adapters.basemodel import fingerprint_base, read_card
 from registry.adapters.compat import check_compat
 from registry.adapters.hfcache import check_hub_id
-from registry.adapters.inspect import AdapterManifest, check_name, inspect_adapter
+from registry.adapters.inspect import AdapterManifest, check_name, inspect_adapter, training_record
 from registry.adapters.outputs import DEFAULT_ADAPTER, adapters_in, pick, registry_names
 from registry.adapters.validate import Finding, raise_findings
 from registry.adapters.validate.against_base import check_targets, check_vocab
@@ -112,9 +112,12 @@ def _inspect(core: Core, path: Path, tmp: Path, *, checkpoint: str | None, adapt
         from registry.adapters.convert import convert_folder
 
         converted = convert_folder(p.folder, tmp / "converted")
-        return inspect_adapter(converted, allow_pickle=True, max_header_bytes=core.settings.max_header_bytes,
-                               picked=dataclasses.replace(p, folder=converted, trainer_root=None))
-    return inspect_adapter(path, allow_pickle=False, max_header_bytes=core.settings.max_header_bytes, picked=p)
+        if converted != p.folder:  # the copy has the weights; the training record stays with the original folder
+            m = inspect_adapter(converted, allow_pickle=True, max_header_bytes=core.settings.max_header_bytes,
+                                picked=dataclasses.replace(p, folder=converted, trainer_root=None))
+            return dataclasses.replace(m, training=training_record(p))
+    return inspect_adapter(path, allow_pickle=core.settings.allow_pickle,
+                           max_header_bytes=core.settings.max_header_bytes, picked=p)
 
 
 def _check(core: Core, manifest: AdapterManifest, *, name: str,
