@@ -136,9 +136,10 @@ def push_files(path: Path, *, checkpoint: str | None = None, adapter: str | None
     what a local one would. `every_adapter`: the files of each adapter of a multi-adapter save.
     """
     root = Path(path)
-    if every_adapter:
+    found = adapters_in(root) if every_adapter and root.is_dir() else {}
+    if found:  # none: a Trainer output's checkpoints (or an error), chosen as a single push chooses
         out: dict[str, Path] = {}
-        for name in adapters_in(root):
+        for name in found:
             out.update(push_files(root, checkpoint=checkpoint if name == DEFAULT_ADAPTER else None, adapter=name))
         return sorted(out.items())
     p = pick(root, checkpoint=checkpoint, adapter=adapter)
