@@ -167,3 +167,21 @@ def test_the_push_all_route_refuses_a_map_entry_without_equals(sqlite_registry, 
             assert r.status_code == 400, r.text
             assert r.json()["error"] == "invalid_input" and "--map" in r.json()["message"]
     assert reg.search(name="team-a/bot").items == ()
+
+
+def test_a_failure_after_the_checks_creates_none_of_the_versions(registry, default_and_named, tmp_path):
+    """Before: each adapter was stored and its version created in turn, so when the second one's files
+    failed to store (here: changed after the checks, while the first was uploading), the first stayed."""
+    from registry.errors import IntegrityFailure
+
+    multi = shutil.copytree(default_and_named, tmp_path / "multi")
+    w = multi / "sql" / "adapter_model.safetensors"
+
+    original = w.read_bytes()
+
+    def change_sql_weights(stage: str, done: int, total: int) -> None:
+        w.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))  # same size, not the bytes checked
+
+    with pytest.raises(IntegrityFailure):
+        registry.push_all(multi, name="bot", progress=change_sql_weights)
+    assert registry.search(name="bot").items == () and registry.search(name="bot-sql").items == ()
