@@ -104,13 +104,11 @@ def push(ctx, path, name, base_, tags, description, checkpoint, adapter, maps, a
     """
     from pathlib import Path
 
-    from registry.adapters.outputs import adapters_in
+    from registry.adapters.outputs import adapters_in, parse_maps
     from registry.errors import InvalidInput
 
     found = list(adapters_in(Path(path))) if Path(path).is_dir() else []
-    names = dict(m.split("=", 1) for m in maps if "=" in m)
-    if len(names) != len(maps):
-        raise InvalidInput(f"--map takes ADAPTER=NAME, not {next(m for m in maps if '=' not in m)!r}")
+    names = parse_maps(maps)
     if adapter is None and len(found) > 1:
         with progress_bar("pushing", enabled=not as_json) as cb:
             res = ctx.registry.push_all(path, name=name, base=base_, tags=list(tags), description=description,

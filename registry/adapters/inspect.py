@@ -136,9 +136,10 @@ def push_files(path: Path, *, checkpoint: str | None = None, adapter: str | None
     what a local one would. `every_adapter`: the files of each adapter of a multi-adapter save.
     """
     root = Path(path)
-    if every_adapter:
+    found = adapters_in(root) if every_adapter and root.is_dir() else {}
+    if found:  # none: a Trainer output's checkpoints (or an error), chosen as a single push chooses
         out: dict[str, Path] = {}
-        for name in adapters_in(root):
+        for name in found:
             out.update(push_files(root, checkpoint=checkpoint if name == DEFAULT_ADAPTER else None, adapter=name))
         return sorted(out.items())
     p = pick(root, checkpoint=checkpoint, adapter=adapter)
@@ -229,15 +230,16 @@ def inspect_adapter(path: Path, *, allow_pickle: bool = False, max_header_bytes:
         folder=folder, conf=conf, fields=fields, header=header, files=entries, content_digest=digest,
         adapter_dtype=adapter_dtype, param_count=sum(i.numel for i in header.tensors.values()),
         size_bytes=sum(e.size for e in entries), zero_b=zero_b,
-        training=_training(folder, trainer_root, chosen), notes=notes, picked=chosen,
+        training=training_record(chosen), notes=notes, picked=chosen,
     )
 
 
-def _training(folder: Path, trainer_root: Path | None, p: Pick) -> dict[str, Any] | None:
-    """The training record, with which checkpoint was taken and why."""
-    if trainer_root is None:
+def training_record(p: Pick) -> dict[str, Any] | None:
+    """The training record of a Trainer output's chosen adapter, with which checkpoint was taken and why
+    (None outside a Trainer output)."""
+    if p.trainer_root is None:
         return None
-    out = training_metadata(folder, root=trainer_root)
+    out = training_metadata(p.folder, root=p.trainer_root)
     if out is not None and p.checkpoint:
         out["selected_by"] = p.by
         if p.note:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +117,24 @@ def adapters_in(path: Path) -> dict[str, Path]:
     for d in sorted(path.iterdir()):
         if not CHECKPOINT_RE.fullmatch(d.name) and kind(d) in ("dir", "link") and d.is_dir() and _has_config(d):
             out[d.name] = d
+    return out
+
+
+def parse_maps(entries: Iterable[str]) -> dict[str, str]:
+    """{adapter: name} of ADAPTER=NAME entries (`push --map`, the push-all form's `map` fields).
+
+    Raises:
+        InvalidInput: an entry without "=" or with an empty side, or one adapter mapped twice
+    """
+    out: dict[str, str] = {}
+    for entry in entries:
+        adapter, eq, target = entry.partition("=")
+        if not eq or not adapter or not target:
+            raise InvalidInput(f"--map takes ADAPTER=NAME, not {entry!r}")
+        if adapter in out:
+            raise InvalidInput(f"--map names adapter {adapter!r} twice ({out[adapter]!r} and {target!r})",
+                               hint="map each adapter once")
+        out[adapter] = target
     return out
 
 

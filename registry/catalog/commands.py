@@ -30,6 +30,22 @@ def insert_ignore(s: Session, table: type[Base], values: dict[str, Any] | list[d
     return s.execute(ins.values(values).on_conflict_do_nothing(index_elements=index_elements))
 
 
+def upsert(s: Session, table: type[Base], values: list[dict[str, Any]], index_elements: list[str],
+           update_columns: list[str]) -> Result[Any]:
+    """INSERT ... ON CONFLICT DO UPDATE (the given columns from the new row) on SQLite and PostgreSQL."""
+    ins = (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)(table).values(values)
+    return s.execute(ins.on_conflict_do_update(index_elements=index_elements,
+                                               set_={c: ins.excluded[c] for c in update_columns}))
+
+
+def lock_version(s: Session, row: M.AdapterVersion) -> None:
+    """Serialise writers of one version's evaluations: SELECT ... FOR UPDATE of the version row on
+    PostgreSQL (READ COMMITTED: what is read after it includes what the previous holder committed);
+    SQLite write transactions are already serialised by BEGIN IMMEDIATE (registry/db.py)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(select(V.id).where(V.id == row.id).with_for_update())
+
+
 def record(s: Session, actor: str, action: str, target: str, details: dict[str, Any] | None = None) -> None:
     """Append to the audit log and to the events outbox, in the caller's transaction."""
     s.add(M.AuditEntry(actor=actor, action=action, target=target, details=details))
@@ -179,6 +195,7 @@ def add_evals(s: Session, row: M.AdapterVersion, *, ref: str, metrics: list[tupl
     Each metric still gets its own audit entry and event, as one at a time did. A metric named
     twice ends with its last value.
     """
+    lock_version(s, row)
     evs = []
     for metric, value in metrics:
         evs.append(M.EvalResult(version_id=row.id, metric=metric, value=value, dataset=dataset, split=split,
@@ -197,8 +214,15 @@ def add_lm_evals(s: Session, row: M.AdapterVersion, *, ref: str, metrics: list[L
     Then every name of the scheme (registry/evals.py `names`) gets the current value of the
     identity it stands for, taken over all the version's lm-eval rows (the newest row of each full
     name), so a 0-shot import after a 5-shot one adds `@0shot` names and leaves the plain names on
-    the default n-shot (the highest), whatever the order of the imports.
+    the default n-shot (the highest), whatever the order of the imports. Only the names this import
+    changes are written (a new name, a new value of its identity, or a default that moved to
+    another identity): a value recorded by hand under a scheme name stays until then.
+
+    The version row is locked first (`lock_version`), so two imports of one version run one after
+    the other and each sees the other's rows.
     """
+    lock_version(s, row)
+    before = _lm_eval_values(s, row)
     evs = [M.EvalResult(version_id=row.id, metric=m.name, value=m.value, dataset=_dataset(m), split=_split(m),
                         source="lm-eval", details=m.details, created_by=actor, task=m.task, base_metric=m.metric,
                         filter_name=m.filter, n_shot=m.n_shot, stderr=m.stderr, higher_is_better=m.higher_is_better)
@@ -207,15 +231,22 @@ def add_lm_evals(s: Session, row: M.AdapterVersion, *, ref: str, metrics: list[L
         record(s, actor, "eval.add", ref, {"metric": m.name, "value": m.value, "stderr": m.stderr})
     s.add_all(evs)
     s.flush()
+    after = _lm_eval_values(s, row)
+    was = names(before)
+    _set_current(s, row, [(name, after[ident]) for name, ident in names(after).items()
+                          if was.get(name) != ident or before.get(ident) != after[ident]])
+    return evs
+
+
+def _lm_eval_values(s: Session, row: M.AdapterVersion) -> dict[Identity, float]:
+    """The current value of each lm-eval identity of the version (the newest row of each full name)."""
     E = M.EvalResult
     latest: dict[str, tuple[Identity, float]] = {}
     for metric, task, base, filt, shot, value in s.execute(
             select(E.metric, E.task, E.base_metric, E.filter_name, E.n_shot, E.value)
             .where(E.version_id == row.id, E.task.is_not(None), E.base_metric.is_not(None)).order_by(E.id)):
         latest[metric] = ((task or "", base or "", filt or "none", shot), value)
-    value_of = dict(latest.values())
-    _set_current(s, row, [(name, value_of[ident]) for name, ident in names(value_of).items()])
-    return evs
+    return dict(latest.values())
 
 
 def _dataset(m: LmEvalMetric) -> str | None:
@@ -231,19 +262,14 @@ def _split(m: LmEvalMetric) -> str | None:
 
 
 def _set_current(s: Session, row: M.AdapterVersion, metrics: list[tuple[str, float]]) -> None:
-    """Make each value the version's current value of its metric (metric_values, the search index)."""
-    names_ = sorted({m for m, _v in metrics})
-    current = {mv.metric: mv for mv in s.scalars(select(M.MetricValue).where(
-        M.MetricValue.version_id == row.id, M.MetricValue.metric.in_(names_)))} if names_ else {}
-    for metric, value in metrics:
-        mv = current.get(metric)
-        if mv is None:
-            current[metric] = M.MetricValue(version_id=row.id, metric=metric, value=value,
-                                            base_model_id=row.base_model_id, rank=row.rank,
-                                            deprecated=row.deprecated)
-            s.add(current[metric])
-        else:
-            mv.value = value
+    """Make each value the version's current value of its metric (metric_values, the search index).
+
+    One upsert (ON CONFLICT DO UPDATE), so a row another transaction inserted meanwhile is updated, not
+    a primary-key error; a metric named twice ends with its last value."""
+    rows = [{"version_id": row.id, "metric": m, "value": v, "base_model_id": row.base_model_id, "rank": row.rank,
+             "deprecated": row.deprecated} for m, v in sorted(dict(metrics).items())]
+    for i in range(0, len(rows), 500):  # 6 parameters a row: well under SQLite's 32,766
+        upsert(s, M.MetricValue, rows[i:i + 500], ["version_id", "metric"], ["value"])
 
 
 def set_deprecated(s: Session, row: M.AdapterVersion, deprecated: bool) -> None:

@@ -21,7 +21,7 @@ from registry import types as T
 from registry.adapters.basemodel import fingerprint_base, read_card
 from registry.adapters.compat import check_compat
 from registry.adapters.hfcache import check_hub_id
-from registry.adapters.inspect import AdapterManifest, check_name, inspect_adapter
+from registry.adapters.inspect import AdapterManifest, check_name, inspect_adapter, training_record
 from registry.adapters.outputs import DEFAULT_ADAPTER, adapters_in, pick, registry_names
 from registry.adapters.validate import Finding, raise_findings
 from registry.adapters.validate.against_base import check_targets, check_vocab
@@ -78,7 +78,9 @@ def push_all(core: Core, path: Path, *, name: str, base: str | None, tags: Mappi
              names: Mapping[str, str] | None = None) -> T.MultiPush:
     """Register every adapter of a folder (a multi-adapter save: "default" at the root, the others in
     subfolders), one version each, named by `outputs.registry_names`. Every adapter is inspected
-    and checked against its base before anything is stored, so a refused one stores none."""
+    and checked against its base before anything is stored, so a refused one stores none; then
+    every adapter's files are stored, then every version is created in one write transaction, so a
+    failure after the checks (the store, a file changed meanwhile) creates no version either."""
     path = Path(path)
     found = adapters_in(path) if path.is_dir() else {}
     plain = not found  # no adapter at the root or in a named subfolder: a Trainer output's checkpoints, or an error
@@ -97,12 +99,15 @@ def push_all(core: Core, path: Path, *, name: str, base: str | None, tags: Mappi
             m = _inspect(core, path, Path(tmp) / str(i), adapter=None if plain else adapter,
                          checkpoint=checkpoint if adapter == DEFAULT_ADAPTER else None)
             checked.append((adapter, target, m, *_check(core, m, name=target, base=base)))
+        for _adapter, _target, m, _base_row, _compat in checked:  # every file stored before any version
+            _store(core, m, progress=progress)
         items = []
-        for adapter, target, m, base_row, compat in checked:
-            v = _record(core, m, name=target, base_row=base_row, compat=compat, tags=tags, description=description,
-                        progress=progress)
-            folder = found[adapter].relative_to(path).as_posix() if found[adapter] != path else "."
-            items.append(T.PushedAdapter(adapter, folder, v))
+        with core.db.write() as s:  # then every version, all or none
+            for adapter, target, m, base_row, compat in checked:
+                v = _create(s, core, m, name=target, base_row=base_row, compat=compat, tags=tags,
+                            description=description)
+                folder = found[adapter].relative_to(path).as_posix() if found[adapter] != path else "."
+                items.append(T.PushedAdapter(adapter, folder, v))
     return T.MultiPush(tuple(items))
 
 
@@ -112,9 +117,12 @@ def _inspect(core: Core, path: Path, tmp: Path, *, checkpoint: str | None, adapt
         from registry.adapters.convert import convert_folder
 
         converted = convert_folder(p.folder, tmp / "converted")
-        return inspect_adapter(converted, allow_pickle=True, max_header_bytes=core.settings.max_header_bytes,
-                               picked=dataclasses.replace(p, folder=converted, trainer_root=None))
-    return inspect_adapter(path, allow_pickle=False, max_header_bytes=core.settings.max_header_bytes, picked=p)
+        if converted != p.folder:  # the copy has the weights; the training record stays with the original folder
+            m = inspect_adapter(converted, allow_pickle=True, max_header_bytes=core.settings.max_header_bytes,
+                                picked=dataclasses.replace(p, folder=converted, trainer_root=None))
+            return dataclasses.replace(m, training=training_record(p))
+    return inspect_adapter(path, allow_pickle=core.settings.allow_pickle,
+                           max_header_bytes=core.settings.max_header_bytes, picked=p)
 
 
 def _check(core: Core, manifest: AdapterManifest, *, name: str,
@@ -136,14 +144,24 @@ def _record(core: Core, manifest: AdapterManifest, *, name: str, base_row: M.Bas
             compat: dict[str, Any] | None, tags: Mapping[str, str], description: str,
             progress: Progress | None) -> T.AdapterVersion:
     """Store the files, then record the version (the same files again: the existing version)."""
-    ingest(core, {e.local: (e.digest, e.size) for e in manifest.files}, progress=progress)
+    _store(core, manifest, progress=progress)
     with core.db.write() as s:
-        base_row = s.get(M.BaseModelRow, base_row.id) if base_row is not None else None
-        _adapter, row, created = C.create_version(s, manifest, name=name, base=base_row, tags=dict(tags),
-                                                  description=description, compat=compat, actor=core.actor)
-        out = Q.hydrate(s, [row])[0]
-        training = row.training
-    return dataclasses.replace(out, created=created, training=training)
+        return _create(s, core, manifest, name=name, base_row=base_row, compat=compat, tags=tags,
+                       description=description)
+
+
+def _store(core: Core, manifest: AdapterManifest, *, progress: Progress | None) -> None:
+    ingest(core, {e.local: (e.digest, e.size) for e in manifest.files}, progress=progress)
+
+
+def _create(s: Session, core: Core, manifest: AdapterManifest, *, name: str, base_row: M.BaseModelRow | None,
+            compat: dict[str, Any] | None, tags: Mapping[str, str], description: str) -> T.AdapterVersion:
+    """The version of stored files, in the caller's write transaction."""
+    base_row = s.get(M.BaseModelRow, base_row.id) if base_row is not None else None
+    _adapter, row, created = C.create_version(s, manifest, name=name, base=base_row, tags=dict(tags),
+                                              description=description, compat=compat, actor=core.actor)
+    out = Q.hydrate(s, [row])[0]
+    return dataclasses.replace(out, created=created, training=row.training)
 
 
 def guess_base(s: Session, manifest: AdapterManifest) -> M.BaseModelRow | None:

@@ -211,3 +211,65 @@ def test_odd_values_in_a_document_are_kept_as_json_can_hold_them(bot):
            "group_subtasks": {"g": [{"x": 1}, "t"]}}
     (e,) = bot.add_lm_eval("bot@1", doc)
     assert e.metric == "t/acc,none" and e.n_shot is None and e.details["sample_len"] is None
+
+
+def test_two_imports_of_one_version_at_the_same_time_both_land(db_url, settings_for, bot, monkeypatch):
+    """Before, on PostgreSQL: both transactions inserted the same metric_values rows (IntegrityError,
+    pk_metric_values: an HTTP 500, the import lost), each from its own snapshot. The barrier holds each
+    import just before it writes the current values, so without the version lock both get there."""
+    import threading
+
+    import registry.catalog.commands as C
+    from registry.app import Registry
+
+    barrier, write = threading.Barrier(2), C._set_current
+
+    def meet_then_write(s, row, metrics):
+        try:
+            barrier.wait(timeout=2)
+        except threading.BrokenBarrierError:  # the other import waits for this one's lock: no meeting
+            pass
+        return write(s, row, metrics)
+
+    monkeypatch.setattr(C, "_set_current", meet_then_write)
+    errors: dict[str, str] = {}
+
+    def run(path: Path) -> None:
+        reg = Registry(settings_for(db_url))
+        try:
+            reg.add_lm_eval("bot@1", path)
+        except Exception as e:  # reported below, with the file
+            errors[path.name] = f"{type(e).__name__}: {str(e)[:200]}"
+        finally:
+            reg.close()
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in (ZERO, FIVE)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == {}
+    m = current(bot, "bot@1")
+    five, zero = raw(FIVE, "tiny_mc", "acc_norm,none"), raw(ZERO, "tiny_mc", "acc_norm,none")
+    assert m["tiny_mc/acc_norm"] == five  # the default n-shot over both imports, not each one's own
+    assert (m["tiny_mc/acc_norm@5shot"], m["tiny_mc/acc_norm@0shot"]) == (five, zero)
+
+
+def test_a_hand_recorded_value_under_a_scheme_name_stays_until_an_import_changes_that_name(bot):
+    """Before: every import rewrote every name of the scheme, so an unrelated import replaced it."""
+    bot.add_lm_eval("bot@1", FIVE)
+    five = raw(FIVE, "tiny_mc", "acc,none")
+    bot.add_eval("bot@1", {"tiny_mc": 0.99})
+    bot.add_lm_eval("bot@1", PPL)  # other tasks
+    bot.add_lm_eval("bot@1", ZERO)  # tiny_mc stays on the 5-shot value
+    bot.add_lm_eval("bot@1", FIVE)  # the same values again
+    m = current(bot, "bot@1")
+    assert m["tiny_mc"] == 0.99 and m["tiny_mc/acc"] == five
+    doc = json.loads(FIVE.read_text())
+    doc["results"]["tiny_mc"]["acc,none"] = 0.125
+    bot.add_lm_eval("bot@1", doc, file_name="rerun.json")  # a new value of tiny_mc's identity
+    assert current(bot, "bot@1")["tiny_mc"] == 0.125
+    bot.add_lm_eval("bot@2", ZERO)
+    bot.add_eval("bot@2", {"tiny_mc": 0.99})
+    bot.add_lm_eval("bot@2", FIVE)  # the default n-shot moves from 0 to 5
+    assert current(bot, "bot@2")["tiny_mc"] == five

@@ -136,3 +136,52 @@ def test_a_named_adapter_folder_that_is_a_symlink_is_refused(registry, default_a
     with pytest.raises(AdapterValidationFailed, match="symlink"):
         registry.push_all(folder, name="bot")
     assert registry.search(name="bot").items == ()
+
+
+@pytest.mark.parametrize("maps,needle", [
+    (["sql=team-a/a", "sql=team-a/b"], "--map names adapter 'sql' twice"),
+    (["sqlteam-a/x"], "--map takes ADAPTER=NAME, not 'sqlteam-a/x'"),
+])
+def test_a_map_entry_twice_or_without_equals_is_refused_in_one_line(registry, default_and_named, maps, needle):
+    """Before: a duplicate made the CLI end in a StopIteration traceback."""
+    args = [a for m in maps for a in ("--map", m)]
+    r = run_cli("push", str(default_and_named), "--name", "team-a/bot", *args, env=cli_env(registry.settings))
+    assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert registry.search(name="bot").items == ()
+
+
+def test_the_push_all_route_refuses_a_map_entry_without_equals(sqlite_registry, tiny_llama, default_and_named):
+    """Before: the route dropped an entry without "=" and pushed the adapter under its default name."""
+    from fastapi.testclient import TestClient
+
+    from registry.api import create_app
+
+    reg = sqlite_registry
+    token = reg.tokens.create("a", scope="write", namespace="team-a").token
+    files = [("files", (p.relative_to(default_and_named).as_posix(), p.read_bytes(), "application/octet-stream"))
+             for p in sorted(default_and_named.rglob("*")) if p.is_file()]
+    with TestClient(create_app(reg)) as c:
+        for maps in (["sqlteam-a/x"], ["sql=team-a/a", "sql=team-a/b"]):
+            r = c.post("/api/v1/adapters/team-a/bot/push-all", headers={"Authorization": f"Bearer {token}"},
+                       files=files, data={"map": maps})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"] == "invalid_input" and "--map" in r.json()["message"]
+    assert reg.search(name="team-a/bot").items == ()
+
+
+def test_a_failure_after_the_checks_creates_none_of_the_versions(registry, default_and_named, tmp_path):
+    """Before: each adapter was stored and its version created in turn, so when the second one's files
+    failed to store (here: changed after the checks, while the first was uploading), the first stayed."""
+    from registry.errors import IntegrityFailure
+
+    multi = shutil.copytree(default_and_named, tmp_path / "multi")
+    w = multi / "sql" / "adapter_model.safetensors"
+
+    original = w.read_bytes()
+
+    def change_sql_weights(stage: str, done: int, total: int) -> None:
+        w.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))  # same size, not the bytes checked
+
+    with pytest.raises(IntegrityFailure):
+        registry.push_all(multi, name="bot", progress=change_sql_weights)
+    assert registry.search(name="bot").items == () and registry.search(name="bot-sql").items == ()

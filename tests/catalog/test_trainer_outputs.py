@@ -106,3 +106,29 @@ def test_the_cli_says_which_checkpoint_it_took(registry, tiny_llama, checkpoints
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["training"]["selected_checkpoint"] == "checkpoint-4" and doc["version"] == 2
+
+
+@pytest.mark.parametrize("weights", ["safetensors", "pickle"])
+def test_with_pickles_allowed_a_push_keeps_its_training_record(sqlite_url, settings_for, tiny_llama,
+                                                               checkpoints_only, weights):
+    """allow_pickle converts the chosen checkpoint into a copy; the record is read from the original."""
+    from registry.app import Registry
+
+    if weights == "pickle":
+        import torch
+        from safetensors.torch import load_file
+
+        ck = checkpoints_only / "checkpoint-2"
+        torch.save(load_file(ck / "adapter_model.safetensors"), ck / "adapter_model.bin")
+        (ck / "adapter_model.safetensors").unlink()
+    reg = Registry(settings_for(sqlite_url, allow_pickle=True))
+    try:
+        reg.add_base(tiny_llama, name="tiny")
+        v = reg.push(checkpoints_only, name="sft", base="tiny")
+        t = reg.show(v.ref).training
+        assert t is not None, "the training record was lost"
+        assert (t["selected_checkpoint"], t["selected_by"]) == ("checkpoint-2", "best")
+        assert t["source"] == "checkpoint-2/trainer_state.json" and t["args"]["learning_rate"] == 3e-4
+        assert v.training == t
+    finally:
+        reg.close()

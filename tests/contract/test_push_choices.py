@@ -55,3 +55,17 @@ def test_adapter_choices_agree(reg, default_and_named):
     assert one.ref == "team-a/sql@1" and not one.created
     with pytest.raises(InvalidAdapter, match="holds 2 adapters"):
         reg.push(default_and_named, name="bot")
+
+
+def test_push_all_of_checkpoints_only_pushes_the_chosen_checkpoint(reg, trained, tmp_path):
+    """Before, through the Client: push_files(every_adapter=True) found no adapter at the root or in a
+    named subfolder and uploaded nothing (400 "no files uploaded"); a local push_all took the best one."""
+    only = tmp_path / "run"
+    for d in trained.glob("checkpoint-*"):
+        shutil.copytree(d, only / d.name)
+    res = reg.push_all(only, name="sft")
+    assert [(i.adapter, i.folder, i.version.ref) for i in res.items] == [("default", "checkpoint-2", "sft@1")]
+    t = res.items[0].version.training
+    assert (t["selected_checkpoint"], t["selected_by"]) == ("checkpoint-2", "best")
+    last = reg.push_all(only, name="sft", checkpoint="last")
+    assert [(i.folder, i.version.ref) for i in last.items] == [("checkpoint-4", "sft@2")]

@@ -76,13 +76,13 @@ async def push_all(name: Annotated[str, Path(description="Registry name of the '
                    request: Request, caller: Writer):
     """Register every adapter of an uploaded multi-adapter save, one version each (Registry.push_all).
     The caller needs write access to every name the adapters get."""
-    from registry.adapters.outputs import adapters_in, registry_names
+    from registry.adapters.outputs import adapters_in, parse_maps, registry_names
 
     check_name(name)
     caller.can_write(name)
     reg = caller.registry
     async with _uploaded(request, reg) as (folder, fields):
-        names = dict(m.split("=", 1) for m in fields.get("map", []) if "=" in m)
+        names = parse_maps(fields.get("map", []))
         for target in registry_names(name, list(adapters_in(folder)), names).values():
             check_name(target)
             caller.can_write(target)
