@@ -68,9 +68,9 @@ def push(core: Core, path: Path, *, name: str, base: str | None, tags: Mapping[s
     check_name(name)
     with tempfile.TemporaryDirectory(prefix="adapter-registry-push-") as tmp:
         manifest = _inspect(core, Path(path), Path(tmp), checkpoint=checkpoint, adapter=adapter)
-        base_row, compat = _check(core, manifest, name=name, base=base)
+        base_row, compat, note = _check(core, manifest, name=name, base=base)
         return _record(core, manifest, name=name, base_row=base_row, compat=compat, tags=tags,
-                       description=description, progress=progress)
+                       description=description, progress=progress, base_note=note)
 
 
 def push_all(core: Core, path: Path, *, name: str, base: str | None, tags: Mapping[str, str], description: str,
@@ -98,9 +98,9 @@ def push_all(core: Core, path: Path, *, name: str, base: str | None, tags: Mappi
                          checkpoint=checkpoint if adapter == DEFAULT_ADAPTER else None)
             checked.append((adapter, target, m, *_check(core, m, name=target, base=base)))
         items = []
-        for adapter, target, m, base_row, compat in checked:
+        for adapter, target, m, base_row, compat, note in checked:
             v = _record(core, m, name=target, base_row=base_row, compat=compat, tags=tags, description=description,
-                        progress=progress)
+                        progress=progress, base_note=note)
             folder = found[adapter].relative_to(path).as_posix() if found[adapter] != path else "."
             items.append(T.PushedAdapter(adapter, folder, v))
     return T.MultiPush(tuple(items))
@@ -118,10 +118,15 @@ def _inspect(core: Core, path: Path, tmp: Path, *, checkpoint: str | None, adapt
 
 
 def _check(core: Core, manifest: AdapterManifest, *, name: str,
-           base: str | None) -> tuple[M.BaseModelRow | None, dict[str, Any] | None]:
-    """The base (given or guessed) and the static check against it; raises when the adapter does not fit."""
+           base: str | None) -> tuple[M.BaseModelRow | None, dict[str, Any] | None, str | None]:
+    """The base (given or guessed), the static check against it and why no base was guessed (or
+    None); raises when the adapter does not fit."""
+    note = None
     with core.db.read() as s:
-        base_row = Q.get_base(s, base) if base else guess_base(s, manifest)
+        if base:
+            base_row = Q.get_base(s, base, namespace=Q.namespace_prefix(name))
+        else:
+            base_row, note = guess_base(s, manifest, namespace=Q.namespace_prefix(name))
         findings = against_base(manifest, base_row) if base_row is not None else []
         compat = compat_report(manifest, base_row) if base_row is not None and not findings else None
     raise_findings(findings)
@@ -129,12 +134,12 @@ def _check(core: Core, manifest: AdapterManifest, *, name: str,
         more = f" (and {len(compat['errors']) - 1} more)" if len(compat["errors"]) > 1 else ""
         raise Incompatible(f"{name}: does not fit base {base_row.name}: {compat['errors'][0]}{more}",
                            errors=compat["errors"])
-    return base_row, compat
+    return base_row, compat, note
 
 
 def _record(core: Core, manifest: AdapterManifest, *, name: str, base_row: M.BaseModelRow | None,
             compat: dict[str, Any] | None, tags: Mapping[str, str], description: str,
-            progress: Progress | None) -> T.AdapterVersion:
+            progress: Progress | None, base_note: str | None = None) -> T.AdapterVersion:
     """Store the files, then record the version (the same files again: the existing version)."""
     ingest(core, {e.local: (e.digest, e.size) for e in manifest.files}, progress=progress)
     with core.db.write() as s:
@@ -143,21 +148,31 @@ def _record(core: Core, manifest: AdapterManifest, *, name: str, base_row: M.Bas
                                                   description=description, compat=compat, actor=core.actor)
         out = Q.hydrate(s, [row])[0]
         training = row.training
-    return dataclasses.replace(out, created=created, training=training)
+    return dataclasses.replace(out, created=created, training=training, base_note=base_note)
 
 
-def guess_base(s: Session, manifest: AdapterManifest) -> M.BaseModelRow | None:
-    """The registered base the config's base_model_name_or_path names, when it names exactly one."""
+def guess_base(s: Session, manifest: AdapterManifest, *,
+               namespace: str | None = None) -> tuple[M.BaseModelRow | None, str | None]:
+    """The registered base the config's base_model_name_or_path names, when it names exactly one
+    (a registry name first; by Hub id or folder, the bases visible to `namespace` first), and,
+    when it names several, why none was recorded."""
     hint = manifest.fields.base_model_hint
     if not hint:
-        return None
+        return None, None
     B = M.BaseModelRow
-    match = (B.name == hint) | (func.lower(B.hub_id) == hint.lower())  # a Hub id, as training writes it
+    named = s.scalar(select(B).where(B.name == hint).order_by(B.id.desc()).limit(1))
+    if named is not None:
+        return named, None
+    match = func.lower(B.hub_id) == hint.lower()  # a Hub id, as training writes it
     if hint.startswith(("/", ".")):  # a local path: match the registered folder too
         match = match | (B.location == str(Path(hint).resolve()))
     cands = list(s.scalars(select(B).where(match).order_by(B.id.desc())))
-    names = {c.name for c in cands}
-    return cands[0] if len(names) == 1 else None
+    try:
+        cands = Q.hub_preferred(s, cands, hub_id=hint, namespace=namespace)
+    except Conflict as e:
+        return None, (f"no base recorded: the config's base_model_name_or_path {hint!r} is recorded on "
+                      f"{e.context['count']} registered bases; pass --base NAME")
+    return (cands[0], None) if cands else (None, None)
 
 
 def against_base(manifest: AdapterManifest, base: M.BaseModelRow) -> list[Finding]:
@@ -216,7 +231,7 @@ def set_base(core: Core, ref: str, base: str, *, force: bool = False) -> T.Adapt
     with core.db.write() as s:
         _a, row = Q.get_version(s, r)
         vref = f"{r.name}@{row.version}"
-        base_row = Q.get_base(s, base)
+        base_row = Q.get_base(s, base, namespace=Q.namespace_prefix(r.name))
         old = row.base_model
         if old is not None and old.id == base_row.id:
             # its own base again: nothing to check or audit, but the target-module rows are rewritten
@@ -249,7 +264,7 @@ def check(core: Core, ref: str, *, base: str | None) -> T.CompatReport:
     manifest = inspect_adapter(folder, allow_pickle=False, max_header_bytes=core.settings.max_header_bytes)
     with core.db.write() as s:
         _a, row = Q.get_version(s, r)
-        base_row = Q.get_base(s, base) if base else row.base_model
+        base_row = Q.get_base(s, base, namespace=Q.namespace_prefix(r.name)) if base else row.base_model
         if base_row is None:
             raise BaseModelNotFound(f"{ref} has no base model recorded; pass --base NAME")
         rep = compat_report(manifest, base_row)

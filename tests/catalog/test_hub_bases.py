@@ -157,3 +157,69 @@ def test_the_card_is_read_from_readme_front_matter_and_a_broken_one_is_empty(reg
     e = shutil.copytree(tiny_llama, tmp_path / "broken")
     (e / "README.md").write_text("---\nlicense: [unclosed\n---\n")
     assert registry.add_base(e, name="broken").card == {}
+
+
+def _two_teams(registry, tiny_llama, tmp_path):
+    """team-a and team-b each register the same Hub model under their own names (team-b's newest)."""
+    a = registry.add_base(tiny_llama, name="team-a/llama", hub_id=HUB_ID)
+    b = registry.add_base(shutil.copytree(tiny_llama, tmp_path / "copy"), name="team-b/llama", hub_id=HUB_ID)
+    return a, b
+
+
+def _hub_adapter(tiny_llama, folder: Path) -> Path:
+    ad = build_adapter(tiny_llama, folder, target_modules="all-linear")
+    conf = json.loads((ad / "adapter_config.json").read_text())
+    (ad / "adapter_config.json").write_text(json.dumps({**conf, "base_model_name_or_path": HUB_ID}))
+    return ad
+
+
+def test_a_hub_id_resolves_to_the_base_of_the_pushing_namespace(registry, tiny_llama, tmp_path):
+    a, b = _two_teams(registry, tiny_llama, tmp_path)
+    ad = build_adapter(tiny_llama, tmp_path / "ad")
+    assert registry.push(ad, name="team-a/sql", base=HUB_ID).base.name == "team-a/llama"
+    assert registry.push(ad, name="team-b/sql", base=HUB_ID.lower()).base.name == "team-b/llama"
+    assert registry.push(ad, name="team-c/named", base="team-b/llama").base.name == "team-b/llama"  # a name wins
+    # the search: a Hub-id --base narrowed to a namespace finds its base's versions
+    assert [v.ref for v in registry.search(base=HUB_ID, name="team-a/").items] == ["team-a/sql@1"]
+    # no namespace to prefer: refused, without naming the bases
+    with pytest.raises(Conflict, match="recorded on 2 registered bases") as e:
+        registry.show_base(HUB_ID)
+    assert "team-" not in str(e.value)
+    with pytest.raises(Conflict, match="name the base by its registry name"):
+        registry.push(ad, name="sql", base=HUB_ID)
+    with pytest.raises(Conflict):
+        registry.search(base=HUB_ID)
+
+
+def test_push_guesses_the_namespace_s_base_by_hub_id_and_says_why_when_it_cannot(registry, tiny_llama, tmp_path):
+    _two_teams(registry, tiny_llama, tmp_path)
+    ad = _hub_adapter(tiny_llama, tmp_path / "ad")
+    v = registry.push(ad, name="team-a/sql")
+    assert v.base is not None and v.base.name == "team-a/llama" and v.base_note is None
+    other = registry.push(ad, name="team-c/sql")  # sees neither base: none recorded, and why
+    assert other.base is None
+    assert other.base_note is not None and "2 registered bases" in other.base_note and "team-" not in other.base_note
+    st = registry.settings
+    env = {"ADAPTER_REGISTRY_HOME": str(st.home), "ADAPTER_REGISTRY_DB": st.db, "ADAPTER_REGISTRY_STORE": st.store,
+           "ADAPTER_REGISTRY_ACTOR": "tester"}
+    p = run_cli("push", str(ad), "--name", "team-d/sql", env=env)
+    assert p.returncode == 0, p.stderr
+    assert "warning: no base recorded" in p.stderr and "base=-" in p.stdout
+
+
+def test_get_base_by_hub_id_for_a_closed_reader_is_its_own_namespace_s_base(registry, tiny_llama, tmp_path):
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from registry.api import create_app
+    from tests.factories import bearer
+
+    a, _b = _two_teams(registry, tiny_llama, tmp_path)
+    token = registry.tokens.create("team-a-bot", scope="write", namespace="team-a").token
+    app = create_app(registry, dataclasses.replace(registry.settings, open_reads=False))
+    with TestClient(app) as c:
+        r = c.get(f"/api/v1/bases/{HUB_ID}", headers=bearer(token))
+        assert r.status_code == 200 and r.json()["name"] == "team-a/llama"
+        assert c.get("/api/v1/bases/team-b/llama", headers=bearer(token)).status_code == 404
+
