@@ -223,3 +223,16 @@ def test_get_base_by_hub_id_for_a_closed_reader_is_its_own_namespace_s_base(regi
         assert r.status_code == 200 and r.json()["name"] == "team-a/llama"
         assert c.get("/api/v1/bases/team-b/llama", headers=bearer(token)).status_code == 404
 
+
+def test_a_hub_id_lookup_takes_a_commit_prefix_of_the_recorded_revision(registry, tiny_llama):
+    registry.add_base(tiny_llama, name="llama", revision=C_NEW, hub_id=HUB_ID)
+    assert registry.show_base(f"{HUB_ID}@{C_NEW[:7]}").revision == C_NEW
+    assert registry.show_base(f"{HUB_ID.upper()}@{C_NEW}").revision == C_NEW
+    with pytest.raises(Exception, match="unknown base model"):
+        registry.show_base(f"{HUB_ID}@{C_NEW[:6]}")  # shorter than a commit prefix
+
+
+def test_registering_again_compares_the_hub_id_without_regard_to_case(registry, tiny_llama):
+    registry.add_base(tiny_llama, name="llama", hub_id=HUB_ID)
+    again = registry.add_base(tiny_llama, name="llama", hub_id=HUB_ID.lower())
+    assert not again.created and again.hub_id == HUB_ID
