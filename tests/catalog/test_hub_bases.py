@@ -125,6 +125,15 @@ def test_what_is_not_in_the_cache_is_refused_by_name(tmp_path, hf_cache):
     assert p.returncode == 2
 
 
+def test_a_cache_setting_that_names_a_file_is_a_one_line_error(tmp_path):
+    a_file = tmp_path / "hostname"
+    a_file.write_text("box\n")
+    env = {"ADAPTER_REGISTRY_HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(a_file), "HF_HOME": None}
+    p = run_cli("base", "add", "--from-hf-cache", HUB_ID, env=env)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert f"the Hugging Face cache {a_file} is not a folder" in p.stderr.strip().splitlines()[0]
+
+
 def test_a_folder_with_a_hub_id_is_found_by_it_and_guessed_at_push(registry, tiny_llama, tmp_path):
     b = registry.add_base(tiny_llama, name="llama", revision=C_NEW, hub_id=HUB_ID)
     assert (b.hub_id, b.revision, b.card) == (HUB_ID, C_NEW, {})  # the folder has no README.md
