@@ -88,8 +88,8 @@ def get_base(s: Session, text: str, *, namespace: str | None = None) -> M.BaseMo
     row = s.scalar(select(B).where(by_name, *by_rev).order_by(B.id.desc()).limit(1))
     if row is not None:
         return row
-    rows = hub_preferred(s, list(s.scalars(select(B).where(_by_hub_id(name), *hub_rev).order_by(B.id.desc()))),
-                         hub_id=name, namespace=namespace)
+    by_hub = list(s.scalars(select(B).where(_by_hub_id(name), *hub_rev).order_by(B.id.desc())))
+    rows: list[M.BaseModelRow] = hub_preferred(s, by_hub, hub_id=name, namespace=namespace)
     if rows:
         return rows[0]
     raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
@@ -100,7 +100,7 @@ def _by_hub_id(hub_id: str) -> SQLColumnExpression[bool]:
     return func.lower(M.BaseModelRow.hub_id) == hub_id.lower()
 
 
-def hub_preferred(s: Session, rows: list[_T], *, hub_id: str, namespace: str | None) -> list[_T]:
+def hub_preferred(s: Session, rows: list[Any], *, hub_id: str, namespace: str | None) -> list[Any]:
     """The rows (bases, or rows with their id and name) a Hub-id match stands for: one registry
     name's. Two teams may register the same Hub model under their own names; the bases visible to
     `namespace` ("team-a/", visible_bases) are preferred, and what is still ambiguous is refused

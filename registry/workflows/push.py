@@ -122,6 +122,7 @@ def _check(core: Core, manifest: AdapterManifest, *, name: str,
     """The base (given or guessed), the static check against it and why no base was guessed (or
     None); raises when the adapter does not fit."""
     note = None
+    base_row: M.BaseModelRow | None
     with core.db.read() as s:
         if base:
             base_row = Q.get_base(s, base, namespace=Q.namespace_prefix(name))
