@@ -117,6 +117,8 @@ def push(ctx, path, name, base_, tags, description, checkpoint, adapter, maps, a
             return print_json(res)
         for item in res.items:
             click.echo(f"{item.adapter} ({item.folder}): {_pushed_line(item.version)}")
+            if item.version.base_note:
+                click.echo(f"warning: {item.version.base_note}", err=True)
         return None
     if names:
         raise InvalidInput("--map applies to a multi-adapter save pushed whole", hint="--adapter pushes one as --name")
@@ -126,6 +128,8 @@ def push(ctx, path, name, base_, tags, description, checkpoint, adapter, maps, a
     if as_json:
         return print_json(v)
     click.echo(_pushed_line(v))
+    if v.base_note:
+        click.echo(f"warning: {v.base_note}", err=True)
     t = v.training or {}
     if t.get("selected_checkpoint"):
         by = str(t.get("selected_by"))

@@ -246,6 +246,8 @@ class AdapterVersion(_Result):
     # target modules as leaf names, what `--target-module` matches ("all-linear" and a regex expanded
     # against the base; with no base recorded, the saved form alone)
     target_module_names: tuple[str, ...] = ()
+    # push only: why no base was recorded when the config names several registered bases (else None)
+    base_note: str | None = None
     # detail (show)
     files: tuple[FileInfo, ...] = ()
     compat: dict[str, Any] | None = None

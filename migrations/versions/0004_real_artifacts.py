@@ -12,6 +12,7 @@ the base's layout when the version has a base (a frozen copy of registry/adapter
 rule). A regex target_modules keeps its saved-form row here: `adapter-registry version set-base
 REF BASE` (its own base again) rewrites the rows of one version with the current rule.
 """
+import re
 from typing import Any, Sequence, Union
 
 from alembic import op
@@ -79,19 +80,29 @@ _SEQ_CLS_HEADS = ('score', 'classifier')
 _EMBEDDINGS = ('wte', 'wpe', 'shared')
 
 
-def _linear_leaves(layout: Any, task_type: Any) -> set[str]:
+def _linear_leaves(layout: Any, task_type: Any, exclude: Any = None) -> set[str]:
     """Leaf names of the modules peft's all-linear targets on a base with this layout: 2-D
-    `.weight`s that are not an embedding nor the output layer (frozen copy, see the docstring)."""
+    `.weight`s that are not an embedding nor the output layer, less the modules `exclude`
+    (the config's exclude_modules) names (frozen copy, see the docstring)."""
     skip = _HEADS + (_SEQ_CLS_HEADS if str(task_type or '').upper() == 'SEQ_CLS' else ())
     out = set()
     for name, info in (layout or {}).items():
         shape = info[0] if isinstance(info, list) and info and isinstance(info[0], list) else info
         if not name.endswith('.weight') or not isinstance(shape, list) or len(shape) != 2:
             continue
-        leaf = name[:-len('.weight')].rsplit('.', 1)[-1]
-        if leaf not in skip and leaf not in _EMBEDDINGS and 'embed' not in leaf:
+        module = name[:-len('.weight')]
+        leaf = module.rsplit('.', 1)[-1]
+        if leaf not in skip and leaf not in _EMBEDDINGS and 'embed' not in leaf and not _excluded(module, exclude):
             out.add(leaf)
     return out
+
+
+def _excluded(module: str, exclude: Any) -> bool:
+    """peft's exclude_modules test, as registry/adapters/targets.py's _excluded applies it (frozen
+    copy): a regex string matches the whole module name, a list entry a suffix of it."""
+    if isinstance(exclude, str):
+        return re.fullmatch(exclude, module) is not None
+    return any(module == e or module.endswith(f".{e}") for e in (exclude or ()) if isinstance(e, str))
 
 
 # where each PEFT type keeps its scaling alpha (a frozen copy of registry/adapters/peft_config.py's
@@ -129,7 +140,11 @@ def _backfill_target_modules() -> None:
         elif isinstance(tm, str) and tm.lower() == 'all-linear' and base_id is not None:
             if base_id not in layouts:
                 layouts[base_id] = conn.execute(sa.select(bases.c.layout).where(bases.c.id == base_id)).scalar()
-            names = _linear_leaves(layouts[base_id], task_type)
+            exclude = conf.get('exclude_modules') if isinstance(conf, dict) else None
+            try:
+                names = _linear_leaves(layouts[base_id], task_type, exclude)
+            except re.error:  # an exclude_modules push would refuse: the saved-form row stays
+                continue
         else:
             continue  # a regex, or all-linear with no base: the saved-form row stays
         if not names:

@@ -141,6 +141,7 @@ def _tied(config: dict, text: dict, layout: dict) -> bool:
 
 
 CARD_KEYS = ("license", "pipeline_tag", "tags", "library_name", "language")
+LIST_CARD_KEYS = ("tags", "language")  # a string or a list of strings on the Hub; the others one string
 
 
 def read_card(folder: Path) -> dict[str, Any]:
@@ -163,4 +164,19 @@ def read_card(folder: Path) -> dict[str, Any]:
         data = ModelCard(readme.read_text(encoding="utf-8"), ignore_metadata_errors=True).data.to_dict()
     except (ValueError, OSError, yaml.YAMLError):  # UnicodeDecodeError is a ValueError
         return {}
-    return {k: data[k] for k in CARD_KEYS if data.get(k) not in (None, "", [])}
+    return card_fields(data)
+
+
+def card_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The card keys the registry keeps, in the shapes the Hub gives them: license, pipeline_tag
+    and library_name a string; tags and language a string or a list of strings. Anything else
+    (`pipeline_tag: [a, b]`, `license: {...}`) is dropped: a merged model's card and a search
+    filter could not use it, and a list where a string belongs broke the merge (issue 12 review)."""
+    out: dict[str, Any] = {}
+    for k in CARD_KEYS:
+        v = data.get(k)
+        if isinstance(v, str) and v:
+            out[k] = v
+        elif k in LIST_CARD_KEYS and isinstance(v, list) and (items := [x for x in v if isinstance(x, str) and x]):
+            out[k] = items
+    return out

@@ -71,7 +71,7 @@ def find_snapshot(spec: str, *, cache_dir: Path | None = None) -> CachedSnapshot
 
     Raises:
         BaseModelNotFound: no such repo in the cache, or no such revision of it (naming those it has)
-        InvalidInput: not a Hub repo id
+        InvalidInput: not a Hub repo id, or the cache is a file
     """
     try:
         from huggingface_hub import scan_cache_dir
@@ -82,6 +82,9 @@ def find_snapshot(spec: str, *, cache_dir: Path | None = None) -> CachedSnapshot
 
     hub_id, rev = parse_spec(spec)
     where = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
+    if where.exists() and not where.is_dir():  # scan_cache_dir raises a bare ValueError then
+        raise InvalidInput(f"the Hugging Face cache {where} is not a folder", base=spec,
+                           hint="point HF_HUB_CACHE (or HF_HOME) at the cache folder")
     try:
         info = scan_cache_dir(where)
     except CacheNotFound as e:

@@ -82,7 +82,8 @@ def register_base(s: Session, fp: BaseFingerprint, *, name: str, actor: str, loc
     B = M.BaseModelRow
     row = s.scalar(select(B).where(B.name == name, B.fingerprint == fp.fingerprint))
     if row is not None:
-        if hub_id is not None and row.hub_id is not None and row.hub_id != hub_id:
+        # the Hub ignores case in ids: Org/Model and org/model are the same repo
+        if hub_id is not None and row.hub_id is not None and row.hub_id.lower() != hub_id.lower():
             raise Conflict(f"base {name} is registered as Hub repo {row.hub_id}, not {hub_id}", base=name,
                            hint="register it under another --name")
         if weights_stored and not row.weights_stored:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, aliased, contains_eager
 from registry import types as T
 from registry.catalog import convert
 from registry.catalog import models as M
-from registry.errors import AdapterNotFound, BaseModelNotFound, InvalidInput, VersionNotFound
+from registry.errors import AdapterNotFound, BaseModelNotFound, Conflict, InvalidInput, VersionNotFound
 from registry.evals import lower_is_better
 from registry.refs import MetricFilter, Ref, check_metric_name
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # annotations only
 V = M.AdapterVersion
 _T = TypeVar("_T")
 HEX = re.compile(r"[0-9a-f]{8,64}")  # fullmatch only
+COMMIT_PREFIX = re.compile(r"[0-9a-f]{7,40}")  # a Hub commit or its prefix, as find_snapshot takes
 
 
 def get_adapter(s: Session, name: str) -> M.Adapter:
@@ -65,20 +66,32 @@ def get_version(s: Session, ref: Ref) -> tuple[M.Adapter, M.AdapterVersion]:
                           else f"adapter {ref.name!r} has no versions", name=ref.name, version=ref.version)
 
 
-def get_base(s: Session, text: str) -> M.BaseModelRow:
+def get_base(s: Session, text: str, *, namespace: str | None = None) -> M.BaseModelRow:
     """A base model by NAME (newest revision), NAME@REVISION, NAME@FINGERPRINT-PREFIX or fingerprint;
-    where no name matches, NAME may be the base's Hub id (any casing, as on the Hub)."""
+    where no name matches, NAME may be the base's Hub id (any casing, as on the Hub; REVISION may
+    then be a commit prefix of 7+ hex digits, as find_snapshot takes).
+
+    Raises:
+        Conflict: the Hub id is recorded on several registered bases, even among those visible to
+            `namespace` ("team-a/"), which are preferred (hub_preferred).
+    """
     name, _, rev = str(text).partition("@")
     B = M.BaseModelRow
     by_rev: list[SQLColumnExpression[bool]] = []
+    hub_rev: list[SQLColumnExpression[bool]] = []
     if rev:
         by_fp = B.fingerprint.startswith(rev) if HEX.fullmatch(rev) else False
         by_rev = [(B.revision == rev) | by_fp]
+        by_commit = B.revision.startswith(rev.lower()) if COMMIT_PREFIX.fullmatch(rev.lower()) else False
+        hub_rev = [(B.revision == rev) | by_fp | by_commit]
     by_name = (B.name == name) | B.fingerprint.startswith(name) if not rev and HEX.fullmatch(name) else B.name == name
-    for match in (by_name, _by_hub_id(name)):
-        row = s.scalar(select(B).where(match, *by_rev).order_by(B.id.desc()).limit(1))
-        if row is not None:
-            return row
+    row = s.scalar(select(B).where(by_name, *by_rev).order_by(B.id.desc()).limit(1))
+    if row is not None:
+        return row
+    by_hub = list(s.scalars(select(B).where(_by_hub_id(name), *hub_rev).order_by(B.id.desc())))
+    rows: list[M.BaseModelRow] = hub_preferred(s, by_hub, hub_id=name, namespace=namespace)
+    if rows:
+        return rows[0]
     raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
 
 
@@ -87,12 +100,38 @@ def _by_hub_id(hub_id: str) -> SQLColumnExpression[bool]:
     return func.lower(M.BaseModelRow.hub_id) == hub_id.lower()
 
 
-def base_rows(s: Session, text: str) -> list[M.BaseModelRow]:
-    """Every registered revision of a base NAME or Hub id (or the one NAME@REV names)."""
+def hub_preferred(s: Session, rows: list[Any], *, hub_id: str, namespace: str | None) -> list[Any]:
+    """The rows (bases, or rows with their id and name) a Hub-id match stands for: one registry
+    name's. Two teams may register the same Hub model under their own names; the bases visible to
+    `namespace` ("team-a/", visible_bases) are preferred, and what is still ambiguous is refused
+    without naming the other namespaces' bases."""
+    names = {r.name for r in rows}
+    if len(names) > 1 and namespace is not None:
+        seen = set(s.scalars(select(M.BaseModelRow.id).where(M.BaseModelRow.id.in_([r.id for r in rows]),
+                                                             visible_bases(namespace))))
+        rows = [r for r in rows if r.id in seen] or rows
+        names = {r.name for r in rows}
+    if len(names) > 1:
+        raise Conflict(f"Hub id {hub_id!r} is recorded on {len(names)} registered bases: "
+                       "name the base by its registry name", hub_id=hub_id, count=len(names),
+                       hint="list the bases with: adapter-registry base ls")
+    return rows
+
+
+def namespace_prefix(name: str) -> str | None:
+    """The namespace prefix ("team-a/") of a name ("team-a/bot", or "team-a/" itself), whose bases a
+    Hub-id lookup prefers (registry.targets.namespace_of, as a prefix)."""
+    return name.split("/", 1)[0] + "/" if "/" in name else None
+
+
+def base_rows(s: Session, text: str, *, namespace: str | None = None) -> list[M.BaseModelRow]:
+    """Every registered revision of a base NAME or Hub id (or the one NAME@REV names); a Hub id
+    stands for one registry name's revisions (hub_preferred, with `namespace`)."""
     if "@" in text or HEX.fullmatch(text):
-        return [get_base(s, text)]
+        return [get_base(s, text, namespace=namespace)]
     B = M.BaseModelRow
-    ids = list(s.scalars(select(B).where(B.name == text))) or list(s.scalars(select(B).where(_by_hub_id(text))))
+    ids = list(s.scalars(select(B).where(B.name == text))) or hub_preferred(
+        s, list(s.scalars(select(B).where(_by_hub_id(text)))), hub_id=text, namespace=namespace)
     if not ids:
         raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
     return ids
@@ -210,7 +249,7 @@ def search(s: Session, q: SearchQuery) -> T.SearchPage:
     sm = _sort_metric(q.sort)
     if s.autoflush and (s.new or s.dirty or s.deleted):
         s.flush()  # what Session.execute does first (release/bulk.py searches inside a write transaction)
-    bases = {b.id: b for b in _search_bases(s, q.base)} if q.base else {}
+    bases = {b.id: b for b in _search_bases(s, q.base, namespace=_search_namespace(q))} if q.base else {}
     ids = list(bases) if q.base else None
     plan = _plan(q, sm)
     conds = [*plan.conds, *_filters(q, plan)]
@@ -322,14 +361,20 @@ def _page(q: SearchQuery, p: _Plan, conds: list[SQLColumnExpression[bool]], ids:
     return _ordered(p.src.add_columns(p.vid).where(*conds, *_base_filter(p, ids)), key_cols, p)
 
 
-def _search_bases(s: Session, text: str) -> Sequence[Any]:
+def _search_namespace(q: SearchQuery) -> str | None:
+    """The namespace ("team-a/") a search concerns, for a Hub-id --base: the one its name filter is in."""
+    return namespace_prefix(q.name) if q.name else None
+
+
+def _search_bases(s: Session, text: str, *, namespace: str | None = None) -> Sequence[Any]:
     """base_rows for a search: by NAME, only the columns a page shows (BaseRef) and the engine
     preflight reads, as plain rows (a base's row also holds its whole tensor layout)."""
     if "@" in text or HEX.fullmatch(text):
-        return base_rows(s, text)
-    found = s.connection().execute(_BASES_BY_NAME, {"name": text}).all()
+        return base_rows(s, text, namespace=namespace)
+    found: Sequence[Any] = s.connection().execute(_BASES_BY_NAME, {"name": text}).all()
     if not found:  # then by Hub id, any casing, as base_rows does
-        found = s.connection().execute(select(*_BASE_COLS).where(_by_hub_id(text))).all()
+        found = hub_preferred(s, list(s.connection().execute(select(*_BASE_COLS).where(_by_hub_id(text))).all()),
+                              hub_id=text, namespace=namespace)
     if not found:
         raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
     return found

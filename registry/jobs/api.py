@@ -169,7 +169,7 @@ class JobsAPI:
     def _version(self, ref: str, base: str | None) -> dict[str, Any]:
         with self.db.read() as s:
             adapter, row = Q.get_version(s, parse_ref(ref))
-            b = Q.get_base(s, base) if base else row.base_model
+            b = Q.get_base(s, base, namespace=Q.namespace_prefix(adapter.name)) if base else row.base_model
             if b is None:
                 raise BaseModelNotFound(f"{ref} has no base model recorded; pass --base NAME")
             return {"ref": f"{adapter.name}@{row.version}", "id": row.id, "digest": row.content_digest,

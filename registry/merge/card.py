@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from registry.adapters.basemodel import card_fields
+
 DEFAULT_TAGS = ("adapter-registry", "merged", "peft")
 DEFAULT_TASK = "text-generation"
 
@@ -27,7 +29,7 @@ def card_text(card: dict[str, Any], *, engine: str, dtype: str) -> str:
     from huggingface_hub import ModelCard, ModelCardData
 
     adapter, base = card.get("adapter") or {}, card.get("base") or {}
-    base_card = base.get("card") or {}
+    base_card = card_fields(base.get("card") or {})  # a card recorded before it was checked, too
     hub_id = base.get("hub_id") or None
     peft_type = str(adapter.get("peft_type") or "lora").lower()
     tags = sorted(set(DEFAULT_TAGS) | {peft_type} | set(card.get("tags") or []) | set(_list(base_card.get("tags"))))

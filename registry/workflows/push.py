@@ -68,9 +68,9 @@ def push(core: Core, path: Path, *, name: str, base: str | None, tags: Mapping[s
     check_name(name)
     with tempfile.TemporaryDirectory(prefix="adapter-registry-push-") as tmp:
         manifest = _inspect(core, Path(path), Path(tmp), checkpoint=checkpoint, adapter=adapter)
-        base_row, compat = _check(core, manifest, name=name, base=base)
+        base_row, compat, note = _check(core, manifest, name=name, base=base)
         return _record(core, manifest, name=name, base_row=base_row, compat=compat, tags=tags,
-                       description=description, progress=progress)
+                       description=description, progress=progress, base_note=note)
 
 
 def push_all(core: Core, path: Path, *, name: str, base: str | None, tags: Mapping[str, str], description: str,
@@ -99,13 +99,13 @@ def push_all(core: Core, path: Path, *, name: str, base: str | None, tags: Mappi
             m = _inspect(core, path, Path(tmp) / str(i), adapter=None if plain else adapter,
                          checkpoint=checkpoint if adapter == DEFAULT_ADAPTER else None)
             checked.append((adapter, target, m, *_check(core, m, name=target, base=base)))
-        for _adapter, _target, m, _base_row, _compat in checked:  # every file stored before any version
+        for _adapter, _target, m, *_checks in checked:  # every file stored before any version
             _store(core, m, progress=progress)
         items = []
         with core.db.write() as s:  # then every version, all or none
-            for adapter, target, m, base_row, compat in checked:
+            for adapter, target, m, base_row, compat, note in checked:
                 v = _create(s, core, m, name=target, base_row=base_row, compat=compat, tags=tags,
-                            description=description)
+                            description=description, base_note=note)
                 folder = found[adapter].relative_to(path).as_posix() if found[adapter] != path else "."
                 items.append(T.PushedAdapter(adapter, folder, v))
     return T.MultiPush(tuple(items))
@@ -126,10 +126,16 @@ def _inspect(core: Core, path: Path, tmp: Path, *, checkpoint: str | None, adapt
 
 
 def _check(core: Core, manifest: AdapterManifest, *, name: str,
-           base: str | None) -> tuple[M.BaseModelRow | None, dict[str, Any] | None]:
-    """The base (given or guessed) and the static check against it; raises when the adapter does not fit."""
+           base: str | None) -> tuple[M.BaseModelRow | None, dict[str, Any] | None, str | None]:
+    """The base (given or guessed), the static check against it and why no base was guessed (or
+    None); raises when the adapter does not fit."""
+    note = None
+    base_row: M.BaseModelRow | None
     with core.db.read() as s:
-        base_row = Q.get_base(s, base) if base else guess_base(s, manifest)
+        if base:
+            base_row = Q.get_base(s, base, namespace=Q.namespace_prefix(name))
+        else:
+            base_row, note = guess_base(s, manifest, namespace=Q.namespace_prefix(name))
         findings = against_base(manifest, base_row) if base_row is not None else []
         compat = compat_report(manifest, base_row) if base_row is not None and not findings else None
     raise_findings(findings)
@@ -137,17 +143,17 @@ def _check(core: Core, manifest: AdapterManifest, *, name: str,
         more = f" (and {len(compat['errors']) - 1} more)" if len(compat["errors"]) > 1 else ""
         raise Incompatible(f"{name}: does not fit base {base_row.name}: {compat['errors'][0]}{more}",
                            errors=compat["errors"])
-    return base_row, compat
+    return base_row, compat, note
 
 
 def _record(core: Core, manifest: AdapterManifest, *, name: str, base_row: M.BaseModelRow | None,
             compat: dict[str, Any] | None, tags: Mapping[str, str], description: str,
-            progress: Progress | None) -> T.AdapterVersion:
+            progress: Progress | None, base_note: str | None = None) -> T.AdapterVersion:
     """Store the files, then record the version (the same files again: the existing version)."""
     _store(core, manifest, progress=progress)
     with core.db.write() as s:
         return _create(s, core, manifest, name=name, base_row=base_row, compat=compat, tags=tags,
-                       description=description)
+                       description=description, base_note=base_note)
 
 
 def _store(core: Core, manifest: AdapterManifest, *, progress: Progress | None) -> None:
@@ -155,27 +161,38 @@ def _store(core: Core, manifest: AdapterManifest, *, progress: Progress | None) 
 
 
 def _create(s: Session, core: Core, manifest: AdapterManifest, *, name: str, base_row: M.BaseModelRow | None,
-            compat: dict[str, Any] | None, tags: Mapping[str, str], description: str) -> T.AdapterVersion:
+            compat: dict[str, Any] | None, tags: Mapping[str, str], description: str,
+            base_note: str | None = None) -> T.AdapterVersion:
     """The version of stored files, in the caller's write transaction."""
     base_row = s.get(M.BaseModelRow, base_row.id) if base_row is not None else None
     _adapter, row, created = C.create_version(s, manifest, name=name, base=base_row, tags=dict(tags),
                                               description=description, compat=compat, actor=core.actor)
     out = Q.hydrate(s, [row])[0]
-    return dataclasses.replace(out, created=created, training=row.training)
+    return dataclasses.replace(out, created=created, training=row.training, base_note=base_note)
 
 
-def guess_base(s: Session, manifest: AdapterManifest) -> M.BaseModelRow | None:
-    """The registered base the config's base_model_name_or_path names, when it names exactly one."""
+def guess_base(s: Session, manifest: AdapterManifest, *,
+               namespace: str | None = None) -> tuple[M.BaseModelRow | None, str | None]:
+    """The registered base the config's base_model_name_or_path names, when it names exactly one
+    (a registry name first; by Hub id or folder, the bases visible to `namespace` first), and,
+    when it names several, why none was recorded."""
     hint = manifest.fields.base_model_hint
     if not hint:
-        return None
+        return None, None
     B = M.BaseModelRow
-    match = (B.name == hint) | (func.lower(B.hub_id) == hint.lower())  # a Hub id, as training writes it
+    named = s.scalar(select(B).where(B.name == hint).order_by(B.id.desc()).limit(1))
+    if named is not None:
+        return named, None
+    match = func.lower(B.hub_id) == hint.lower()  # a Hub id, as training writes it
     if hint.startswith(("/", ".")):  # a local path: match the registered folder too
         match = match | (B.location == str(Path(hint).resolve()))
     cands = list(s.scalars(select(B).where(match).order_by(B.id.desc())))
-    names = {c.name for c in cands}
-    return cands[0] if len(names) == 1 else None
+    try:
+        cands = Q.hub_preferred(s, cands, hub_id=hint, namespace=namespace)
+    except Conflict as e:
+        return None, (f"no base recorded: the config's base_model_name_or_path {hint!r} is recorded on "
+                      f"{e.context['count']} registered bases; pass --base NAME")
+    return (cands[0], None) if cands else (None, None)
 
 
 def against_base(manifest: AdapterManifest, base: M.BaseModelRow) -> list[Finding]:
@@ -234,7 +251,7 @@ def set_base(core: Core, ref: str, base: str, *, force: bool = False) -> T.Adapt
     with core.db.write() as s:
         _a, row = Q.get_version(s, r)
         vref = f"{r.name}@{row.version}"
-        base_row = Q.get_base(s, base)
+        base_row = Q.get_base(s, base, namespace=Q.namespace_prefix(r.name))
         old = row.base_model
         if old is not None and old.id == base_row.id:
             # its own base again: nothing to check or audit, but the target-module rows are rewritten
@@ -267,7 +284,7 @@ def check(core: Core, ref: str, *, base: str | None) -> T.CompatReport:
     manifest = inspect_adapter(folder, allow_pickle=False, max_header_bytes=core.settings.max_header_bytes)
     with core.db.write() as s:
         _a, row = Q.get_version(s, r)
-        base_row = Q.get_base(s, base) if base else row.base_model
+        base_row = Q.get_base(s, base, namespace=Q.namespace_prefix(r.name)) if base else row.base_model
         if base_row is None:
             raise BaseModelNotFound(f"{ref} has no base model recorded; pass --base NAME")
         rep = compat_report(manifest, base_row)

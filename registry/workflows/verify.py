@@ -106,7 +106,7 @@ def run(core: Core, ref: str, *, base: str | None = None, dtype: str | None = No
     report = check(core, ref, base=base)
     with core.db.read() as s:
         _a, row = Q.get_version(s, parse_ref(ref))
-        base_row = Q.get_base(s, base) if base else row.base_model
+        base_row = Q.get_base(s, base, namespace=Q.namespace_prefix(parse_ref(ref).name)) if base else row.base_model
         if base_row is None:
             raise BaseModelNotFound(f"{ref} has no base model recorded; pass --base NAME")
         vid, digest, bid = row.id, row.content_digest, base_row.id

@@ -125,6 +125,15 @@ def test_what_is_not_in_the_cache_is_refused_by_name(tmp_path, hf_cache):
     assert p.returncode == 2
 
 
+def test_a_cache_setting_that_names_a_file_is_a_one_line_error(tmp_path):
+    a_file = tmp_path / "hostname"
+    a_file.write_text("box\n")
+    env = {"ADAPTER_REGISTRY_HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(a_file), "HF_HOME": None}
+    p = run_cli("base", "add", "--from-hf-cache", HUB_ID, env=env)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert f"the Hugging Face cache {a_file} is not a folder" in p.stderr.strip().splitlines()[0]
+
+
 def test_a_folder_with_a_hub_id_is_found_by_it_and_guessed_at_push(registry, tiny_llama, tmp_path):
     b = registry.add_base(tiny_llama, name="llama", revision=C_NEW, hub_id=HUB_ID)
     assert (b.hub_id, b.revision, b.card) == (HUB_ID, C_NEW, {})  # the folder has no README.md
@@ -157,3 +166,82 @@ def test_the_card_is_read_from_readme_front_matter_and_a_broken_one_is_empty(reg
     e = shutil.copytree(tiny_llama, tmp_path / "broken")
     (e / "README.md").write_text("---\nlicense: [unclosed\n---\n")
     assert registry.add_base(e, name="broken").card == {}
+
+
+def _two_teams(registry, tiny_llama, tmp_path):
+    """team-a and team-b each register the same Hub model under their own names (team-b's newest)."""
+    a = registry.add_base(tiny_llama, name="team-a/llama", hub_id=HUB_ID)
+    b = registry.add_base(shutil.copytree(tiny_llama, tmp_path / "copy"), name="team-b/llama", hub_id=HUB_ID)
+    return a, b
+
+
+def _hub_adapter(tiny_llama, folder: Path) -> Path:
+    ad = build_adapter(tiny_llama, folder, target_modules="all-linear")
+    conf = json.loads((ad / "adapter_config.json").read_text())
+    (ad / "adapter_config.json").write_text(json.dumps({**conf, "base_model_name_or_path": HUB_ID}))
+    return ad
+
+
+def test_a_hub_id_resolves_to_the_base_of_the_pushing_namespace(registry, tiny_llama, tmp_path):
+    a, b = _two_teams(registry, tiny_llama, tmp_path)
+    ad = build_adapter(tiny_llama, tmp_path / "ad")
+    assert registry.push(ad, name="team-a/sql", base=HUB_ID).base.name == "team-a/llama"
+    assert registry.push(ad, name="team-b/sql", base=HUB_ID.lower()).base.name == "team-b/llama"
+    assert registry.push(ad, name="team-c/named", base="team-b/llama").base.name == "team-b/llama"  # a name wins
+    # the search: a Hub-id --base narrowed to a namespace finds its base's versions
+    assert [v.ref for v in registry.search(base=HUB_ID, name="team-a/").items] == ["team-a/sql@1"]
+    # no namespace to prefer: refused, without naming the bases
+    with pytest.raises(Conflict, match="recorded on 2 registered bases") as e:
+        registry.show_base(HUB_ID)
+    assert "team-" not in str(e.value)
+    with pytest.raises(Conflict, match="name the base by its registry name"):
+        registry.push(ad, name="sql", base=HUB_ID)
+    with pytest.raises(Conflict):
+        registry.search(base=HUB_ID)
+
+
+def test_push_guesses_the_namespace_s_base_by_hub_id_and_says_why_when_it_cannot(registry, tiny_llama, tmp_path):
+    _two_teams(registry, tiny_llama, tmp_path)
+    ad = _hub_adapter(tiny_llama, tmp_path / "ad")
+    v = registry.push(ad, name="team-a/sql")
+    assert v.base is not None and v.base.name == "team-a/llama" and v.base_note is None
+    other = registry.push(ad, name="team-c/sql")  # sees neither base: none recorded, and why
+    assert other.base is None
+    assert other.base_note is not None and "2 registered bases" in other.base_note and "team-" not in other.base_note
+    st = registry.settings
+    env = {"ADAPTER_REGISTRY_HOME": str(st.home), "ADAPTER_REGISTRY_DB": st.db, "ADAPTER_REGISTRY_STORE": st.store,
+           "ADAPTER_REGISTRY_ACTOR": "tester"}
+    p = run_cli("push", str(ad), "--name", "team-d/sql", env=env)
+    assert p.returncode == 0, p.stderr
+    assert "warning: no base recorded" in p.stderr and "base=-" in p.stdout
+
+
+def test_get_base_by_hub_id_for_a_closed_reader_is_its_own_namespace_s_base(registry, tiny_llama, tmp_path):
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from registry.api import create_app
+    from tests.factories import bearer
+
+    a, _b = _two_teams(registry, tiny_llama, tmp_path)
+    token = registry.tokens.create("team-a-bot", scope="write", namespace="team-a").token
+    app = create_app(registry, dataclasses.replace(registry.settings, open_reads=False))
+    with TestClient(app) as c:
+        r = c.get(f"/api/v1/bases/{HUB_ID}", headers=bearer(token))
+        assert r.status_code == 200 and r.json()["name"] == "team-a/llama"
+        assert c.get("/api/v1/bases/team-b/llama", headers=bearer(token)).status_code == 404
+
+
+def test_a_hub_id_lookup_takes_a_commit_prefix_of_the_recorded_revision(registry, tiny_llama):
+    registry.add_base(tiny_llama, name="llama", revision=C_NEW, hub_id=HUB_ID)
+    assert registry.show_base(f"{HUB_ID}@{C_NEW[:7]}").revision == C_NEW
+    assert registry.show_base(f"{HUB_ID.upper()}@{C_NEW}").revision == C_NEW
+    with pytest.raises(Exception, match="unknown base model"):
+        registry.show_base(f"{HUB_ID}@{C_NEW[:6]}")  # shorter than a commit prefix
+
+
+def test_registering_again_compares_the_hub_id_without_regard_to_case(registry, tiny_llama):
+    registry.add_base(tiny_llama, name="llama", hub_id=HUB_ID)
+    again = registry.add_base(tiny_llama, name="llama", hub_id=HUB_ID.lower())
+    assert not again.created and again.hub_id == HUB_ID

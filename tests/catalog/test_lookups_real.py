@@ -204,3 +204,38 @@ def test_migration_0004_gives_old_loha_rows_their_alpha(sqlite_url, settings_for
     reg = Registry(settings_for(sqlite_url))
     assert reg.show("loha@1").alpha == 12.0
     reg.close()
+
+
+@pytest.mark.parametrize("exclude", [["o_proj"], r".*\.o_proj"])
+def test_migration_0004_expands_all_linear_less_the_config_s_exclude_modules(sqlite_url, settings_for, tiny_llama,
+                                                                           tmp_path, exclude):
+    """A literal "all-linear" with exclude_modules (a list of suffixes or a regex): the rows 0004
+    writes are the leaf names push writes today (leaf_targets applies exclude_modules), o_proj not among them."""
+    from sqlalchemy import create_engine, text
+
+    from registry import migrate
+    from registry.app import Registry
+
+    ad = build_adapter(tiny_llama, tmp_path / "ex", target_modules="all-linear", exclude_modules=["o_proj"])
+    conf = json.loads((ad / "adapter_config.json").read_text())
+    (ad / "adapter_config.json").write_text(json.dumps({**conf, "target_modules": "all-linear",
+                                                        "exclude_modules": exclude}))
+    reg = Registry(settings_for(sqlite_url))
+    reg.add_base(tiny_llama, name="llama")
+    pushed = reg.push(ad, name="ex", base="llama").target_module_names
+    assert "o_proj" not in pushed and "q_proj" in pushed
+    reg.close()
+    eng = create_engine(sqlite_url)
+    migrate.downgrade(eng, "0003")
+    with eng.begin() as c:  # the row 0003's code wrote: target_modules as saved
+        c.execute(text("DELETE FROM version_target_modules"))
+        vid = c.execute(text("SELECT id FROM adapter_versions")).scalar()
+        c.execute(text("INSERT INTO version_target_modules VALUES (:v, 'all-linear')"), {"v": vid})
+    migrate.upgrade(eng)
+    with eng.connect() as c:
+        rows = sorted(m for (m,) in c.execute(text("SELECT module FROM version_target_modules")))
+    eng.dispose()
+    assert rows == sorted(pushed)
+    reg = Registry(settings_for(sqlite_url))
+    assert refs(reg.search(target_modules=["o_proj"])) == [] and refs(reg.search(target_modules=["q_proj"])) == ["ex@1"]
+    reg.close()

@@ -107,3 +107,31 @@ def test_the_card_changes_no_weight_file(tiny_llama, tiny_adapter, tmp_path):
                     "evals": [{"metric": "acc", "value": 0.5, "dataset": "mmlu"}]})
     differ = {f for f in a.files if a.files[f] != b.files.get(f)}
     assert differ == {"README.md", "manifest.json"}
+
+
+def test_a_base_card_with_a_list_where_a_string_belongs_is_kept_only_in_the_hub_s_shapes_and_merges(
+        sqlite_registry, tiny_llama, tiny_adapter, tmp_path):
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    from registry.merge.card import card_text
+
+    reg = sqlite_registry
+    base = shutil.copytree(tiny_llama, tmp_path / "listy")
+    (base / "README.md").write_text("---\npipeline_tag:\n- text-generation\n- x\nlicense: mit\nlanguage: en\n"
+                                    "tags:\n- ok\n- 3\nlibrary_name: {a: 1}\n---\n# hi\n")
+    b = reg.add_base(base, name="listy", hub_id=HUB_ID)
+    assert b.card == {"license": "mit", "language": "en", "tags": ["ok"]}
+    v = reg.push(tiny_adapter, name="a/c", base="listy")
+    reg.add_eval(v.ref, {"acc": 0.5}, dataset="arc")
+    d = ModelCard.load(reg.merge(v.ref, dtype="fp32").path / "README.md").data  # raised TypeError before
+    assert (d.license, d.pipeline_tag, d.language) == ("mit", None, "en")
+    # a card recorded before read_card checked shapes: the merge's card coerces too
+    ev = [{"metric": "arc/acc", "value": 0.5, "task": "arc", "n_shot": 0}]
+    for bad in [{"pipeline_tag": ["text-generation", "x"]}, {"license": {"a": 1}}, {"tags": "single"},
+                {"language": 5}]:
+        text = card_text({"adapter": {"name": "a/b", "version": 1}, "base": {"name": "b", "hub_id": "Org/X",
+                                                                             "card": bad}, "evals": ev},
+                         engine="peft", dtype="float32")
+        assert ModelCard(text).data.base_model == "Org/X"

@@ -30,13 +30,14 @@ def list_bases(caller: Reader, name: Annotated[str | None, Query(max_length=200)
     return json([views.base_shown(b, caller) for b in bases])
 
 
-@router.get("/bases/{ref:path}", response_model=T.BaseModel, responses=responses(400, 401, 403, 404, 422))
+@router.get("/bases/{ref:path}", response_model=T.BaseModel, responses=responses(400, 401, 403, 404, 409, 422))
 def show_base(ref: str, caller: Reader):
-    """One base model: NAME (newest revision), NAME@REVISION or a fingerprint prefix (404 when the
-    caller's closed reads do not reach it, as for one that does not exist)."""
+    """One base model: NAME (newest revision), NAME@REVISION, a fingerprint prefix or a Hub id (its
+    bases visible to the caller first; 409 when still several names match; 404 when the caller's
+    closed reads do not reach it, as for one that does not exist)."""
     ns = caller.read_namespace()
     with caller.registry.db.read() as s:
-        row = Q.get_base(s, ref)
+        row = Q.get_base(s, ref, namespace=ns)  # a Hub id: the caller's namespace's base first
         if ns is not None and s.scalar(select(M.BaseModelRow.id).where(M.BaseModelRow.id == row.id,
                                                                        Q.visible_bases(ns))) is None:
             raise BaseModelNotFound(f"no base model {ref!r}", ref=ref)
