@@ -380,6 +380,15 @@ def _search_bases(s: Session, text: str, *, namespace: str | None = None) -> Seq
     return found
 
 
+def require_visible_base(s: Session, text: str, namespace: str) -> None:
+    """A reader narrowed to `namespace` names a base it may see (visible_bases), or gets the same
+    BaseModelNotFound as for a base that does not exist: an empty page for another team's base would
+    tell that it exists."""
+    ids = [r.id for r in _search_bases(s, text, namespace=namespace)]
+    if s.scalar(select(M.BaseModelRow.id).where(M.BaseModelRow.id.in_(ids), visible_bases(namespace)).limit(1)) is None:
+        raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
+
+
 _B = M.BaseModelRow
 _BASE_COLS = (_B.id, _B.name, _B.revision, _B.fingerprint, _B.architecture, _B.tie_word_embeddings)
 _BASES_BY_NAME = select(*_BASE_COLS).where(_B.name == bindparam("name"))

@@ -135,3 +135,23 @@ def test_a_failed_jobs_error_shows_paths_to_the_admin_only(fresh_tenants):
                   c.get("/jobs", headers=t.headers("ns_admin"))):
             assert r.status_code == 200 and home not in r.text and "is not readable" in r.text
         assert home in c.get(f"/api/v1/jobs/{t.team_a_job}", headers=t.headers("admin")).text
+
+
+def test_a_search_by_another_teams_base_is_the_same_404_as_an_unknown_base(fresh_tenants, tiny_llama):
+    """?base= is no existence oracle: a team-a reader naming team-b's base gets the answer an unknown
+    base gets (before: an empty page for team-b's, 404 for an unknown one)."""
+    from tests.security.conftest import make_client
+
+    reg = fresh_tenants.registry
+    reg.add_base(tiny_llama, name="team-b/llama")
+    client = make_client(reg, open_reads=False)
+    h = fresh_tenants.headers("read")
+    theirs = client.get("/api/v1/adapters", params={"base": "team-b/llama"}, headers=h)
+    unknown = client.get("/api/v1/adapters", params={"base": "team-b/nothing"}, headers=h)
+    assert (theirs.status_code, unknown.status_code) == (404, 404)
+    assert theirs.json()["message"].replace("team-b/llama", "X") == \
+        unknown.json()["message"].replace("team-b/nothing", "X")
+    own = client.get("/api/v1/adapters", params={"base": "tiny-llama"}, headers=h)
+    assert own.status_code == 200 and {v["name"] for v in own.json()["items"]} == {"team-a/bot"}
+    admin = client.get("/api/v1/adapters", params={"base": "team-b/llama"}, headers=fresh_tenants.headers("admin"))
+    assert admin.status_code == 200 and admin.json()["items"] == []

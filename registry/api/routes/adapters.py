@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from registry import types as T
 from registry.api.deps import Reader, Writer
 from registry.api.errors import responses
+from registry.catalog import queries as Q
 from registry.errors import Forbidden
 
 router = APIRouter(prefix="/api/v1", tags=["adapters"])
@@ -43,6 +44,9 @@ def search(
         if name and not name.startswith(ns):
             raise Forbidden(f"this token reads {ns}* only", namespace=ns)
         name = name or ns
+        if base:
+            with caller.registry.db.read() as s:
+                Q.require_visible_base(s, base, ns)
     page = caller.registry.search(base=base, min_rank=min_rank, max_rank=max_rank, peft_type=peft_type,
                                   target_modules=target_module, tags=tag, metrics=metric, name=name, sort=sort,
                                   use_dora=use_dora, include_deprecated=deprecated, count=count, limit=limit,
