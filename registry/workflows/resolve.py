@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 from registry.catalog import queries as Q
 from registry.core import Core
-from registry.errors import BaseModelNotFound
+from registry.errors import BaseModelNotFound, IntegrityFailure
 from registry.refs import parse_ref
 
 
@@ -86,9 +87,16 @@ def base_folder(core: Core, ref: str) -> Path:
         files = dict(row.files)
         location, stored, fpr = row.location, row.weights_stored, row.fingerprint
     p = Path(location)
-    if (p / "config.json").is_file():
+    changed = _changed(p, files) if (p / "config.json").is_file() else None
+    if changed is None:
+        pass  # not there any more
+    elif not changed:
         return p
-    if stored:
+    elif not stored:
+        raise IntegrityFailure(f"base model {ref!r} at {location} changed since it was registered ({changed[0]})",
+                               hint="restore the folder, or register it again (a new fingerprint) with "
+                                    "adapter-registry base add")
+    if stored:  # the stored copy: the bytes the fingerprint was taken of
         from registry.storage import materialize
 
         dest = core.settings.cache_dir / "bases" / fpr
@@ -97,3 +105,21 @@ def base_folder(core: Core, ref: str) -> Path:
                            cache_root=core.settings.cache_dir / "blobs", sizes=sizes, sealed=True)
     raise BaseModelNotFound(f"base model {ref!r} is not at {location} any more and its weights are not stored",
                             hint="register it again with --store-weights, or restore the folder")
+
+
+def _changed(folder: Path, files: dict[str, Any]) -> list[str]:
+    """What of the registered files is not at `folder` as it was registered: missing, or another size
+    (a stat per file; merge, verify and load read the registered folder, and a replaced shard would
+    otherwise be merged under the old fingerprint)."""
+    out = []
+    for rel, info in sorted(files.items()):
+        size = info.get("size") if isinstance(info, dict) else None
+        try:
+            now = (folder / rel).stat().st_size
+        except OSError:
+            out.append(f"{rel} is missing")
+            continue
+        if isinstance(size, int) and now != size:
+            out.append(f"{rel} is {now:,} bytes, was {size:,}")
+    return out
+
