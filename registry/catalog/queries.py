@@ -88,14 +88,14 @@ def get_base(s: Session, text: str, *, namespace: str | None = None) -> M.BaseMo
     row = s.scalar(select(B).where(by_name, *by_rev).order_by(B.id.desc()).limit(1))
     if row is not None:
         return row
-    by_hub = list(s.scalars(select(B).where(_by_hub_id(name), *hub_rev).order_by(B.id.desc())))
+    by_hub = list(s.scalars(select(B).where(by_hub_id(name), *hub_rev).order_by(B.id.desc())))
     rows: list[M.BaseModelRow] = hub_preferred(s, by_hub, hub_id=name, namespace=namespace)
     if rows:
         return rows[0]
     raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
 
 
-def _by_hub_id(hub_id: str) -> SQLColumnExpression[bool]:
+def by_hub_id(hub_id: str) -> SQLColumnExpression[bool]:
     """The bases recorded with this Hub id (the Hub treats ids without regard to case)."""
     return func.lower(M.BaseModelRow.hub_id) == hub_id.lower()
 
@@ -107,8 +107,7 @@ def hub_preferred(s: Session, rows: list[Any], *, hub_id: str, namespace: str | 
     without naming the other namespaces' bases."""
     names = {r.name for r in rows}
     if len(names) > 1 and namespace is not None:
-        seen = set(s.scalars(select(M.BaseModelRow.id).where(M.BaseModelRow.id.in_([r.id for r in rows]),
-                                                             visible_bases(namespace))))
+        seen = visible_base_ids(s, [r.id for r in rows], namespace)
         rows = [r for r in rows if r.id in seen] or rows
         names = {r.name for r in rows}
     if len(names) > 1:
@@ -131,7 +130,7 @@ def base_rows(s: Session, text: str, *, namespace: str | None = None) -> list[M.
         return [get_base(s, text, namespace=namespace)]
     B = M.BaseModelRow
     ids = list(s.scalars(select(B).where(B.name == text))) or hub_preferred(
-        s, list(s.scalars(select(B).where(_by_hub_id(text)))), hub_id=text, namespace=namespace)
+        s, list(s.scalars(select(B).where(by_hub_id(text)))), hub_id=text, namespace=namespace)
     if not ids:
         raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
     return ids
@@ -159,6 +158,11 @@ def visible_bases(prefix: str) -> SQLColumnExpression[bool]:
     used = (select(V.base_model_id).join(M.Adapter, M.Adapter.id == V.adapter_id)
             .where(in_namespace(M.Adapter.name, prefix), V.base_model_id.is_not(None)))
     return in_namespace(B.name, prefix) | B.id.in_(used)
+
+
+def visible_base_ids(s: Session, ids: Iterable[int], prefix: str) -> set[int]:
+    """Which of these bases a reader narrowed to `prefix` may see (visible_bases)."""
+    return set(s.scalars(select(M.BaseModelRow.id).where(M.BaseModelRow.id.in_(list(ids)), visible_bases(prefix))))
 
 
 def blob_visible(s: Session, digest: str, prefix: str | None) -> bool:
@@ -373,7 +377,7 @@ def _search_bases(s: Session, text: str, *, namespace: str | None = None) -> Seq
         return base_rows(s, text, namespace=namespace)
     found: Sequence[Any] = s.connection().execute(_BASES_BY_NAME, {"name": text}).all()
     if not found:  # then by Hub id, any casing, as base_rows does
-        found = hub_preferred(s, list(s.connection().execute(select(*_BASE_COLS).where(_by_hub_id(text))).all()),
+        found = hub_preferred(s, list(s.connection().execute(select(*_BASE_COLS).where(by_hub_id(text))).all()),
                               hub_id=text, namespace=namespace)
     if not found:
         raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
@@ -384,8 +388,7 @@ def require_visible_base(s: Session, text: str, namespace: str) -> None:
     """A reader narrowed to `namespace` names a base it may see (visible_bases), or gets the same
     BaseModelNotFound as for a base that does not exist: an empty page for another team's base would
     tell that it exists."""
-    ids = [r.id for r in _search_bases(s, text, namespace=namespace)]
-    if s.scalar(select(M.BaseModelRow.id).where(M.BaseModelRow.id.in_(ids), visible_bases(namespace)).limit(1)) is None:
+    if not visible_base_ids(s, [r.id for r in _search_bases(s, text, namespace=namespace)], namespace):
         raise BaseModelNotFound(f"unknown base model {text!r}", base=text)
 
 

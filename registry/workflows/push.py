@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from registry import types as T
@@ -183,7 +183,7 @@ def guess_base(s: Session, manifest: AdapterManifest, *,
     named = s.scalar(select(B).where(B.name == hint).order_by(B.id.desc()).limit(1))
     if named is not None:
         return named, None
-    match = func.lower(B.hub_id) == hint.lower()  # a Hub id, as training writes it
+    match = Q.by_hub_id(hint)  # a Hub id, as training writes it
     if hint.startswith(("/", ".")):  # a local path: match the registered folder too
         match = match | (B.location == str(Path(hint).resolve()))
     cands = list(s.scalars(select(B).where(match).order_by(B.id.desc())))

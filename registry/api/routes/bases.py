@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from registry import types as T
 from registry.api import views
@@ -14,7 +13,6 @@ from registry.api.deps import Reader, Writer
 from registry.api.errors import responses
 from registry.api.render import json
 from registry.catalog import convert
-from registry.catalog import models as M
 from registry.catalog import queries as Q
 from registry.errors import BaseModelNotFound
 
@@ -38,8 +36,7 @@ def show_base(ref: str, caller: Reader):
     ns = caller.read_namespace()
     with caller.registry.db.read() as s:
         row = Q.get_base(s, ref, namespace=ns)  # a Hub id: the caller's namespace's base first
-        if ns is not None and s.scalar(select(M.BaseModelRow.id).where(M.BaseModelRow.id == row.id,
-                                                                       Q.visible_bases(ns))) is None:
+        if ns is not None and not Q.visible_base_ids(s, [row.id], ns):
             raise BaseModelNotFound(f"no base model {ref!r}", ref=ref)
         b = convert.base_model(row)
     return json(views.base_shown(b, caller))
