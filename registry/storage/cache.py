@@ -60,6 +60,16 @@ def cached(store: Fetches, digest: str, cache_root: Path) -> Path:
     return path
 
 
+def cached_verified(store: Fetches, digest: str, cache_root: Path) -> Path:
+    """`cached`, with the copy's sha256 checked now: a cached copy can be changed through a hard link
+    to it (the folders resolve hands out), so a changed one is dropped and fetched again, verified."""
+    path = cached(store, digest, cache_root)
+    if sha256_file(path) != digest:
+        evict(cache_root, [digest])
+        path = cached(store, digest, cache_root)
+    return path
+
+
 def materialize(store: Fetches, files: Mapping[str, str], dest: Path, *, cache_root: Path,
                 sizes: Mapping[str, int] | None = None, sealed: bool = False, hashed: Collection[str] = ()) -> Path:
     """Build `dest` as a folder holding `files` ({relative posix path: digest}).
@@ -85,12 +95,8 @@ def materialize(store: Fetches, files: Mapping[str, str], dest: Path, *, cache_r
     complete = _completeness(wanted, cache_root, sizes=sizes, sealed=sealed, hashed=hashed)
     if complete(dest):
         return dest
-    sources = {rel: cached(store, digest, cache_root) for rel, digest in wanted.items()}
-    for rel in hashed:
-        # a cached copy can be changed through a hard link to it: fetch the hashed ones again if so
-        if rel in sources and sha256_file(sources[rel]) != wanted[rel]:
-            evict(cache_root, [wanted[rel]])
-            sources[rel] = cached(store, wanted[rel], cache_root)
+    sources = {rel: (cached_verified if rel in hashed else cached)(store, digest, cache_root)
+               for rel, digest in wanted.items()}
     build = _build_beside(dest)
     try:
         _fill(build, sources, _link_or_copy)

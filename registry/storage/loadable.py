@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from registry.errors import InvalidAdapter
-from registry.storage.cache import Fetches, cached, evict, materialize, seal_of
+from registry.storage.cache import Fetches, cached_verified, materialize, seal_of
 from registry.storage.fsutil import temp_name
 
 CONFIG = "adapter_config.json"
@@ -49,17 +49,6 @@ def names_base(original: bytes, base_dir: Path) -> bool:
     except ValueError:
         return False
     return isinstance(cfg, dict) and cfg.get(KEY) == str(base_dir)
-
-
-def _verified_config(store: Fetches, digest: str, cache_root: Path) -> bytes:
-    """The stored config's bytes, checked against its digest now: the cached copy is a hard link in
-    the folders resolve hands out, so it may have been edited in place since it was fetched (then it
-    is dropped and fetched again from the store, verified)."""
-    data = cached(store, digest, cache_root).read_bytes()
-    if hashlib.sha256(data).hexdigest() != digest:
-        evict(cache_root, [digest])
-        data = cached(store, digest, cache_root).read_bytes()
-    return data
 
 
 class _WithDerived:
@@ -88,7 +77,7 @@ def with_local_base(store: Fetches, files: Mapping[str, str], root: Path, *, cac
         BlobNotFound, IntegrityFailure: a blob is missing or corrupt (as materialize)
         InvalidAdapter: the stored config is not a JSON object
     """
-    original = _verified_config(store, files[CONFIG], cache_root)
+    original = cached_verified(store, files[CONFIG], cache_root).read_bytes()  # an in-place edit: fetched again
     if names_base(original, Path(base_dir)):
         return None
     config = rewritten_config(original, Path(base_dir))
