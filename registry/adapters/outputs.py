@@ -65,20 +65,21 @@ def checkpoints(root: Path) -> dict[int, Path]:
 
 def latest_state(root: Path) -> Path | None:
     """The newest trainer_state.json: the root's (`save_state()`), else that of the highest checkpoint having one."""
-    if kind(root / STATE) == "file":
-        return root / STATE
-    steps = [(int(m.group(1)), d) for d in root.iterdir() if (m := CHECKPOINT_RE.fullmatch(d.name))
-             and d.is_dir() and kind(d / STATE) == "file"]
-    return max(steps)[1] / STATE if steps else None
+    return _latest(root, STATE)
 
 
 def latest_args(root: Path) -> Path | None:
     """training_args.bin: the root's (`save_model()` writes it), else that of the highest checkpoint having one."""
-    if kind(root / ARGS) == "file":
-        return root / ARGS
+    return _latest(root, ARGS)
+
+
+def _latest(root: Path, name: str) -> Path | None:
+    """root/NAME when it is a file, else NAME of the highest-step checkpoint folder holding it as a file."""
+    if kind(root / name) == "file":
+        return root / name
     steps = [(int(m.group(1)), d) for d in root.iterdir() if (m := CHECKPOINT_RE.fullmatch(d.name))
-             and d.is_dir() and kind(d / ARGS) == "file"]
-    return max(steps)[1] / ARGS if steps else None
+             and d.is_dir() and kind(d / name) == "file"]
+    return max(steps)[1] / name if steps else None
 
 
 def best_checkpoint(root: Path) -> str | None:
