@@ -258,6 +258,39 @@ def tiny_adapter2(models_dir, tiny_llama) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained(models_dir, tiny_llama) -> Path:
+    """train() + save_model(): the root has the final adapter and training_args.bin, no trainer_state.json."""
+    from registry.testing.tiny import train_trainer_output
+
+    out = models_dir / "trainer-run"
+    if not (out / "adapter_config.json").exists():
+        train_trainer_output(tiny_llama, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def two_named(models_dir, tiny_llama) -> Path:
+    """Two named adapters, none called "default": peft writes sql/ and chat/, nothing at the root."""
+    from registry.testing.tiny import save_multi_adapter
+
+    out = models_dir / "multi-named"
+    if not out.exists():
+        save_multi_adapter(tiny_llama, out, ("sql", "chat"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def default_and_named(models_dir, tiny_llama) -> Path:
+    """"default" (written at the root) plus "sql" (written into sql/)."""
+    from registry.testing.tiny import save_multi_adapter
+
+    out = models_dir / "multi-default"
+    if not out.exists():
+        save_multi_adapter(tiny_llama, out, ("default", "sql"), seed=1)
+    return out
+
+
+@pytest.fixture(scope="session")
 def gpt2_adapter(models_dir, tiny_gpt2) -> Path:
     from registry.testing.tiny import build_adapter
 

@@ -5,34 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from registry.errors import AdapterValidationFailed, InvalidAdapter, InvalidInput, NotFound
 from tests.factories import cli_env, run_cli
-
-
-@pytest.fixture(scope="session")
-def two_named(models_dir, tiny_llama) -> Path:
-    """Two named adapters, none called "default": peft writes sql/ and chat/, nothing at the root."""
-    from registry.testing.tiny import save_multi_adapter
-
-    out = models_dir / "multi-named"
-    if not out.exists():
-        save_multi_adapter(tiny_llama, out, ("sql", "chat"))
-    return out
-
-
-@pytest.fixture(scope="session")
-def default_and_named(models_dir, tiny_llama) -> Path:
-    """"default" (written at the root) plus "sql" (written into sql/)."""
-    from registry.testing.tiny import save_multi_adapter
-
-    out = models_dir / "multi-default"
-    if not out.exists():
-        save_multi_adapter(tiny_llama, out, ("default", "sql"), seed=1)
-    return out
 
 
 def test_the_real_peft_layout_is_what_these_tests_assume(two_named, default_and_named):

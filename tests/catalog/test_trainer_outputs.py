@@ -14,17 +14,6 @@ from registry.storage.digest import sha256_file
 from tests.factories import cli_env, run_cli
 
 
-@pytest.fixture(scope="session")
-def trained(models_dir, tiny_llama) -> Path:
-    """train() + save_model(): the root has the final adapter and training_args.bin, no trainer_state.json."""
-    from registry.testing.tiny import train_trainer_output
-
-    out = models_dir / "trainer-run"
-    if not (out / "adapter_config.json").exists():
-        train_trainer_output(tiny_llama, out)
-    return out
-
-
 @pytest.fixture
 def checkpoints_only(trained, tmp_path) -> Path:
     """The same run without `save_model()`: only checkpoint-2/ and checkpoint-4/."""

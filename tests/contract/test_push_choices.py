@@ -5,31 +5,10 @@ push takes from the whole folder."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
 from registry.errors import InvalidAdapter
-
-
-@pytest.fixture(scope="session")
-def trained(models_dir, tiny_llama) -> Path:
-    from registry.testing.tiny import train_trainer_output
-
-    out = models_dir / "trainer-run"
-    if not (out / "adapter_config.json").exists():
-        train_trainer_output(tiny_llama, out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def default_and_named(models_dir, tiny_llama) -> Path:
-    from registry.testing.tiny import save_multi_adapter
-
-    out = models_dir / "multi-default"
-    if not out.exists():
-        save_multi_adapter(tiny_llama, out, ("default", "sql"), seed=1)
-    return out
 
 
 def test_checkpoint_choices_agree(reg, trained, tmp_path):
