@@ -205,6 +205,28 @@ def start_worker(settings, *args: str, **env) -> subprocess.Popen:
                             env=cli_env(settings, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def start_serving(args: list[str], *, env: dict[str, str], timeout: float = 60
+                  ) -> tuple[subprocess.Popen, str | None, list[str]]:
+    """`python -m registry ARGS` (serve or demo, on port 0) until it prints the URL it serves at:
+    (the process, the URL or None when it ended or timed out first, its stderr lines so far)."""
+    import re
+
+    p = subprocess.Popen([sys.executable, "-m", "registry", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = p.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
+        if m:
+            return p, m.group(1), lines
+    return p, None, lines
+
+
 def wait_for(pred, *, timeout: float, every: float = 0.05, what: str = "condition"):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

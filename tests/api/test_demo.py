@@ -6,12 +6,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.factories import start_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,18 +20,9 @@ def start(home: Path) -> tuple[subprocess.Popen, str, list[str]]:
     env = {**os.environ, "ADAPTER_REGISTRY_HOME": str(home)}
     for k in ("ADAPTER_REGISTRY_DB", "ADAPTER_REGISTRY_STORE", "ADAPTER_REGISTRY_REMOTE", "ADAPTER_REGISTRY_CACHE"):
         env.pop(k, None)
-    p = subprocess.Popen([sys.executable, "-m", "registry", "demo", "--port", "0"], cwd=ROOT, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = p.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
-        if m:
-            return p, m.group(1), lines
+    p, url, lines = start_serving(["demo", "--port", "0"], env=env, timeout=180)
+    if url is not None:
+        return p, url, lines
     p.kill()
     pytest.fail("the demo did not start:\n" + "".join(lines))
 

@@ -4,18 +4,16 @@ WAL mode, PostgreSQL), reads and writes through any of them, and Ctrl-C or SIGTE
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.factories import ROOT, bearer, cli_env, fill_registry, make_tokens
+from tests.factories import bearer, cli_env, fill_registry, make_tokens, start_serving
 
 
 def _children(pid: int) -> list[int]:
@@ -26,25 +24,14 @@ def _children(pid: int) -> list[int]:
 
 
 def _start(settings, *args: str) -> tuple[subprocess.Popen, str]:
-    p = subprocess.Popen([sys.executable, "-m", "registry", "serve", "--port", "0", *args], cwd=ROOT,
-                         env=cli_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert p.stderr is not None
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = p.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
-        if m:
-            url = m.group(1)
-            for _ in range(200):
-                try:
-                    httpx.get(url + "/api/v1/healthz", timeout=1)
-                    return p, url
-                except httpx.TransportError:
-                    time.sleep(0.05)
+    p, url, lines = start_serving(["serve", "--port", "0", *args], env=cli_env(settings))
+    if url is not None:
+        for _ in range(200):
+            try:
+                httpx.get(url + "/api/v1/healthz", timeout=1)
+                return p, url
+            except httpx.TransportError:
+                time.sleep(0.05)
     p.kill()
     pytest.fail("serve did not start:\n" + "".join(lines) + (p.stderr.read() if p.poll() is not None else ""))
 
