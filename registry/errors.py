@@ -253,7 +253,7 @@ class EngineInstallFailed(EngineFailed):
 
 
 class DeployFailed(EngineFailed):
-    """vLLM refused a load or unload (its answer is kept)."""
+    """Deploying to vLLM failed: it refused a load or unload (its answer is kept), or could not be reached."""
 
     code = "deploy_failed"
 
