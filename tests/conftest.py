@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -335,3 +336,25 @@ def bucket(s3_endpoint):
     return name
 
 
+@pytest.fixture
+def mounted(tmp_path):
+    """Mount a file system of `kind` under tmp_path (we are root in CI; a failure to mount fails)."""
+    mounts: list[Path] = []
+
+    def mount(kind: str) -> Path:
+        mnt = tmp_path / f"mnt-{kind}"
+        mnt.mkdir()
+        if kind in ("tmpfs", "ramfs"):
+            cmd = ["mount", "-t", kind, "-o", "size=4m", kind, str(mnt)]
+        else:
+            img = tmp_path / "disk.img"
+            subprocess.run(["truncate", "-s", "8M", str(img)], check=True)
+            subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(img)], check=True)  # no root reserve
+            cmd = ["mount", "-o", "loop", str(img), str(mnt)]
+        subprocess.run(cmd, check=True, capture_output=True)
+        mounts.append(mnt)
+        return mnt
+
+    yield mount
+    for m in mounts:
+        subprocess.run(["umount", "-l", str(m)], check=False)

@@ -19,6 +19,7 @@ files named in `hashed` against their digests; `mismatched` checks every byte wh
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ from typing import NoReturn, Protocol
 
 from registry.errors import InvalidInput, RegistryError, StorageError, translate_os_error
 from registry.storage.digest import check_digest, sha256_file
-from registry.storage.fsutil import clone_or_copy, fsync_dir, temp_name
+from registry.storage.fsutil import clone_or_copy, fsync_dir, fsync_file, temp_name
 
 CACHE_MODE = 0o444
 MARKER = ".adapter-registry-folder"  # in a sealed folder: which files it was built with (never published)
@@ -97,7 +98,7 @@ def materialize(store: Fetches, files: Mapping[str, str], dest: Path, *, cache_r
         return dest
     sources = {rel: (cached_verified if rel in hashed else cached)(store, digest, cache_root)
                for rel, digest in wanted.items()}
-    build = _build_beside(dest)
+    build = build_beside(dest)
     try:
         _fill(build, sources, _link_or_copy)
         if sealed:
@@ -130,13 +131,19 @@ def install(folder: Path, dest: Path, files: Mapping[str, str], *, cache_root: P
     return not folder.exists()
 
 
-def export_files(sources: Mapping[str, Path], dest: Path) -> Path:
+def export_files(sources: Mapping[str, Path], dest: Path, *, build: Path | None = None) -> Path:
     """Copy `sources` ({relative path: a file the caller checked}) into a new folder `dest` the user owns.
 
     Each file is a reflink where the file system allows, else one in-kernel copy, never a hard
     link: a user writing to `dest` cannot change a cached file or a stored blob. Nothing is
     hashed (the caller's completeness check is the integrity rule). Built beside `dest` and
-    renamed, so `dest` is absent or complete.
+    renamed, so `dest` is absent or complete. Every file is copied first (its writeback started as
+    it is copied) and fsynced after, so the disk works while the next file is copied.
+
+    `build` is a folder from `build_beside(dest)` that already holds some of the files, written
+    by this process from the same bytes as their sources (the merge engine's second copy of each
+    shard): a file there at its source's size is kept (and fsynced), anything else is replaced.
+    The caller removes `build` when this raises before it was renamed.
 
     Raises:
         AlreadyExists: `dest` appeared meanwhile
@@ -147,9 +154,13 @@ def export_files(sources: Mapping[str, Path], dest: Path) -> Path:
     dest = Path(dest)
     wanted = {_check_relpath(rel): Path(src) for rel, src in sources.items()}
     _check_no_file_dir_clash(wanted)
-    build = _build_beside(dest)
+    build = build_beside(dest) if build is None else Path(build)
     try:
-        _fill(build, wanted, clone_or_copy)
+        _drop_strays(build, wanted)
+        _fill(build, {rel: src for rel, src in wanted.items() if not _same_size(build / rel, src)},
+              functools.partial(clone_or_copy, fsync=False))
+        for rel in sorted(wanted):
+            fsync_file(build / rel)
         _fsync_tree(build)
         if dest.exists():
             raise AlreadyExists(f"{dest} already exists", path=str(dest))
@@ -160,7 +171,24 @@ def export_files(sources: Mapping[str, Path], dest: Path) -> Path:
     return dest
 
 
-def _build_beside(dest: Path) -> Path:
+def _same_size(target: Path, src: Path) -> bool:
+    try:
+        return not target.is_symlink() and target.stat().st_size == src.stat().st_size
+    except FileNotFoundError:
+        return False
+
+
+def _drop_strays(build: Path, wanted: Mapping[str, Path]) -> None:
+    """Remove what a prefilled `build` holds beyond `wanted` (and a wrong-size file, copied again)."""
+    for p in sorted(build.rglob("*"), reverse=True):
+        rel = p.relative_to(build).as_posix()
+        if p.is_symlink() or (p.is_file() and (rel not in wanted or not _same_size(p, wanted[rel]))):
+            p.unlink()
+        elif p.is_dir() and not any(k.startswith(rel + "/") for k in wanted):
+            shutil.rmtree(p)
+
+
+def build_beside(dest: Path) -> Path:
     """A new empty temp folder beside `dest`, renamed to it once complete (never visible half-built)."""
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,47 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writeback of the range's dirty pages, do not wait
+_sync_file_range: object = None  # the libc function once looked up; False where there is none
+
+
+def start_writeback(fd: int, offset: int, nbytes: int) -> None:
+    """Ask the kernel to start writing `nbytes` (0: to the end) at `offset` of `fd` to disk, without
+    waiting (Linux's sync_file_range). A large file written this way as it grows is mostly on disk
+    when its fsync comes, so the fsync no longer costs a full write of the file at the end.
+    Advisory: does nothing where the call is missing or refused (durability still comes from fsync).
+    """
+    global _sync_file_range
+    if _sync_file_range is None:
+        _sync_file_range = _lookup_sync_file_range()
+    if _sync_file_range is False:
+        return
+    _sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
+
+
+def _lookup_sync_file_range() -> object:
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def unlink_quietly(path: Path) -> None:
     try:
         os.unlink(path)
@@ -128,13 +169,17 @@ def _clone(fi: BinaryIO, fo: BinaryIO) -> str | None:
     return None
 
 
+_COPY_STEP = 64 << 20  # copy_file_range per call: writeback of each step starts while the next is copied
+
+
 def _copy(fi: BinaryIO, fo: BinaryIO) -> str:
     size, done = os.fstat(fi.fileno()).st_size, 0
     try:
         while done < size:
-            n = os.copy_file_range(fi.fileno(), fo.fileno(), size - done)
+            n = os.copy_file_range(fi.fileno(), fo.fileno(), min(size - done, _COPY_STEP))
             if n == 0:
                 break
+            start_writeback(fo.fileno(), done, n)
             done += n
     except (OSError, AttributeError) as e:
         if isinstance(e, OSError) and e.errno not in _NO_CLONE:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -173,3 +174,19 @@ def test_writer_hands_every_buffer_back_even_after_a_failed_write():
     with pytest.raises(OSError):
         w.finish()
     assert sorted(released) == [0, 1, 2, 3]
+
+
+def test_merge_onto_a_full_block_disk_is_disk_full_and_leaves_nothing(mounted, bases, adapter):
+    from registry.errors import DiskFull
+    from registry.merge import merge
+
+    mnt = mounted("ext4")
+    (mnt / "lost+found").rmdir()
+    base = bases("llama", "float32")
+    filler = mnt / "filler"
+    free = os.statvfs(mnt).f_bfree * os.statvfs(mnt).f_frsize  # root may use every free block
+    with open(filler, "wb") as f:
+        f.write(bytes(max(0, free - 200_000)))  # ~200 KB left: the ~440 KB of weights do not fit
+    with pytest.raises(DiskFull):
+        merge(base, adapter(base), mnt / "m", engine="streaming")
+    assert sorted(p.name for p in mnt.iterdir()) == ["filler"]

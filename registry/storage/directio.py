@@ -1,0 +1,162 @@
+"""Writing large new files past the page cache: O_DIRECT from aligned buffers, in a background thread.
+
+Measured on this project's 2-core bench VM (ext4 on virtio): a buffered write of 2 GB costs the
+writing thread 0.6-3.4 s of kernel CPU (page allocation and reclaim, more the fuller the page cache
+is), and its fsync then waits for the disk anyway; the same bytes written with O_DIRECT cost 0.3 s
+of CPU and are on disk when the write returns. A merged checkpoint is written once and read
+rarely (a publish, an upload), so keeping it out of the page cache costs nothing later either.
+
+`DirectWriter` appends to a new file: bytes are copied into one of a few page-aligned buffers, and
+a thread writes each full buffer with `pwrite` (which releases the GIL and waits for the disk) while
+the caller fills the next. The last, partial buffer is padded to the alignment and the file is
+truncated to its real length. Where O_DIRECT is refused (ramfs, some FUSE and network file systems, a
+platform without it) the same thread writes through the page cache instead: same bytes, same API.
+The caller still fsyncs before it relies on the file (the size and extents are metadata).
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from registry.storage.fsutil import start_writeback
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+ALIGN = 4096  # a multiple of every logical block size O_DIRECT asks for here (512 or 4096)
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+class DirectWriter:
+    """A new file written sequentially by a background thread, past the page cache where possible.
+
+    Not thread-safe: one producer calls `write` and then `close` (or `abort`). An error of the
+    background thread (a full disk) is raised by the next `write` or by `close`, unchanged.
+    """
+
+    def __init__(self, path: Path, *, mode: int = 0o644, buffer_size: int = 8 << 20, depth: int = 3):
+        if buffer_size % ALIGN:
+            raise ValueError(f"buffer_size must be a multiple of {ALIGN}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        self.path = Path(path)
+        self.direct = bool(_O_DIRECT)
+        try:
+            self.fd = os.open(path, flags | _O_DIRECT, mode)
+        except OSError as e:
+            if not _O_DIRECT or e.errno != errno.EINVAL:
+                raise
+            # The file system refuses O_DIRECT (ramfs, some FUSE file systems): the page cache it
+            # is. The refused open has created the file already (O_EXCL passed, so it is ours).
+            self.direct = False
+            self.fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        self.size = 0  # bytes accepted so far (the file's final length)
+        self._free: queue.Queue[mmap.mmap] = queue.Queue()
+        for _ in range(depth):
+            self._free.put(mmap.mmap(-1, buffer_size))  # anonymous maps are page-aligned
+        self._full: queue.Queue[tuple[mmap.mmap, int, int] | None] = queue.Queue()
+        self._buf: mmap.mmap | None = None
+        self._fill = 0
+        self._offset = 0  # where the next buffer handed to the thread goes
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"direct-write {self.path.name}", daemon=True)
+        self._thread.start()
+
+    def write(self, data: Buffer) -> None:
+        """Append `data` (any buffer)."""
+        view = memoryview(data).cast("B")
+        while view:
+            self._raise_error()
+            if self._buf is None:
+                self._buf, self._fill = self._free.get(), 0
+            n = min(len(view), len(self._buf) - self._fill)
+            self._buf[self._fill : self._fill + n] = view[:n]
+            self._fill += n
+            self.size += n
+            view = view[n:]
+            if self._fill == len(self._buf):
+                self._submit()
+
+    def close(self) -> None:
+        """Write what is buffered, wait for the thread, and leave the file at its exact length."""
+        try:
+            if self._buf is not None and self._fill:
+                self._submit()
+            self._full.put(None)
+            self._thread.join()
+            self._raise_error()
+            if os.fstat(self.fd).st_size != self.size:
+                os.ftruncate(self.fd, self.size)  # drop the last buffer's padding
+        finally:
+            self._close_fd()
+
+    def abort(self) -> None:
+        """Stop writing (what is queued is dropped) and close the file; the caller removes it."""
+        if self.fd < 0:
+            return
+        self.error = self.error or _Aborted()
+        self._full.put(None)
+        self._thread.join()
+        self._close_fd()
+
+    def _submit(self) -> None:
+        assert self._buf is not None
+        self._full.put((self._buf, self._fill, self._offset))
+        self._offset += self._fill
+        self._buf, self._fill = None, 0
+
+    def _run(self) -> None:
+        while True:
+            item = self._full.get()
+            if item is None:
+                return
+            buf, n, offset = item
+            try:
+                if self.error is None:
+                    self._pwrite(buf, n, offset)
+            except BaseException as e:  # raised in the producer by write() / close()
+                self.error = e
+            finally:
+                self._free.put(buf)
+
+    def _pwrite(self, buf: mmap.mmap, n: int, offset: int) -> None:
+        length = n
+        if self.direct and n % ALIGN:
+            length = n + ALIGN - n % ALIGN  # the last buffer: padded, truncated away by close()
+            buf[n:length] = bytes(length - n)
+        view = memoryview(buf)[:length]
+        done = 0
+        while done < length:
+            try:
+                done += os.pwrite(self.fd, view[done:], offset + done)
+            except OSError as e:
+                if not (self.direct and e.errno == errno.EINVAL):
+                    raise
+                self._stop_direct()  # the file system wants another alignment: write buffered
+        view.release()
+        if not self.direct:
+            start_writeback(self.fd, offset, length)  # so that the caller's fsync finds little to do
+
+    def _stop_direct(self) -> None:
+        import fcntl
+
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~_O_DIRECT)
+        self.direct = False
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _close_fd(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Aborted(Exception):
+    """Set as the thread's error by abort(): nothing more is written."""
