@@ -62,6 +62,7 @@ def merge(
     validate: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
     on_shard: Callable[[Path, str, int], None] | None = None,
+    tee: Path | None = None,
 ) -> MergeResult:
     """Merge the PEFT LoRA adapter in `adapter_dir` into the base in `base_dir`, writing `out_dir`.
 
@@ -77,6 +78,9 @@ def merge(
         on_shard: called as on_shard(path, sha256, size) from the writer thread as each weight
             shard is complete, while the next is merged (the streaming engine only; the path is in a
             staging folder that is renamed to out_dir at the end, so open it at once).
+        tee: an existing folder that also receives every weight shard, written by the same writes
+            as out_dir's (the streaming engine only; the peft engine leaves it empty). The caller
+            owns it: nothing else is put there, and it is not removed when the merge fails.
 
     Returns:
         MergeResult; out_dir holds shards, index, config, generation config, tokenizer, README.md
@@ -102,7 +106,7 @@ def merge(
 
     with checkpoint.staging(Path(out_dir)) as tmp:
         if plan is not None:
-            used, version, known, validation = _write_streamed(plan, inputs, tmp, shard_bytes, progress, on_shard)
+            used, version, known, validation = _write_streamed(plan, inputs, tmp, shard_bytes, progress, on_shard, tee)
         else:
             used, version, known, validation = _write_with_peft(inputs, tmp, max_shard_size)
         tok_source = checkpoint.copy_tokenizer(inputs.adapter_dir, inputs.base_dir, tmp)
@@ -179,13 +183,15 @@ def _plan(inputs: _Inputs, engine: str) -> tuple[Plan | None, str | None]:
 
 def _write_streamed(plan: Plan, inputs: _Inputs, tmp: Path, shard_bytes: int,
                     progress: Callable[[int, int, str], None] | None,
-                    on_shard: Callable[[Path, str, int], None] | None) -> tuple[str, str, dict[str, str], dict]:
+                    on_shard: Callable[[Path, str, int], None] | None,
+                    tee: Path | None = None) -> tuple[str, str, dict[str, str], dict]:
     """The streaming engine's shards, index, config and generation config: (engine, version, digests, validation)."""
     from registry.merge import checkpoint
     from registry.merge.engine import stream_merge
 
     weight_map, known, probes = stream_merge(plan, inputs.base_hdr, inputs.adapter_hdr, tmp, device=inputs.device,
-                                             max_shard_size=shard_bytes, progress=progress, on_shard=on_shard)
+                                             max_shard_size=shard_bytes, progress=progress, on_shard=on_shard,
+                                             mirror_dir=tee)
     checkpoint.write_index(tmp, weight_map)
     config = checkpoint.write_config(inputs.base_dir, tmp, dtype=inputs.dtype, updates=plan.config_updates)
     checkpoint.write_generation_config(inputs.base_dir, tmp, config)

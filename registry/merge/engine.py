@@ -150,8 +150,12 @@ def stream_merge(
     max_shard_size: int,
     progress: Callable[[int, int, str], None] | None = None,
     on_shard: ShardDone | None = None,
+    mirror_dir: Path | None = None,
 ) -> tuple[dict[str, str], dict[str, str], dict]:
     """Write the merged weights of `plan` into `out_dir` as shards.
+
+    With `mirror_dir` (an existing folder), each shard is also written there, byte for byte, by the
+    same writes: a second copy made while merging, hashed once (the user's `--out`).
 
     `on_shard(path, sha256, size)` is called from the writer thread as each shard is complete,
     while the next one is merged (an S3 store uploads it meanwhile); an error it raises fails the merge.
@@ -177,7 +181,7 @@ def stream_merge(
     try:
         for i, shard in enumerate(shards):
             name = shard_name(i, len(shards))
-            sw = ShardWriter(out_dir / name, shard)
+            sw = ShardWriter(out_dir / name, shard, mirror=mirror_dir / name if mirror_dir is not None else None)
             open_writers.append(sw)
             for t in shard:
                 weight_map[t.name] = name

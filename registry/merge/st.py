@@ -16,6 +16,7 @@ from pathlib import Path
 
 from registry.dtypes import ITEMSIZE
 from registry.errors import CorruptFile
+from registry.storage.directio import DirectWriter
 
 
 def parse_size(size: str | int) -> int:
@@ -83,30 +84,38 @@ class ShardWriter:
     """Writes one shard: the header first, then each tensor's bytes in the planned order.
 
     The sha256 of the file is computed on the way (the manifest needs it), so nothing is read back.
+    The bytes go to disk through `DirectWriter` (O_DIRECT where the file system allows: no page
+    cache to fill, on disk when closed, in a background thread). With `mirror`, every byte also
+    goes to a second new file (the user's `--out` copy, written while the merge runs instead of
+    copied after it): two files, one hash, never a link between them.
     """
 
     _CHUNK = 8 << 20
-    # Measured on the 2-core bench box: 128 KiB write() calls took 2 s for 2.2 GB where 8 MiB
-    # calls took 5-6 s (the kernel's dirty-page throttling treats them differently).
-    _WRITE = 128 << 10
 
-    def __init__(self, path: Path, tensors: list[OutTensor]):
+    def __init__(self, path: Path, tensors: list[OutTensor], *, mirror: Path | None = None):
         self.path = path
+        self.mirror = mirror
         self.tensors = tensors
         self._next = 0
         self.sha256 = hashlib.sha256()
         self.size = 0
         self._buf: bytearray | None = None
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self.files: list[DirectWriter] = []
+        try:
+            self.files.append(DirectWriter(path))
+            if mirror is not None:
+                self.files.append(DirectWriter(mirror))
+        except BaseException:
+            self.abort()
+            raise
         self._write(encode_header(tensors))
 
     def _write(self, data) -> None:
         view = memoryview(data).cast("B")
         self.sha256.update(view)
         self.size += view.nbytes
-        while view:
-            n = os.write(self.fd, view[: self._WRITE])
-            view = view[n:]
+        for f in self.files:
+            f.write(view)
 
     def write(self, name: str, data) -> None:
         """Append the bytes of tensor `name` (must be the next one in the plan)."""
@@ -137,10 +146,12 @@ class ShardWriter:
     def close(self) -> None:
         if self._next != len(self.tensors):
             raise AssertionError(f"{self.path.name}: {len(self.tensors) - self._next} tensors never written")
-        os.close(self.fd)
-        self.fd = -1
+        try:
+            for f in self.files:
+                f.close()
+        finally:
+            self.abort()
 
     def abort(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        while self.files:
+            self.files.pop().abort()

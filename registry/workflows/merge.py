@@ -101,20 +101,34 @@ def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, 
     sweep_work_dirs(merged_root)
     work = merged_root / f".work-{uuid.uuid4().hex[:12]}"
     staged = _staged_uploads(core)  # an S3 store: each shard goes up while the next is merged
+    # `--out`: the engine writes each shard there too, as it writes the stored copy (one more write
+    # of the bytes, made while merging, and no copy or hash after it); renamed to `out` once complete.
+    tee = _out_build(out)
     try:
         res = _run_engine(core, job, work, engine=engine, device=device, validate=validate,
                           max_shard_size=max_shard_size, progress=progress,
-                          on_shard=staged.add if staged is not None else None)
+                          on_shard=staged.add if staged is not None else None, tee=tee)
         sizes = _land(core, res.out_dir, res.files, staged)
         files = {rel: {"digest": sha, "size": sizes[rel]} for rel, sha in sorted(res.files.items())}
         mid = _record(core, job, key, res, files, validate=validate)
-        return _with_folder(core, mid, out, created=existing is None, built=res.out_dir, folder=folder)
+        return _with_folder(core, mid, out, created=existing is None, built=res.out_dir, folder=folder, tee=tee)
     except BaseException:
         if staged is not None:
             staged.abort()  # nothing of an interrupted merge becomes visible in the bucket
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if tee is not None:
+            shutil.rmtree(tee, ignore_errors=True)  # gone already when it became `out`
+
+
+def _out_build(out: Path | None) -> Path | None:
+    """The hidden folder beside `out` that becomes `out` (cache.build_beside), or None without one."""
+    if out is None:
+        return None
+    from registry.storage import cache
+
+    return cache.build_beside(out)
 
 
 def _staged_uploads(core: Core) -> StagedUploads | None:
@@ -191,13 +205,13 @@ class _Job:
 
 def _run_engine(core: Core, job: _Job, work: Path, *, engine: str, device: str, validate: bool,
                 max_shard_size: str | int, progress: MergeProgress | None,
-                on_shard: Callable[[Path, str, int], None] | None = None) -> Any:
+                on_shard: Callable[[Path, str, int], None] | None = None, tee: Path | None = None) -> Any:
     from registry import merge as engines
 
     return engines.merge(
         base_folder(core, job.base_ref), _verified_adapter(core, job), work / "model", engine=engine,
         dtype=job.dtype, device=device, max_shard_size=max_shard_size, validate=validate, progress=progress,
-        on_shard=on_shard, card=job.card)
+        on_shard=on_shard, tee=tee, card=job.card)
 
 
 def _verified_adapter(core: Core, job: _Job) -> Path:
@@ -272,14 +286,16 @@ def merged_dir(core: Core, key: str) -> Path:
 
 
 def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool,
-                 built: Path | None = None, folder: bool = True) -> T.MergedArtifact:
+                 built: Path | None = None, folder: bool = True, tee: Path | None = None) -> T.MergedArtifact:
     """The artifact with a local folder: the merged cache, or `out` copied from it.
 
     The cache folder's path is computable from public fields, so anyone who can write there (a
     publish target that pointed into the cache, a hand copy) could plant a folder: it is used only
     when sealed by this registry for exactly the catalog's files, with the catalog's sizes and
     manifest digest; otherwise it is rebuilt from the blobs. `built` is a folder this process
-    just merged: it becomes the cache folder when it holds the recorded files.
+    just merged: it becomes the cache folder when it holds the recorded files. `tee` is the
+    folder beside `out` that the engine wrote its second copy of the shards into: the rest of
+    `out` is added to it (cache.export_files).
     """
     from registry.storage import cache, materialize
 
@@ -296,7 +312,7 @@ def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool,
     if out is not None:
         stored = _stored_paths(core, files, sizes)
         if stored is not None:  # the user's own copy, straight from the stored blobs
-            return dataclasses.replace(art, path=cache.export_files(stored, out))
+            return dataclasses.replace(art, path=cache.export_files(stored, out, build=tee))
     if built is not None and _holds(built, files, sizes) and not _aliases_store(core, built, files):
         cache.install(built, merged_dir(core, m.cache_key), files, cache_root=blobs, sizes=sizes, hashed=hashed)
     if not folder and out is None:
@@ -305,7 +321,7 @@ def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool,
                        hashed=hashed)
     if out is not None:
         # The user's own copy: reflinks or one copy of the sealed cache folder, never links to it.
-        path = cache.export_files({rel: path / rel for rel in files}, out)
+        path = cache.export_files({rel: path / rel for rel in files}, out, build=tee)
     return dataclasses.replace(art, path=path)
 
 

@@ -174,3 +174,44 @@ def test_a_stored_blob_changed_in_place_is_never_published(pushed, tmp_path):
         publish_wf.run(pushed.core, "bot@1", to=f"dir://{tmp_path / 'again'}", dtype=None, engine="auto",
                        device="cpu", force=True)
     assert not (tmp_path / "again").exists()
+
+
+def test_out_shards_are_written_while_the_merge_runs_and_are_not_copied_after(pushed, tmp_path):
+    """`--out` gets each shard from the engine's own writes (a second file, the same bytes, one hash):
+    when the last tensor is merged, the earlier shards are already complete beside `out`, hidden."""
+    out, seen = tmp_path / "out", {}
+
+    def look(done, total, what):
+        if done == total:
+            builds = [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+            seen["shards"] = {p.name: p.stat().st_size for b in builds for p in b.glob("*.safetensors")}
+
+    art = pushed.merge("bot", out=out, max_shard_size=200_000, progress=look)
+    files = files_of(pushed, art)
+    shards = sorted(weight_files(files))
+    assert len(shards) >= 3
+    assert sorted(seen["shards"]) == shards  # every shard file open beside out before the merge ended
+    assert all(seen["shards"][rel] == (out / rel).stat().st_size for rel in shards[:-2])  # earlier ones complete
+    for rel, digest in files.items():
+        assert sha256_file(out / rel) == digest
+        assert (out / rel).stat().st_nlink == 1 and not os.path.samefile(out / rel, pushed.core.store.path(digest))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_mirror_shard_writer_writes_the_same_bytes_to_both_files_and_closes_both(tmp_path):
+    from registry.merge.st import OutTensor, ShardWriter
+
+    ts = [OutTensor("a", "F32", (4,)), OutTensor("b", "U8", (3,))]
+    sw = ShardWriter(tmp_path / "one.safetensors", ts, mirror=tmp_path / "two.safetensors")
+    sw.write("a", bytes(range(16)))
+    src = tmp_path / "src"
+    src.write_bytes(b"xyzabc")
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        sw.copy_from("b", fd, 3)
+    finally:
+        os.close(fd)
+    sw.close()
+    one, two = (tmp_path / "one.safetensors").read_bytes(), (tmp_path / "two.safetensors").read_bytes()
+    assert one == two and one.endswith(bytes(range(16)) + b"abc") and sw.sha256.hexdigest() == sha256_file(
+        tmp_path / "two.safetensors") and not sw.files
