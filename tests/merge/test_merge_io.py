@@ -215,3 +215,33 @@ def test_mirror_shard_writer_writes_the_same_bytes_to_both_files_and_closes_both
     one, two = (tmp_path / "one.safetensors").read_bytes(), (tmp_path / "two.safetensors").read_bytes()
     assert one == two and one.endswith(bytes(range(16)) + b"abc") and sw.sha256.hexdigest() == sha256_file(
         tmp_path / "two.safetensors") and not sw.files
+
+
+def test_dir_publisher_from_a_local_store_ships_only_blobs_that_match_and_leaves_nothing_otherwise(pushed, tmp_path):
+    """publish_stored hashes each stored blob while copying it, and renames the folder into place only
+    when every file matched: a blob changed in place gives None (the caller ships a verified folder)."""
+    from registry.publish.directory import DirectoryPublisher
+
+    art = pushed.merge("bot")
+    with pushed.core.db.read() as s:
+        m = s.get(M.MergedArtifact, art.id)
+        files = {k: (f["digest"], int(f["size"])) for k, f in m.files.items()}
+        manifest = m.manifest_digest
+    good = DirectoryPublisher(tmp_path / "good").publish_stored(files, manifest, store=pushed.core.store)
+    assert good is not None and good.manifest_digest == manifest
+    for rel, (digest, _size) in files.items():
+        assert sha256_file(tmp_path / "good" / rel) == digest and (tmp_path / "good" / rel).stat().st_nlink == 1
+    again = DirectoryPublisher(tmp_path / "good").publish_stored(files, manifest, store=pushed.core.store)
+    assert again is not None  # the same manifest already there: a no-op
+    rel = weight_files({k: d for k, (d, _n) in files.items()})[0]
+    blob = pushed.core.store.path(files[rel][0])
+    blob.chmod(0o644)
+    with open(blob, "r+b") as f:  # same size, different bytes
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)[0]
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last ^ 1]))
+    bad = DirectoryPublisher(tmp_path / "bad").publish_stored(files, manifest, store=pushed.core.store)
+    assert bad is None and not [p for p in tmp_path.iterdir() if "bad" in p.name]
+    unsafe = {"../escape": files[rel], **files}
+    assert DirectoryPublisher(tmp_path / "u").publish_stored(unsafe, manifest, store=pushed.core.store) is None
