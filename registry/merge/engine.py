@@ -319,7 +319,8 @@ def _fast(tp, base, device) -> bool:
 
 class _Scratch:
     """Reused memory for the hot path: a ring of read buffers (the writer thread hands each back
-    once written) and two fp32 work buffers, all sized by the largest merged tensor."""
+    once written) and two fp32 work buffers: the read buffers and the delta sized by the largest
+    merged tensor, the fp32 copy of the weight by one block of rows (math.merge_linear_into)."""
 
     RING = 3
 
@@ -331,7 +332,8 @@ class _Scratch:
         n = max((t.shape[0] * t.shape[1] for t in tensors), default=0)
         nbytes = max((t.shape[0] * t.shape[1] * ITEMSIZE[t.dtype] for t in tensors), default=0)
         self.delta = torch.empty(n, dtype=torch.float32)
-        self.wide = torch.empty(n if any(t.dtype != "F32" for t in tensors) else 0, dtype=torch.float32)
+        wide = max((lm.wide_elements(t.shape[1]) for t in tensors if t.dtype != "F32"), default=0)
+        self.wide = torch.empty(wide, dtype=torch.float32)
         self.free: queue.Queue = queue.Queue()
         for _ in range(self.RING if tensors else 0):
             self.free.put(torch.empty(nbytes, dtype=torch.uint8))

@@ -43,6 +43,14 @@ def merge_linear(w: torch.Tensor, a, b, scaling: float, fan_in_fan_out: bool, ma
     return (dora_factor * (w + delta)).to(w.dtype)
 
 
+BLOCK = 1 << 17  # elements per block of the in-place merge: 512 KiB of fp32, which stays in L2
+
+
+def wide_elements(row_length: int) -> int:
+    """The fp32 work buffer `merge_linear_into` needs for a weight whose rows have `row_length` elements."""
+    return max(1, BLOCK // row_length) * row_length
+
+
 def merge_linear_into(w: torch.Tensor, a, b, scaling: float, fan_in_fan_out: bool,
                       delta_buf: torch.Tensor, wide_buf: torch.Tensor) -> torch.Tensor:
     """Vanilla `merge_linear` in place, through reused fp32 buffers: the same bits, 3-4x faster.
@@ -51,18 +59,28 @@ def merge_linear_into(w: torch.Tensor, a, b, scaling: float, fan_in_fan_out: boo
     `bf16 += fp32` kernel is slow. Equalities relied upon (tests/merge check them bit for bit):
     `matmul(out=)` is `B @ A`; `mul_(s)` is `* s`; and `W += delta` computes `fp32(W) + delta` and
     rounds once to W's dtype, which is `wide.copy_(W); wide += delta; W.copy_(wide)`.
+
+    The matmul runs once on the whole weight (its shape picks the kernel, as in peft); the
+    element-wise steps after it run block by block of rows (`BLOCK` elements), so each block's
+    delta, fp32 copy and weight stay in cache across the four passes instead of each pass
+    streaming the whole tensor through memory. Element-wise operations give every element the
+    same bits whatever the blocking (measured 1.4-1.5x faster on a 5632x2048 bf16 weight).
+    `wide_buf` needs `wide_elements(w.shape[1])` elements.
     """
     out_f, in_f = b.shape[0], a.shape[1]
     d = torch.matmul(b.float(), a.float(), out=delta_buf[: out_f * in_f].view(out_f, in_f))
-    d.mul_(scaling)
-    delta = _t(d, fan_in_fan_out)
-    if w.dtype == torch.float32:
-        w += delta
-        return w
-    wide = wide_buf[: w.numel()].view(w.shape)
-    wide.copy_(w)
-    wide += delta
-    w.copy_(wide)
+    delta = _t(d, fan_in_fan_out)  # w's shape
+    rows = max(1, BLOCK // w.shape[1])
+    for i in range(0, w.shape[0], rows):
+        dd, ww = delta[i : i + rows], w[i : i + rows]
+        dd.mul_(scaling)
+        if w.dtype == torch.float32:
+            ww += dd
+            continue
+        wide = wide_buf[: ww.numel()].view(ww.shape)
+        wide.copy_(ww)
+        wide += dd
+        ww.copy_(wide)
     return w
 
 

@@ -76,3 +76,25 @@ def test_dtype_argument_casts_before_merging_like_peft(bases, adapter, tmp_path)
     assert s.dtype == "bfloat16"
     assert_same_checkpoint(s.out_dir, p.out_dir)
     assert json.loads((s.out_dir / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weights_larger_than_one_merge_block_are_bit_identical_to_peft(arch, dtype, adapter, tmp_path):
+    """The element-wise half of the hot path runs in blocks of rows (math.BLOCK elements): weights
+    spanning several blocks, with a remainder, in Linear and Conv1D (transposed) layouts."""
+    from registry.merge.math import BLOCK
+    from registry.testing.tiny import build_gpt2, build_llama
+
+    if arch == "llama":  # q: 384x384 (2 blocks), up: 1000x384 (3), down: 384x1000 (3, rows of 1000)
+        base = build_llama(tmp_path / "base", dtype=dtype, hidden_size=384, intermediate_size=1000, num_layers=1)
+    else:  # c_attn 384x1152, c_fc 384x1536 (Conv1D: rows are in_features wide after the transpose)
+        base = build_gpt2(tmp_path / "base", dtype=dtype, n_embd=384, n_layer=1)
+    weights = load_weights(base)
+    assert any(t.dim() == 2 and t.numel() > 2 * BLOCK and t.shape[0] % max(1, BLOCK // t.shape[1])
+               for t in weights.values())
+    ad = adapter(base, target_modules="all-linear")
+    s = merge(base, ad, tmp_path / "streaming", engine="streaming")
+    p = merge(base, ad, tmp_path / "peft", engine="peft")
+    assert s.engine == "streaming"
+    assert_same_checkpoint(s.out_dir, p.out_dir)
