@@ -170,6 +170,22 @@ def _ok(cmd: list[str], env: dict[str, str] | None = None) -> None:
         raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout[-1000:]}{r.stderr[-2000:]}")
 
 
+def settle(*cold: Path) -> None:
+    """Before a timed step: `sync` (no dirty pages left from the step before), then drop the page-cache
+    pages of every file under `cold` (POSIX_FADV_DONTNEED), so that a copy reads its source from disk
+    whoever wrote it: the registry writes merged files with O_DIRECT (never cached), `cp` and peft
+    write through the cache, and a warm source would favour whichever step happened to run after one."""
+    subprocess.run(["sync"], check=True)
+    for root in cold:
+        for p in ([root] if root.is_file() else sorted(root.rglob("*"))):
+            if p.is_file() and not p.is_symlink():
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+
+
 def end_to_end(base: Path, adapter: Path, res_dir: Path, *, repeats: int, peft_cmd: list[str]) -> dict:
     """merge --out on a fresh catalog, a cache-hit merge --out, publish --to dir://, peft, cp -r; medians."""
     # the console script's own entry point, run from this checkout (an installed copy may be older)
@@ -197,15 +213,14 @@ def end_to_end(base: Path, adapter: Path, res_dir: Path, *, repeats: int, peft_c
         runs["merge-out"].append(run_measured([*h, "merge", "bench/bot@1", "--out", str(out), "--json"],
                                               stdout=printed))
         engine_s.append(json.loads(printed[-1])["validation"]["seconds"])
-        subprocess.run(["sync"], check=True)
+        settle(out)
         runs["cp-merged"].append(run_measured(["cp", "-r", str(out), str(peft_out)]))
-        subprocess.run(["sync"], check=True)
         shutil.rmtree(peft_out)
-        subprocess.run(["sync"], check=True)
+        settle(out)
         runs["cp-merged-sync"].append(run_measured(["sh", "-c", f"cp -r '{out}' '{peft_out}' && sync"]))
-        subprocess.run(["sync"], check=True)
+        settle(home)
         runs["merge-out-hit"].append(run_measured([*h, "merge", "bench/bot@1", "--out", str(hit)]))
-        subprocess.run(["sync"], check=True)
+        settle(home)
         runs["publish-dir"].append(run_measured([*h, "publish", "bench/bot@1", "--to", f"dir://{pub}", "--force",
                                                  "--inline"]))
     results: dict = {}

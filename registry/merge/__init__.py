@@ -187,8 +187,10 @@ def _write_streamed(plan: Plan, inputs: _Inputs, tmp: Path, shard_bytes: int,
                     tee: Path | None = None) -> tuple[str, str, dict[str, str], dict]:
     """The streaming engine's shards, index, config and generation config: (engine, version, digests, validation)."""
     from registry.merge import checkpoint
-    from registry.merge.engine import stream_merge
+    from registry.merge.card import prefetch
+    from registry.merge.engine import stream_merge  # torch
 
+    prefetch()  # the model card's imports, while the merge computes
     weight_map, known, probes = stream_merge(plan, inputs.base_hdr, inputs.adapter_hdr, tmp, device=inputs.device,
                                              max_shard_size=shard_bytes, progress=progress, on_shard=on_shard,
                                              mirror_dir=tee)

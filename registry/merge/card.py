@@ -23,6 +23,21 @@ DEFAULT_TAGS = ("adapter-registry", "merged", "peft")
 DEFAULT_TASK = "text-generation"
 
 
+def prefetch() -> None:
+    """Import what `card_text` needs (huggingface_hub's card modules, ~0.3 s) in a background
+    thread: the streaming engine starts it once torch is loaded, so the import runs while the
+    merge computes instead of after it. Best effort: a failure shows up, unchanged, in card_text."""
+    import threading
+
+    def load() -> None:
+        try:
+            import huggingface_hub.repocard  # noqa: F401
+        except Exception:  # noqa: BLE001 - card_text's own import reports it
+            pass
+
+    threading.Thread(target=load, name="card-prefetch", daemon=True).start()
+
+
 def card_text(card: dict[str, Any], *, engine: str, dtype: str) -> str:
     """README.md of a merged model from `card`: {"adapter": {name, version, digest, peft_type},
     "base": {name, fingerprint, hub_id, card}, "tags": [...], "evals": [EvalResult.to_dict(), ...]}."""

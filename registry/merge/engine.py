@@ -253,9 +253,10 @@ class _Merger:
         op = tp.ops[0]
         a, b = self.adapter_tensor(op.a), self.adapter_tensor(op.b)
         probe = validate.Probe(op, w, a, b, None)
-        lm.merge_linear_into(w, a, b, op.scaling, op.fan_in_fan_out, self.scratch.delta, self.scratch.wide)
+        finite = lm.merge_linear_into(w, a, b, op.scaling, op.fan_in_fan_out, self.scratch.delta, self.scratch.wide)
         self.probes.append(probe.check(w))
-        _check_finite(tp, w)
+        if not finite:
+            raise _nonfinite(tp)
         writer.put(functools.partial(_write_tensor, sw, tp.name, w), release=functools.partial(self.scratch.give, buf))
 
     def _queue_ops(self, sw: ShardWriter, tp, src: TensorInfo | None, writer: _Writer) -> None:
@@ -306,7 +307,11 @@ def _merged_value(tp, src, files, adapter_tensor, device, probes):
 
 def _check_finite(tp, w) -> None:
     if tp.ops and w.is_floating_point() and lm.has_nonfinite(w):
-        raise MergeError(f"non-finite values in merged {tp.name}: the adapter seems broken", tensor=tp.name)
+        raise _nonfinite(tp)
+
+
+def _nonfinite(tp) -> MergeError:
+    return MergeError(f"non-finite values in merged {tp.name}: the adapter seems broken", tensor=tp.name)
 
 
 def _fast(tp, base, device) -> bool:

@@ -101,6 +101,7 @@ class ShardWriter:
         self.size = 0
         self._buf: bytearray | None = None
         self.files: list[DirectWriter] = []
+        header = encode_header(tensors)
         try:
             self.files.append(DirectWriter(path))
             if mirror is not None:
@@ -108,7 +109,7 @@ class ShardWriter:
         except BaseException:
             self.abort()
             raise
-        self._write(encode_header(tensors))
+        self._write(header)
 
     def _write(self, data) -> None:
         view = memoryview(data).cast("B")

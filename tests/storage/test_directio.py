@@ -74,3 +74,41 @@ def test_a_full_disk_raises_enospc_and_the_writer_closes_its_file(mounted):
     w.abort()
     assert w.fd == -1
     os.unlink(mnt / "f")
+
+
+def test_append_from_copies_a_range_of_another_file_and_a_short_source_is_corrupt(tmp_path):
+    from registry.errors import CorruptFile
+
+    src = tmp_path / "src"
+    data = os.urandom(300_001)
+    src.write_bytes(data)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        w = DirectWriter(tmp_path / "out", buffer_size=65536)
+        w.write(b"head")
+        w.append_from(fd, 7, 200_000)
+        w.close()
+        assert (tmp_path / "out").read_bytes() == b"head" + data[7:200_007]
+        short = DirectWriter(tmp_path / "short", buffer_size=65536)
+        with pytest.raises(CorruptFile, match="ended 99 bytes early"):
+            short.append_from(fd, 200_000, 100_100)
+        short.abort()
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("kind", ["ext4", "ramfs"])
+def test_clone_or_copy_gives_an_independent_exact_copy_with_or_without_o_direct(mounted, kind):
+    from registry.storage.fsutil import clone_or_copy
+
+    mnt = mounted(kind)
+    src, dest = mnt / "src", mnt / "dest"
+    data = os.urandom((1 << 20) + 123)
+    src.write_bytes(data)
+    assert clone_or_copy(src, dest) in ("copy", "reflink")
+    assert dest.read_bytes() == data and dest.stat().st_nlink == 1 and not os.path.samefile(src, dest)
+    with open(dest, "r+b") as f:
+        f.write(b"changed")
+    assert src.read_bytes() == data
+    with pytest.raises(FileExistsError):
+        clone_or_copy(src, dest)  # never over an existing file
