@@ -210,9 +210,14 @@ def start_serving(args: list[str], *, env: dict[str, str], timeout: float = 60
     """`python -m registry ARGS` (serve or demo, on port 0) until it prints the URL it serves at:
     (the process, the URL or None when it ended or timed out first, its stderr lines so far)."""
     import re
+    import signal
 
+    # A shell starts a background job (`make test &`, nohup) with SIGINT ignored, and a child inherits
+    # that, so the server would never see the Ctrl-C the tests send it: give it SIGINT's default back.
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     p = subprocess.Popen([sys.executable, "-m", "registry", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if ignored else None)
     assert p.stderr is not None
     lines: list[str] = []
     deadline = time.monotonic() + timeout

@@ -35,12 +35,19 @@ def prefetch() -> None:
         except Exception:  # noqa: BLE001 - card_text's own import reports it
             pass
 
-    threading.Thread(target=load, name="card-prefetch", daemon=True).start()
+    global _prefetching
+    _prefetching = threading.Thread(target=load, name="card-prefetch", daemon=True)
+    _prefetching.start()
+
+
+_prefetching: Any = None  # the running prefetch thread, joined by card_text before it imports
 
 
 def card_text(card: dict[str, Any], *, engine: str, dtype: str) -> str:
     """README.md of a merged model from `card`: {"adapter": {name, version, digest, peft_type},
     "base": {name, fingerprint, hub_id, card}, "tags": [...], "evals": [EvalResult.to_dict(), ...]}."""
+    if _prefetching is not None:
+        _prefetching.join()  # one thread imports a module at a time: no partly loaded module seen here
     from huggingface_hub import ModelCard, ModelCardData
 
     adapter, base = card.get("adapter") or {}, card.get("base") or {}

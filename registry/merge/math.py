@@ -48,7 +48,7 @@ BLOCK = 1 << 17  # elements per block of the in-place merge: 512 KiB of fp32, wh
 
 def wide_elements(row_length: int) -> int:
     """The fp32 work buffer `merge_linear_into` needs for a weight whose rows have `row_length` elements."""
-    return max(1, BLOCK // row_length) * row_length
+    return max(1, BLOCK // max(1, row_length)) * row_length
 
 
 def merge_linear_into(w: torch.Tensor, a, b, scaling: float, fan_in_fan_out: bool,
@@ -73,7 +73,7 @@ def merge_linear_into(w: torch.Tensor, a, b, scaling: float, fan_in_fan_out: boo
     out_f, in_f = b.shape[0], a.shape[1]
     d = torch.matmul(b.float(), a.float(), out=delta_buf[: out_f * in_f].view(out_f, in_f))
     delta = _t(d, fan_in_fan_out)  # w's shape
-    rows = max(1, BLOCK // w.shape[1])
+    rows = max(1, BLOCK // max(1, w.shape[1]))
     extremes: list[torch.Tensor] = []
     for i in range(0, w.shape[0], rows):
         dd, ww = delta[i : i + rows], w[i : i + rows]

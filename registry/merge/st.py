@@ -85,9 +85,11 @@ class ShardWriter:
 
     The sha256 of the file is computed on the way (the manifest needs it), so nothing is read back.
     The bytes go to disk through `DirectWriter` (O_DIRECT where the file system allows: no page
-    cache to fill, on disk when closed, in a background thread). With `mirror`, every byte also
-    goes to a second new file (the user's `--out` copy, written while the merge runs instead of
-    copied after it): two files, one hash, never a link between them.
+    cache to fill, written by a background thread; the caller fsyncs). With `mirror`, every byte
+    also goes to a second new file (the user's `--out` copy, written while the merge runs instead
+    of copied after it): two files, one hash, never a link between them. The mirror is a courtesy:
+    when it cannot be written (its disk is full) it is dropped and removed, `mirror_error` says
+    why, and the merge goes on (the caller copies that shard afterwards, or reports the error).
     """
 
     _CHUNK = 8 << 20
@@ -95,28 +97,54 @@ class ShardWriter:
     def __init__(self, path: Path, tensors: list[OutTensor], *, mirror: Path | None = None):
         self.path = path
         self.mirror = mirror
+        self.mirror_error: OSError | None = None
         self.tensors = tensors
         self._next = 0
         self.sha256 = hashlib.sha256()
         self.size = 0
         self._buf: bytearray | None = None
-        self.files: list[DirectWriter] = []
-        header = encode_header(tensors)
+        self._main: DirectWriter | None = DirectWriter(path)
+        self._copy: DirectWriter | None = None
+        if mirror is not None:
+            try:
+                self._copy = DirectWriter(mirror)
+            except OSError as e:
+                self.mirror_error = e
+            except BaseException:
+                self.abort()
+                raise
         try:
-            self.files.append(DirectWriter(path))
-            if mirror is not None:
-                self.files.append(DirectWriter(mirror))
+            self._write(encode_header(tensors))
         except BaseException:
             self.abort()
             raise
-        self._write(header)
+
+    @property
+    def files(self) -> list[DirectWriter]:
+        """The writers still open: the shard's, and the mirror's while it lasts."""
+        return [w for w in (self._main, self._copy) if w is not None]
 
     def _write(self, data) -> None:
         view = memoryview(data).cast("B")
         self.sha256.update(view)
         self.size += view.nbytes
-        for f in self.files:
-            f.write(view)
+        assert self._main is not None, "shard writer used after close"
+        self._main.write(view)
+        if self._copy is not None:
+            try:
+                self._copy.write(view)
+            except OSError as e:
+                self._drop_mirror(e)
+
+    def _drop_mirror(self, e: OSError) -> None:
+        assert self._copy is not None and self.mirror is not None
+        self.mirror_error = e
+        self._copy.abort()
+        self._copy = None
+        try:
+            os.unlink(self.mirror)
+        except OSError:
+            pass
 
     def write(self, name: str, data) -> None:
         """Append the bytes of tensor `name` (must be the next one in the plan)."""
@@ -148,11 +176,17 @@ class ShardWriter:
         if self._next != len(self.tensors):
             raise AssertionError(f"{self.path.name}: {len(self.tensors) - self._next} tensors never written")
         try:
-            for f in self.files:
-                f.close()
+            assert self._main is not None, "shard writer closed twice"
+            self._main.close()
+            if self._copy is not None:
+                try:
+                    self._copy.close()
+                except OSError as e:
+                    self._drop_mirror(e)
         finally:
             self.abort()
 
     def abort(self) -> None:
-        while self.files:
-            self.files.pop().abort()
+        for w in self.files:
+            w.abort()
+        self._main = self._copy = None

@@ -189,14 +189,58 @@ def _drop_strays(build: Path, wanted: Mapping[str, Path]) -> None:
 
 
 def build_beside(dest: Path) -> Path:
-    """A new empty temp folder beside `dest`, renamed to it once complete (never visible half-built)."""
+    """A new empty temp folder beside `dest`, renamed to it once complete (never visible half-built).
+
+    Build folders of `dest` that a killed process left behind (`sweep_stale_builds`) go first.
+    """
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale_builds(dest)
         build = dest.parent / temp_name(f".{dest.name}.")
         build.mkdir()
     except OSError as e:
         raise translate_os_error(e, path=str(dest)) from e
     return build
+
+
+STALE_BUILD_S = 600.0
+
+
+def sweep_stale_builds(dest: Path, *, older_than_s: float = STALE_BUILD_S) -> int:
+    """Remove the hidden build folders of `dest` (`.NAME.PID-HEX.tmp` beside it) whose process is
+    gone and which nothing has touched for `older_than_s` (a merge killed while it wrote `--out`
+    leaves one, which can be as large as the model). A live pid, or a recent folder (which another
+    host sharing the file system may be writing), is left alone. Returns how many were removed."""
+    import re
+    import time
+
+    pattern = re.compile(re.escape(f".{dest.name}.") + r"(\d+)-[0-9a-f]{32}\.tmp")
+    removed = 0
+    try:
+        entries = list(dest.parent.iterdir())
+    except OSError:
+        return 0
+    for p in entries:
+        m = pattern.fullmatch(p.name)
+        try:
+            if (m is None or p.is_symlink() or not p.is_dir() or _alive(int(m.group(1)))
+                    or time.time() - p.stat().st_mtime < older_than_s):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, not ours to signal
+    return True
 
 
 def _fill(build: Path, sources: Mapping[str, Path], put: Callable[[Path, Path], object]) -> None:

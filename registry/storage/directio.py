@@ -92,33 +92,34 @@ class DirectWriter:
     """
 
     def __init__(self, path: Path, *, mode: int = 0o644, buffer_size: int = 8 << 20, depth: int = 6,
-                 existing: bool = False):
-        """`existing`: `path` is an empty file the caller has just created (not followed if a symlink)."""
+                 fd: int | None = None):
+        """`fd`: an open, empty, writable file (of `path`, named in messages) to fill instead of
+        creating `path`; the writer owns it from here on (O_DIRECT is switched on with fcntl)."""
         if buffer_size % ALIGN:
             raise ValueError(f"buffer_size must be a multiple of {ALIGN}")
-        flags = os.O_WRONLY | (os.O_NOFOLLOW | os.O_TRUNC if existing else os.O_CREAT | os.O_EXCL)
         self.path = Path(path)
-        self.direct = bool(_O_DIRECT)
+        self._stopping = False  # abort(): what is still queued is dropped
+        if fd is None:
+            self.fd, self.direct = _open(self.path, mode)
+        else:
+            self.fd, self.direct = fd, False
         try:
-            self.fd = os.open(path, flags | _O_DIRECT, mode)
-        except OSError as e:
-            if not _O_DIRECT or e.errno != errno.EINVAL:
-                raise
-            # The file system refuses O_DIRECT (ramfs, some FUSE file systems): the page cache it
-            # is. The refused open has created the file already (O_EXCL passed, so it is ours).
-            self.direct = False
-            self.fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_TRUNC)
-        self.size = 0  # bytes accepted so far (the file's final length)
-        self._free: queue.Queue[mmap.mmap] = queue.Queue()
-        for _ in range(depth):
-            self._free.put(mmap.mmap(-1, buffer_size))  # anonymous maps are page-aligned
-        self._full: queue.Queue[tuple[mmap.mmap, int, int] | None] = queue.Queue()
-        self._buf: mmap.mmap | None = None
-        self._fill = 0
-        self._offset = 0  # where the next buffer handed to the thread goes
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"direct-write {self.path.name}", daemon=True)
-        self._thread.start()
+            if fd is not None:
+                self.direct = _set_direct(fd)
+            self.size = 0  # bytes accepted so far (the file's final length)
+            self._free: queue.Queue[mmap.mmap] = queue.Queue()
+            for _ in range(depth):
+                self._free.put(mmap.mmap(-1, buffer_size))  # anonymous maps are page-aligned
+            self._full: queue.Queue[tuple[mmap.mmap, int, int] | None] = queue.Queue()
+            self._buf: mmap.mmap | None = None
+            self._fill = 0
+            self._offset = 0  # where the next buffer handed to the thread goes
+            self.error: BaseException | None = None
+            self._thread = threading.Thread(target=self._run, name=f"direct-write {self.path.name}", daemon=True)
+            self._thread.start()
+        except BaseException:
+            self._close_fd()
+            raise
 
     def write(self, data: Buffer) -> None:
         """Append `data` (any buffer)."""
@@ -168,19 +169,26 @@ class DirectWriter:
             if os.fstat(self.fd).st_size != self.size:
                 os.ftruncate(self.fd, self.size)  # drop the last buffer's padding
         finally:
-            self._close_fd()
+            if not self._thread.is_alive():  # never close an fd the thread may still write to
+                self._close_fd()
 
     def abort(self) -> None:
         """Stop writing (what is queued is dropped) and close the file; the caller removes it."""
-        if self.fd < 0:
-            return
-        self.error = self.error or _Aborted()
-        self._stop_thread()
+        self._stopping = True
+        if self._thread.is_alive():
+            self._stop_thread()
         self._close_fd()
 
     def _stop_thread(self) -> None:
+        """Let the thread finish what is queued and end; waits for it even through a Ctrl-C (then
+        dropping what is still queued), so that no write outlives the file descriptor."""
         self._full.put(None)
-        self._thread.join()
+        try:
+            self._thread.join()
+        except BaseException:
+            self._stopping = True
+            self._thread.join()  # the write in flight, at most one buffer
+            raise
 
     def _submit(self) -> None:
         assert self._buf is not None
@@ -195,7 +203,7 @@ class DirectWriter:
                 return
             buf, n, offset = item
             try:
-                if self.error is None:
+                if self.error is None and not self._stopping:
                     self._pwrite(buf, n, offset)
             except BaseException as e:  # raised in the producer by write() / close()
                 self.error = e
@@ -236,5 +244,34 @@ class DirectWriter:
             self.fd = -1
 
 
-class _Aborted(Exception):
-    """Set as the thread's error by abort(): nothing more is written."""
+def _open(path: Path, mode: int) -> tuple[int, bool]:
+    """Create `path` for writing, with O_DIRECT where the file system takes it: (fd, direct)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    if _O_DIRECT:
+        try:
+            return os.open(path, flags | _O_DIRECT, mode), True
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+        # Refused (ramfs, some FUSE file systems): the page cache it is. Some file systems create
+        # the file before they refuse the flag: then it is ours (O_EXCL had passed) and is reused.
+        try:
+            return os.open(path, flags, mode), False
+        except FileExistsError:
+            return os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_TRUNC), False
+    return os.open(path, flags, mode), False
+
+
+def _set_direct(fd: int) -> bool:
+    """Switch O_DIRECT on for an open file; False where the file system refuses it."""
+    if not _O_DIRECT:
+        return False
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | _O_DIRECT)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        return False
+    return True

@@ -101,16 +101,19 @@ def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, 
     sweep_work_dirs(merged_root)
     work = merged_root / f".work-{uuid.uuid4().hex[:12]}"
     staged = _staged_uploads(core)  # an S3 store: each shard goes up while the next is merged
-    # `--out`: the engine writes each shard there too, as it writes the stored copy (one more write
-    # of the bytes, made while merging, and no copy or hash after it); renamed to `out` once complete.
-    tee = _out_build(out)
+    tee = None
     try:
+        # `--out`: the engine writes each shard there too, as it writes the stored copy (one more
+        # write of the bytes, made while merging, no copy or hash after it); renamed to `out` at the end.
+        tee = _out_build(out)
         res = _run_engine(core, job, work, engine=engine, device=device, validate=validate,
                           max_shard_size=max_shard_size, progress=progress,
                           on_shard=staged.add if staged is not None else None, tee=tee)
         sizes = _land(core, res.out_dir, res.files, staged)
         files = {rel: {"digest": sha, "size": sizes[rel]} for rel, sha in sorted(res.files.items())}
         mid = _record(core, job, key, res, files, validate=validate)
+        if tee is not None:
+            _keep_recorded(tee, res.files, mid, core)
         return _with_folder(core, mid, out, created=existing is None, built=res.out_dir, folder=folder, tee=tee)
     except BaseException:
         if staged is not None:
@@ -120,6 +123,21 @@ def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, 
         shutil.rmtree(work, ignore_errors=True)
         if tee is not None:
             shutil.rmtree(tee, ignore_errors=True)  # gone already when it became `out`
+
+
+def _keep_recorded(tee: Path, made: dict[str, str], merged_id: int, core: Core) -> None:
+    """Remove from `tee` every file whose bytes (`made`: this run's digests) are not the recorded
+    artifact's: the row kept under this cache key may be another run's (a concurrent worker, an
+    earlier merge merged elsewhere, a `--validate` run over an unvalidated one), and `out` must hold
+    the recorded files. export_files then copies those from the store."""
+    with core.db.read() as s:
+        recorded = {k: f["digest"] for k, f in need(s, M.MergedArtifact, merged_id).files.items()}
+    for rel, digest in made.items():
+        if recorded.get(rel) != digest:
+            try:
+                os.unlink(tee / rel)
+            except FileNotFoundError:
+                pass
 
 
 def _out_build(out: Path | None) -> Path | None:

@@ -245,3 +245,78 @@ def test_dir_publisher_from_a_local_store_ships_only_blobs_that_match_and_leaves
     assert bad is None and not [p for p in tmp_path.iterdir() if "bad" in p.name]
     unsafe = {"../escape": files[rel], **files}
     assert DirectoryPublisher(tmp_path / "u").publish_stored(unsafe, manifest, store=pushed.core.store) is None
+
+
+def test_out_holds_the_recorded_files_when_the_row_kept_is_another_runs(pushed, tmp_path):
+    """A merge whose row already exists under the cache key (here: `--validate` over an unvalidated
+    merge whose recorded shard came from elsewhere, same size, other bits) must not leave this run's
+    shard in `out` beside the recorded manifest: `out` is exactly the recorded artifact."""
+    from sqlalchemy.orm.attributes import flag_modified
+
+    first = pushed.merge("bot")
+    with pushed.core.db.read() as s:
+        files = {k: dict(f) for k, f in s.get(M.MergedArtifact, first.id).files.items()}
+    rel = weight_files({k: f["digest"] for k, f in files.items()})[0]
+    other = bytearray(pushed.core.store.path(files[rel]["digest"]).read_bytes())
+    other[-1] ^= 1  # another build's bits: the same size, a different last byte
+    (tmp_path / "other").write_bytes(bytes(other))
+    info = pushed.core.store.put_file(tmp_path / "other")
+    files[rel]["digest"] = info.digest
+    with pushed.core.db.write() as s:
+        row = s.get(M.MergedArtifact, first.id)
+        row.files = files
+        flag_modified(row, "files")
+    out = tmp_path / "out"
+    art = pushed.merge("bot", out=out, validate=True)  # merges again: the kept row has no logits
+    assert art.id == first.id
+    assert sha256_file(out / rel) == info.digest  # the recorded shard, not the one this run wrote
+    assert all(sha256_file(out / r) == f["digest"] for r, f in files.items())
+
+
+def test_a_full_disk_under_out_still_records_the_merge_and_leaves_nothing_at_out(pushed, mounted, tmp_path):
+    """`--out`'s copy is written while merging, on its own disk: when that disk fills, the merge
+    still lands in the store and is recorded (as when `out` was copied afterwards), and the command
+    fails with DiskFull for `out` only, leaving nothing there."""
+    from registry.errors import DiskFull
+
+    mnt = mounted("ext4")
+    filler = mnt / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, bytes(1 << 16)):  # fill the disk ...
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    os.truncate(filler, filler.stat().st_size - 100_000)  # ... then free ~100 KB: the weights do not fit
+    with pytest.raises(DiskFull):
+        pushed.merge("bot", out=mnt / "out")
+    assert sorted(p.name for p in mnt.iterdir()) == ["filler", "lost+found"]
+    with pushed.core.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(M.MergedArtifact)) == 1
+    again = pushed.merge("bot", out=tmp_path / "out")  # a cache hit now
+    assert not again.created
+    assert all(sha256_file(tmp_path / "out" / r) == d for r, d in files_of(pushed, again).items())
+
+
+def test_build_folders_left_by_a_killed_merge_are_swept_when_their_process_is_gone(pushed, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from registry.storage.cache import STALE_BUILD_S
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    old = time.time() - STALE_BUILD_S - 60
+    stale = tmp_path / f".out.{dead}-{'a' * 32}.tmp"
+    live = tmp_path / f".out.{os.getpid()}-{'b' * 32}.tmp"  # a merge still running
+    recent = tmp_path / f".out.{dead}-{'c' * 32}.tmp"  # maybe another host's, just started
+    for d in (stale, live, recent):
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"x" * 1000)
+    for d in (stale, live):
+        os.utime(d, (old, old))
+    pushed.merge("bot", out=tmp_path / "out")
+    assert not stale.exists() and live.exists() and recent.exists()
