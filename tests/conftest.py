@@ -346,6 +346,16 @@ def mounted(tmp_path):
         mnt.mkdir()
         if kind in ("tmpfs", "ramfs"):
             cmd = ["mount", "-t", kind, "-o", "size=4m", kind, str(mnt)]
+        elif kind == "xfs":  # reflinks (FICLONE); 300 MiB is mkfs.xfs's smallest, sparse on disk
+            if shutil.which("mkfs.xfs") is None:
+                why = "mkfs.xfs is not installed (Debian: xfsprogs; .ci/run installs it)"
+                if os.environ.get("ADAPTER_REGISTRY_REQUIRE_XFS"):
+                    pytest.fail(why)
+                pytest.skip(why)
+            img = tmp_path / "xfs.img"
+            subprocess.run(["truncate", "-s", "300M", str(img)], check=True)
+            subprocess.run(["mkfs.xfs", "-q", "-f", str(img)], check=True)
+            cmd = ["mount", "-o", "loop", str(img), str(mnt)]
         else:
             img = tmp_path / "disk.img"
             subprocess.run(["truncate", "-s", "8M", str(img)], check=True)

@@ -146,6 +146,24 @@ def _copy_into(fi: BinaryIO, dest: Path, fd: int) -> None:
         raise
 
 
+def reflinks(src_dir: Path, dest_dir: Path) -> bool:
+    """Whether a file in `src_dir` can be reflinked (FICLONE) into `dest_dir`: tried on a 4 KiB
+    probe file created in each, both removed. False on any error (the folders need not exist)."""
+    probe = src_dir / temp_name(".reflink-probe-")
+    clone = dest_dir / temp_name(".reflink-probe-")
+    try:
+        src_dir.mkdir(parents=True, exist_ok=True)
+        with open(probe, "xb") as f:
+            f.write(bytes(4096))
+        with open(probe, "rb") as fi, open(clone, "xb") as fo:
+            return _clone(fi, fo) is not None
+    except OSError:
+        return False
+    finally:
+        unlink_quietly(probe)
+        unlink_quietly(clone)
+
+
 def _clone(fi: BinaryIO, fo: BinaryIO) -> str | None:
     try:
         import fcntl

@@ -105,7 +105,7 @@ def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, 
     try:
         # `--out`: the engine writes each shard there too, as it writes the stored copy (one more
         # write of the bytes, made while merging, no copy or hash after it); renamed to `out` at the end.
-        tee = _out_build(out)
+        tee = _out_build(core, out)
         res = _run_engine(core, job, work, engine=engine, device=device, validate=validate,
                           max_shard_size=max_shard_size, progress=progress,
                           on_shard=staged.add if staged is not None else None, tee=tee)
@@ -140,13 +140,28 @@ def _keep_recorded(tee: Path, made: dict[str, str], merged_id: int, core: Core) 
                 pass
 
 
-def _out_build(out: Path | None) -> Path | None:
-    """The hidden folder beside `out` that becomes `out` (cache.build_beside), or None without one."""
+def _out_build(core: Core, out: Path | None) -> Path | None:
+    """The hidden folder beside `out` that the engine also writes each shard into (cache.build_beside),
+    or None: without `out`, or where `out` can be a reflink of the stored blobs (a clone after the
+    merge costs nothing, a second copy during it costs a full write)."""
     if out is None:
         return None
     from registry.storage import cache
 
-    return cache.build_beside(out)
+    build = cache.build_beside(out)
+    if _clones_from_store(core, build):
+        shutil.rmtree(build, ignore_errors=True)
+        return None
+    return build
+
+
+def _clones_from_store(core: Core, folder: Path) -> bool:
+    """Whether a file of the local store can be reflinked into `folder` (the same reflink-capable
+    file system: XFS, btrfs): tried on a small probe file, removed afterwards."""
+    from registry.storage.fsutil import reflinks
+
+    where = getattr(core.store, "tmp_dir", None)
+    return where is not None and reflinks(Path(where), folder)
 
 
 def _staged_uploads(core: Core) -> StagedUploads | None:

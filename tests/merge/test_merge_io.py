@@ -320,3 +320,45 @@ def test_build_folders_left_by_a_killed_merge_are_swept_when_their_process_is_go
         os.utime(d, (old, old))
     pushed.merge("bot", out=tmp_path / "out")
     assert not stale.exists() and live.exists() and recent.exists()
+
+
+def test_on_a_reflink_file_system_out_is_a_clone_of_the_stored_blobs_not_a_second_write(mounted, tmp_path):
+    """Where the store's file system shares extents (XFS here, loop-mounted), `--out` is cloned from
+    the stored blobs after the merge instead of written a second time during it: the disk takes the
+    merged bytes once, and editing `out` still cannot change a stored blob (copy on write)."""
+    from registry.app import Registry
+    from registry.settings import Settings
+    from registry.testing.tiny import build_adapter, build_llama
+
+    mnt = mounted("xfs")
+    base = build_llama(tmp_path / "base", dtype="float32", hidden_size=384, intermediate_size=1000, num_layers=1)
+    ad = build_adapter(base, tmp_path / "adapter", target_modules="all-linear")
+    reg = Registry(Settings.from_env(env={}, home=mnt / "home"))
+    reg.add_base(base, name="wide")
+    reg.push(ad, name="bot", base="wide")
+    import fcntl
+
+    (mnt / "probe").write_bytes(b"x" * 4096)
+    with open(mnt / "probe", "rb") as fi, open(mnt / "probe2", "xb") as fo:
+        fcntl.ioctl(fo.fileno(), 0x40049409, fi.fileno())  # FICLONE: this file system has reflinks
+    (mnt / "probe").unlink()
+    (mnt / "probe2").unlink()
+
+    def used() -> int:
+        st = os.statvfs(mnt)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+    before = used()
+    art = reg.merge("bot", out=mnt / "out")
+    grew = used() - before
+    files = files_of(reg, art)
+    weights = sum(int(f.stat().st_size) for f in (mnt / "out").glob("*.safetensors"))
+    assert weights > 5_000_000
+    assert grew < 1.5 * weights, (grew, weights)  # one copy on disk: out shares the blobs' extents
+    rel = weight_files(files)[0]
+    assert (mnt / "out" / rel).stat().st_nlink == 1
+    with open(mnt / "out" / rel, "r+b") as f:
+        f.seek(1000)
+        f.write(b"\xff" * 64)
+    assert reg.core.store.verify(files[rel])
+    assert all(sha256_file(mnt / "out" / r) == d for r, d in files.items() if r != rel)
