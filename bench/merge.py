@@ -231,16 +231,21 @@ def end_to_end(base: Path, adapter: Path, res_dir: Path, *, repeats: int, peft_c
               f"runs={[tuple(round(x, 2) for x in r[:2]) for r in runs[n]]}", flush=True)
     results["engine_seconds"] = statistics.median(engine_s)
     m, p = results["merge-out"], results["peft"]
+    def ratio(a: float, b: float) -> float | None:  # None where the floor rounds to 0 s (a reflink cp)
+        return a / b if b else None
+
     results["ratios"] = {
-        "merge-out/peft time": m["seconds"] / p["seconds"], "merge-out/peft rss": m["peak_rss_gib"] / p["peak_rss_gib"],
-        "merge-out/engine": m["seconds"] / results["engine_seconds"],
-        "merge-out-hit/cp-merged": results["merge-out-hit"]["seconds"] / results["cp-merged"]["seconds"],
-        "publish-dir/cp-merged": results["publish-dir"]["seconds"] / results["cp-merged"]["seconds"],
-        "merge-out-hit/cp-merged-sync": results["merge-out-hit"]["seconds"] / results["cp-merged-sync"]["seconds"],
-        "publish-dir/cp-merged-sync": results["publish-dir"]["seconds"] / results["cp-merged-sync"]["seconds"]}
+        "merge-out/peft time": ratio(m["seconds"], p["seconds"]),
+        "merge-out/peft rss": ratio(m["peak_rss_gib"], p["peak_rss_gib"]),
+        "merge-out/engine": ratio(m["seconds"], results["engine_seconds"]),
+        "merge-out-hit/cp-merged": ratio(results["merge-out-hit"]["seconds"], results["cp-merged"]["seconds"]),
+        "publish-dir/cp-merged": ratio(results["publish-dir"]["seconds"], results["cp-merged"]["seconds"]),
+        "merge-out-hit/cp-merged-sync": ratio(results["merge-out-hit"]["seconds"],
+                                              results["cp-merged-sync"]["seconds"]),
+        "publish-dir/cp-merged-sync": ratio(results["publish-dir"]["seconds"], results["cp-merged-sync"]["seconds"])}
     print(f"engine (in the merge)  {results['engine_seconds']:.2f} s")
     for k, v in results["ratios"].items():
-        print(f"{k:26s} {v:.2f}x")
+        print(f"{k:26s} " + ("n/a (the floor took 0 s)" if v is None else f"{v:.2f}x"))
     for d in (home, out, hit, pub, peft_out):
         shutil.rmtree(d, ignore_errors=True)
     return results
