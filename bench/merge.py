@@ -170,6 +170,17 @@ def _ok(cmd: list[str], env: dict[str, str] | None = None) -> None:
         raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout[-1000:]}{r.stderr[-2000:]}")
 
 
+def medians(runs: dict[str, list], *, width: int) -> dict:
+    """{step: median seconds, median peak RSS, every run} of each step's runs, printed one line a step."""
+    results: dict = {}
+    for n, rs in runs.items():
+        results[n] = {"seconds": statistics.median(r[0] for r in rs),
+                      "peak_rss_gib": statistics.median(r[1] for r in rs), "runs": [r[:2] for r in rs]}
+        print(f"{n:{width}s} {results[n]['seconds']:7.2f} s  {results[n]['peak_rss_gib']:6.2f} GiB  "
+              f"runs={[tuple(round(x, 2) for x in r[:2]) for r in rs]}", flush=True)
+    return results
+
+
 def settle(*cold: Path) -> None:
     """Before a timed step: `sync` (no dirty pages left from the step before), then drop the page-cache
     pages of every file under `cold` (POSIX_FADV_DONTNEED), so that a copy reads its source from disk
@@ -223,12 +234,7 @@ def end_to_end(base: Path, adapter: Path, res_dir: Path, *, repeats: int, peft_c
         settle(home)
         runs["publish-dir"].append(run_measured([*h, "publish", "bench/bot@1", "--to", f"dir://{pub}", "--force",
                                                  "--inline"]))
-    results: dict = {}
-    for n in names:
-        results[n] = {"seconds": statistics.median(r[0] for r in runs[n]),
-                      "peak_rss_gib": statistics.median(r[1] for r in runs[n]), "runs": [r[:2] for r in runs[n]]}
-        print(f"{n:14s} {results[n]['seconds']:7.2f} s  {results[n]['peak_rss_gib']:6.2f} GiB  "
-              f"runs={[tuple(round(x, 2) for x in r[:2]) for r in runs[n]]}", flush=True)
+    results = medians(runs, width=14)
     results["engine_seconds"] = statistics.median(engine_s)
     m, p = results["merge-out"], results["peft"]
     def ratio(a: float, b: float) -> float | None:  # None where the floor rounds to 0 s (a reflink cp)
@@ -312,12 +318,7 @@ def s3_mode(base: Path, adapter: Path, res_dir: Path, *, repeats: int, peft_cmd:
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(peft_out, ignore_errors=True)
-    results: dict = {}
-    for n in names:
-        results[n] = {"seconds": statistics.median(r[0] for r in runs[n]),
-                      "peak_rss_gib": statistics.median(r[1] for r in runs[n]), "runs": [r[:2] for r in runs[n]]}
-        print(f"{n:16s} {results[n]['seconds']:7.2f} s  {results[n]['peak_rss_gib']:6.2f} GiB  "
-              f"runs={[tuple(round(x, 2) for x in r[:2]) for r in runs[n]]}", flush=True)
+    results = medians(runs, width=16)
     results["engine_seconds"] = statistics.median(engine_s)
     peft_up = results["peft"]["seconds"] + results["upload-peft-out"]["seconds"]
     results["ratios"] = {

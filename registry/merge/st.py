@@ -88,8 +88,8 @@ class ShardWriter:
     cache to fill, written by a background thread; the caller fsyncs). With `mirror`, every byte
     also goes to a second new file (the user's `--out` copy, written while the merge runs instead
     of copied after it): two files, one hash, never a link between them. The mirror is a courtesy:
-    when it cannot be written (its disk is full) it is dropped and removed, `mirror_error` says
-    why, and the merge goes on (the caller copies that shard afterwards, or reports the error).
+    when it cannot be written (its disk is full) it is dropped and removed and the merge goes on
+    (the caller copies that shard afterwards, which reports the error if it persists).
     """
 
     _CHUNK = 8 << 20
@@ -97,7 +97,6 @@ class ShardWriter:
     def __init__(self, path: Path, tensors: list[OutTensor], *, mirror: Path | None = None):
         self.path = path
         self.mirror = mirror
-        self.mirror_error: OSError | None = None
         self.tensors = tensors
         self._next = 0
         self.sha256 = hashlib.sha256()
@@ -108,8 +107,8 @@ class ShardWriter:
         if mirror is not None:
             try:
                 self._copy = DirectWriter(mirror)
-            except OSError as e:
-                self.mirror_error = e
+            except OSError:
+                pass  # no mirror: the caller copies this shard after the merge
             except BaseException:
                 self.abort()
                 raise
@@ -133,12 +132,11 @@ class ShardWriter:
         if self._copy is not None:
             try:
                 self._copy.write(view)
-            except OSError as e:
-                self._drop_mirror(e)
+            except OSError:
+                self._drop_mirror()
 
-    def _drop_mirror(self, e: OSError) -> None:
+    def _drop_mirror(self) -> None:
         assert self._copy is not None and self.mirror is not None
-        self.mirror_error = e
         self._copy.abort()
         self._copy = None
         try:
@@ -181,8 +179,8 @@ class ShardWriter:
             if self._copy is not None:
                 try:
                     self._copy.close()
-                except OSError as e:
-                    self._drop_mirror(e)
+                except OSError:
+                    self._drop_mirror()
         finally:
             self.abort()
 

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 from registry.errors import AlreadyExists, InvalidInput, RegistryError, translate_os_error
 from registry.publish.base import MANIFEST, Progress, Published, plan, sha256_file
+from registry.storage.cache import safe_relpath
 from registry.storage.fsutil import clone_or_copy, fsync_dir, temp_name
 
 
@@ -60,7 +61,7 @@ class DirectoryPublisher:
         its size, or a blob does not match its digest: the caller then publishes a verified folder.
         """
         where = getattr(store, "path", None)
-        if where is None or MANIFEST not in files or not all(_safe(rel) for rel in files):
+        if where is None or MANIFEST not in files or not all(safe_relpath(rel) for rel in files):
             return None
         sources = {rel: Path(where(digest)) for rel, (digest, _size) in files.items()}
         try:
@@ -130,9 +131,3 @@ class DirectoryPublisher:
             return sha256_file(self.dest / MANIFEST) == digest
         except OSError:
             return False
-
-
-def _safe(rel: str) -> bool:
-    """A relative path that stays inside the destination folder."""
-    parts = rel.split("/")
-    return bool(rel) and not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)

@@ -134,11 +134,10 @@ def install(folder: Path, dest: Path, files: Mapping[str, str], *, cache_root: P
 def export_files(sources: Mapping[str, Path], dest: Path, *, build: Path | None = None) -> Path:
     """Copy `sources` ({relative path: a file the caller checked}) into a new folder `dest` the user owns.
 
-    Each file is a reflink where the file system allows, else one in-kernel copy, never a hard
-    link: a user writing to `dest` cannot change a cached file or a stored blob. Nothing is
+    Each file is a reflink where the file system allows, else one copy (fsutil.clone_or_copy), never
+    a hard link: a user writing to `dest` cannot change a cached file or a stored blob. Nothing is
     hashed (the caller's completeness check is the integrity rule). Built beside `dest` and
-    renamed, so `dest` is absent or complete. Every file is copied first (its writeback started as
-    it is copied) and fsynced after, so the disk works while the next file is copied.
+    renamed, so `dest` is absent or complete. Every file is copied first and fsynced after.
 
     `build` is a folder from `build_beside(dest)` that already holds some of the files, written
     by this process from the same bytes as their sources (the merge engine's second copy of each
@@ -307,11 +306,16 @@ def _write_seal(folder: Path, wanted: Mapping[str, str]) -> None:
         os.fsync(f.fileno())
 
 
+def safe_relpath(rel: str) -> bool:
+    """Whether `rel` is a relative posix path that stays inside the folder it is joined to."""
+    return bool(rel) and not PurePosixPath(rel).is_absolute() and "\\" not in rel and all(
+        part not in ("", ".", "..") for part in rel.split("/"))
+
+
 def _check_relpath(rel: str) -> str:
-    p = PurePosixPath(rel)
-    if not rel or p.is_absolute() or any(part in ("", ".", "..") for part in rel.split("/")) or "\\" in rel:
+    if not safe_relpath(rel):
         raise InvalidInput(f"not a safe relative path: {rel!r}", path=rel)
-    return str(p)
+    return str(PurePosixPath(rel))
 
 
 def _check_no_file_dir_clash(wanted: Mapping[str, object]) -> None:

@@ -104,7 +104,7 @@ def hash_stream(
 
 
 def sha256_file(path: Path | str) -> str:
-    """sha256 hex of a file's bytes, read in bounded chunks (with sequential read-ahead: fsutil.read_ahead)."""
+    """sha256 hex of a file's bytes, read in bounded chunks (with sequential read-ahead: directio.read_ahead)."""
     from registry.storage.directio import read_ahead
 
     with open(path, "rb") as f:

@@ -22,15 +22,16 @@ def temp_name(prefix: str = "") -> str:
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or link inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
 
 
 def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    """Make a file's bytes durable (by path: the caller wrote them through another descriptor)."""
+    _fsync(path, os.O_RDONLY)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:

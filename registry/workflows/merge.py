@@ -112,9 +112,8 @@ def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, 
         sizes = _land(core, res.out_dir, res.files, staged)
         files = {rel: {"digest": sha, "size": sizes[rel]} for rel, sha in sorted(res.files.items())}
         mid = _record(core, job, key, res, files, validate=validate)
-        if tee is not None:
-            _keep_recorded(tee, res.files, mid, core)
-        return _with_folder(core, mid, out, created=existing is None, built=res.out_dir, folder=folder, tee=tee)
+        return _with_folder(core, mid, out, created=existing is None, built=res.out_dir, folder=folder, tee=tee,
+                            made=res.files)
     except BaseException:
         if staged is not None:
             staged.abort()  # nothing of an interrupted merge becomes visible in the bucket
@@ -125,13 +124,11 @@ def merge(core: Core, ref: str, *, dtype: str | None, engine: str, device: str, 
             shutil.rmtree(tee, ignore_errors=True)  # gone already when it became `out`
 
 
-def _keep_recorded(tee: Path, made: dict[str, str], merged_id: int, core: Core) -> None:
+def _keep_recorded(tee: Path, made: dict[str, str], recorded: dict[str, str]) -> None:
     """Remove from `tee` every file whose bytes (`made`: this run's digests) are not the recorded
     artifact's: the row kept under this cache key may be another run's (a concurrent worker, an
     earlier merge merged elsewhere, a `--validate` run over an unvalidated one), and `out` must hold
     the recorded files. export_files then copies those from the store."""
-    with core.db.read() as s:
-        recorded = {k: f["digest"] for k, f in need(s, M.MergedArtifact, merged_id).files.items()}
     for rel, digest in made.items():
         if recorded.get(rel) != digest:
             try:
@@ -319,7 +316,8 @@ def merged_dir(core: Core, key: str) -> Path:
 
 
 def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool,
-                 built: Path | None = None, folder: bool = True, tee: Path | None = None) -> T.MergedArtifact:
+                 built: Path | None = None, folder: bool = True, tee: Path | None = None,
+                 made: dict[str, str] | None = None) -> T.MergedArtifact:
     """The artifact with a local folder: the merged cache, or `out` copied from it.
 
     The cache folder's path is computable from public fields, so anyone who can write there (a
@@ -327,8 +325,8 @@ def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool,
     when sealed by this registry for exactly the catalog's files, with the catalog's sizes and
     manifest digest; otherwise it is rebuilt from the blobs. `built` is a folder this process
     just merged: it becomes the cache folder when it holds the recorded files. `tee` is the
-    folder beside `out` that the engine wrote its second copy of the shards into: the rest of
-    `out` is added to it (cache.export_files).
+    folder beside `out` that the engine wrote its second copy of the shards into (`made`: their
+    digests): what is not the recorded files is dropped, the rest of `out` added (cache.export_files).
     """
     from registry.storage import cache, materialize
 
@@ -342,6 +340,8 @@ def _with_folder(core: Core, merged_id: int, out: Path | None, *, created: bool,
         art = convert.merged(m, f"{name}@{v.version}", base, created=created)
     blobs = core.settings.cache_dir / "blobs"
     hashed = [MANIFEST] if MANIFEST in files else []
+    if tee is not None:
+        _keep_recorded(tee, made or {}, files)
     if out is not None:
         stored = _stored_paths(core, files, sizes)
         if stored is not None:  # the user's own copy, straight from the stored blobs
