@@ -4,16 +4,20 @@
     .venv/bin/python bench/api.py --concurrency 1,4,16 --endpoints search,show --root /work/main --root . --root .@2
     .venv/bin/python bench/api.py --versions 100000 --evals 500000 --concurrency 32 --duration 20
     .venv/bin/python bench/api.py --db postgresql+psycopg://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/api.py --concurrency 4 --endpoints search --root .@2 --root .@2~nocache --write-rate 1
 
 The catalog is the synthetic one of bench/lookup.py (bench/_lookup_data.py: skewed bases, ~20
 versions per adapter, evals, aliases), bulk-loaded into a migrated SQLite file (or a fresh
 PostgreSQL database). Each server is `registry.demo.serve` (what `adapter-registry serve` runs:
 the app, its limits, uvicorn) in its own process, with the code of a checkout: `--root PATH`
-(repeatable; `PATH@N`: `serve --workers N`, a tree that has it); all of them serve the same
+(repeatable; `PATH@N`: `serve --workers N`, a tree that has it; `~nocache`: without the response
+cache, response_cache_bytes=0); all of them serve the same
 catalog and are measured interleaved (for each concurrency and endpoint, one tree after the
 other), so a busy machine weighs on each alike. This process is the load: an asyncio httpx client
 keeping --concurrency requests in flight on keep-alive connections for --duration seconds per
-endpoint (after a 1 s warm-up), with parameters drawn like bench/lookup.py draws them. Reported
+endpoint (after a 1 s warm-up), with parameters drawn like bench/lookup.py draws them; with
+--write-rate R another process commits R evaluations a second meanwhile (each commit makes every
+server's kept answers stale). Reported
 per endpoint, concurrency and tree: requests per second, p50 / p95 / p99 latency (client-side,
 request sent to body read), non-2xx answers, and the server's CPU time per request (its processes'
 user + system time over the run, warm-up included, divided by the requests: the figure a loaded
@@ -64,9 +68,10 @@ ENDPOINTS = {
 
 
 # -- the server process ---------------------------------------------------------------------------
-def serve(db: str, home: str, root: str, workers: int) -> None:
+def serve(db: str, home: str, root: str, workers: int, settings: dict | None = None) -> None:
     """`adapter-registry serve` over `db` on 127.0.0.1:<free port> with the code of the tree at `root`
-    (registry.demo.serve: the same app, limits and uvicorn settings); it prints its URL on stderr."""
+    (registry.demo.serve: the same app, limits and uvicorn settings) and these settings on top of
+    the defaults (`nocache`: response_cache_bytes=0); it prints its URL on stderr."""
     sys.path.insert(0, root)
     for name in [m for m in sys.modules if m == "registry" or m.startswith("registry.")]:
         del sys.modules[name]
@@ -74,7 +79,8 @@ def serve(db: str, home: str, root: str, workers: int) -> None:
     from registry.demo import serve as run_server
     from registry.settings import Settings
 
-    reg = Registry(Settings.from_env(env={}, db=db, home=Path(home), store=str(Path(home) / "store"), actor="bench"))
+    reg = Registry(Settings.from_env(env={}, db=db, home=Path(home), store=str(Path(home) / "store"), actor="bench",
+                                     **(settings or {})))
     kw = {"workers": workers} if workers > 1 else {}  # trees from before --workers serve in one process
     run_server(reg, host="127.0.0.1", port=0, **kw)
 
@@ -176,9 +182,34 @@ def machine() -> dict:
     return info
 
 
-def start_server(url: str, root: Path, workers: int) -> tuple[subprocess.Popen, str]:
+def write_load(db: str, home: str, rate: float) -> None:
+    """Commit `rate` evaluations a second (each a new current value of `acc` for a random version),
+    through the registry's Python API, until killed: a catalog that changes while it is read."""
+    from registry.app import Registry
+    from registry.settings import Settings
+
+    reg = Registry(Settings.from_env(env={}, db=db, home=Path(home), store=str(Path(home) / "store"),
+                                     actor="bench-writer"))
+    from sqlalchemy import text
+
+    with reg.db.read() as s:
+        refs = [f"{n}@{v}" for n, v in s.execute(text(
+            "SELECT a.name, v.version FROM adapter_versions v JOIN adapters a ON a.id = v.adapter_id"))]
+    rnd = random.Random(3)
+    t_next = time.perf_counter()
+    done = 0
+    signal.signal(signal.SIGINT, lambda *_: (print(f"writes: {done}", file=sys.stderr, flush=True), os._exit(0)))
+    while True:
+        reg.add_eval(rnd.choice(refs), {"acc": round(rnd.random(), 3)}, source="bench")
+        done += 1
+        t_next += 1 / rate
+        time.sleep(max(0.0, t_next - time.perf_counter()))
+
+
+def start_server(url: str, root: Path, workers: int, settings: dict | None = None) -> tuple[subprocess.Popen, str]:
     home = tempfile.mkdtemp(prefix="ar-api-bench-")
-    server = subprocess.Popen([sys.executable, __file__, "--serve", url, home, str(root), str(workers)],
+    server = subprocess.Popen([sys.executable, __file__, "--serve", url, home, str(root), str(workers),
+                               json.dumps(settings or {})],
                               stderr=subprocess.PIPE, text=True, cwd=root)
     assert server.stderr is not None
     for line in server.stderr:
@@ -216,11 +247,13 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def parse_root(text: str, default_workers: int) -> tuple[str, Path, int]:
-    """PATH or PATH@WORKERS -> (label, path, workers)."""
+def parse_root(text: str, default_workers: int) -> tuple[str, Path, int, dict]:
+    """PATH, PATH@WORKERS, either with ~nocache (no response cache) -> (label, path, workers, settings)."""
+    text, nocache, _ = text.partition("~nocache")
     path, _, n = text.partition("@")
     workers = int(n) if n else default_workers
-    return f"{Path(path).resolve().name}" + (f" x{workers}" if workers > 1 else ""), Path(path).resolve(), workers
+    label = f"{Path(path).resolve().name}" + (f" x{workers}" if workers > 1 else "") + (" nocache" if nocache else "")
+    return label, Path(path).resolve(), workers, {"response_cache_bytes": 0} if nocache else {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,13 +269,19 @@ def main(argv: list[str] | None = None) -> int:
                     "without @N")
     ap.add_argument("--root", action="append", default=[], metavar="PATH[@N]",
                     help="a checkout whose code serves (repeatable: measured interleaved, same catalog); @N: "
-                         "its server processes; default: this checkout")
+                         "its server processes; ~nocache: response_cache_bytes=0; default: this checkout")
+    ap.add_argument("--write-rate", type=float, default=0.0, help="commits per second into the catalog while it "
+                    "is measured (a process adding evals), so that cached answers go stale")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the interleaved measurements")
-    ap.add_argument("--serve", nargs=4, metavar=("DB", "HOME", "ROOT", "WORKERS"), help=argparse.SUPPRESS)
+    ap.add_argument("--serve", nargs=5, metavar=("DB", "HOME", "ROOT", "WORKERS", "SETTINGS"), help=argparse.SUPPRESS)
+    ap.add_argument("--write", nargs=3, metavar=("DB", "HOME", "RATE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
-        db, home, root, workers = args.serve
-        serve(db, home, root, int(workers))
+        db, home, root, workers, settings = args.serve
+        serve(db, home, root, int(workers), json.loads(settings))
+        return 0
+    if args.write:
+        write_load(args.write[0], args.write[1], float(args.write[2]))
         return 0
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -255,14 +294,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         bases = {}
-        for label, root, workers in roots:
-            server, bases[label] = start_server(url, root, workers)
+        for label, root, workers, settings in roots:
+            server, bases[label] = start_server(url, root, workers, settings)
             servers.append(server)
+        if args.write_rate:
+            writer = subprocess.Popen([sys.executable, __file__, "--write", url, tempfile.mkdtemp(prefix="ar-api-w-"),
+                                       str(args.write_rate)], cwd=ROOT)
+            servers.append(writer)  # stopped (SIGINT) with the servers; it prints how many it wrote
         for rnd in range(args.rounds):
             for conc in (int(c) for c in str(args.concurrency).split(",") if c):
                 for i, ep in enumerate(e for e in args.endpoints.split(",") if e):
                     todo = paths(ds, ep, 5000, seed=11 + i)
-                    for (label, _root, workers), server in zip(roots, servers):
+                    for (label, _root, workers, _settings), server in zip(roots, servers):
                         cpu0, own0 = cpu_seconds(server.pid), time.process_time()
                         res = asyncio.run(load(bases[label], todo, concurrency=conc, duration=args.duration,
                                                warmup=args.warmup))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import threading
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 
 from sqlalchemy import Engine, MetaData, create_engine, event
@@ -77,8 +78,41 @@ class Database:
         # Lookups on PostgreSQL run without BEGIN/ROLLBACK: two fewer round trips out of six
         # for a `show`. Each statement still sees committed data; callers must not need one
         # snapshot across statements (nor take locks: use read() for that).
-        self._lookups = self._sessions if self.sqlite else sessionmaker(
-            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._lookups = self._sessions if self.sqlite else sessionmaker(self._autocommit, expire_on_commit=False)
+        self._postgres = self.engine.dialect.name == "postgresql"
+        self._epoch = 0  # SQLite: data_token's count of changes seen (see there)
+        self._epoch_lock = threading.Lock()
+
+    def data_token(self) -> Hashable | None:
+        """A value that stays the same only while no transaction commits anything to the catalog
+        (from this process or any other): an answer read after it was taken may be reused for as
+        long as it is unchanged (the API's response cache). None where the backend cannot tell.
+
+        PostgreSQL: the current snapshot (`pg_current_snapshot()`: xmin, xmax and the transactions
+        in progress), which names exactly which commits a read sees; any commit in the cluster
+        changes it. SQLite: `PRAGMA data_version` changes on a connection when another connection
+        has committed, and `total_changes` when this one has changed rows; a pooled connection
+        whose pair differs from the pair it showed last time (or that shows one for the first
+        time) moves the process's count on, and the count is the token. So every commit moves the
+        token at the first look through each connection after it: by data_version on every
+        connection but the committing one, by total_changes on that one.
+        """
+        if self._postgres:
+            with self._autocommit.connect() as c:  # one statement, no BEGIN / ROLLBACK
+                old = (c.dialect.server_version_info or (13,)) < (13,)
+                return c.exec_driver_sql(f"SELECT {'txid' if old else 'pg'}_current_snapshot()::text").scalar()
+        if not self.sqlite:
+            return None
+        with self.engine.connect() as c:  # no BEGIN: nothing is run through SQLAlchemy here
+            raw = c.connection.dbapi_connection
+            state = (raw.execute("PRAGMA data_version").fetchone()[0], raw.total_changes)  # type: ignore[union-attr]
+            info = c.connection.info  # one per DBAPI connection, gone with it
+            with self._epoch_lock:
+                if info.get("data_state") != state:
+                    info["data_state"] = state
+                    self._epoch += 1
+                return self._epoch
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:

@@ -85,6 +85,10 @@ class Settings:
         default=16 * 1024, metadata=_meta("Largest request line plus headers, in bytes (h11's max incomplete "
                                           "event size: the connection is refused past it).",
                                           "MAX_REQUEST_HEADER_BYTES"))
+    response_cache_bytes: int = field(
+        default=64 * 1024 * 1024, metadata=_meta("Memory per server process for answers of search and show, reused "
+                                                "until the catalog next commits a change (0: off).",
+                                                "RESPONSE_CACHE_BYTES"))
     max_metrics_per_eval: int = field(
         default=2000, metadata=_meta("Most metrics one evaluation may record.", "MAX_METRICS_PER_EVAL"))
     temp_max_age_s: float = field(

@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 
 from registry.api import errors
+from registry.api.cache import ResponseCache
 from registry.api.limits import Limits
 
 HERE = Path(__file__).parent
@@ -31,6 +32,7 @@ def create_app(registry, settings=None) -> FastAPI:
                               "`{error, message, status, hint?, context?}`. See docs/API.md.",
                   docs_url="/api/docs", redoc_url=None, generate_unique_id_function=lambda route: route.name)
     app.state.registry = registry
+    app.state.response_cache = ResponseCache(registry.settings.response_cache_bytes)
     errors.install(app)
     # Authentication before the body, body size and time, concurrency: before any route runs.
     app.add_middleware(Limits, registry=registry)

@@ -76,11 +76,16 @@ _ENCODER = _json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, s
                              default=_one_level)
 
 
+def encode(obj: Any) -> bytes:
+    """The body of `json(obj)`."""
+    return _ENCODER.encode(obj).encode("utf-8")
+
+
 class ResultResponse(JSONResponse):
     """A JSONResponse whose content may hold result types (rendered in their to_dict() shape)."""
 
     def render(self, content: Any) -> bytes:
-        return _ENCODER.encode(content).encode("utf-8")
+        return encode(content)
 
 
 def json(obj: Any, status: int = 200) -> JSONResponse:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field
 
 from registry import types as T
+from registry.api import cache
 from registry.api.deps import Reader, Writer
 from registry.api.errors import responses
 from registry.catalog import queries as Q
@@ -20,8 +21,10 @@ READ_ERRORS = responses(400, 401, 403, 404, 422)
 from registry.api.render import json  # noqa: E402  (re-exported for the other route modules)
 
 
-@router.get("/adapters", response_model=T.SearchPage, responses=responses(400, 401, 403, 404, 422))
+@router.get("/adapters", response_model=T.SearchPage,
+            responses={**cache.NOT_MODIFIED, **responses(400, 401, 403, 404, 422)})
 def search(
+    request: Request,
     caller: Reader,
     base: Annotated[str | None, Query(description="Base model NAME (all revisions) or NAME@REV.")] = None,
     min_rank: Annotated[int | None, Query(ge=0)] = None,
@@ -38,7 +41,9 @@ def search(
     limit: Annotated[int, Query(ge=0, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ):
-    """Adapter versions matching every filter, newest first unless sorted otherwise (stable order)."""
+    """Adapter versions matching every filter, newest first unless sorted otherwise (stable order).
+
+    The answer has an ETag; with If-None-Match naming it, an unchanged answer is 304."""
     ns = caller.read_namespace()
     if ns is not None:
         if name and not name.startswith(ns):
@@ -47,11 +52,12 @@ def search(
         if base:
             with caller.registry.db.read() as s:
                 Q.require_visible_base(s, base, ns)
-    page = caller.registry.search(base=base, min_rank=min_rank, max_rank=max_rank, peft_type=peft_type,
-                                  target_modules=target_module, tags=tag, metrics=metric, name=name, sort=sort,
-                                  use_dora=use_dora, include_deprecated=deprecated, count=count, limit=limit,
-                                  offset=offset)
-    return json(page)
+    key = ("search", ns, base, min_rank, max_rank, peft_type, tuple(target_module), tuple(tag), tuple(metric), name,
+           sort, use_dora, deprecated, count, limit, offset)
+    return cache.for_app(request).respond(request, caller.registry.db, key, lambda: caller.registry.search(
+        base=base, min_rank=min_rank, max_rank=max_rank, peft_type=peft_type, target_modules=target_module, tags=tag,
+        metrics=metric, name=name, sort=sort, use_dora=use_dora, include_deprecated=deprecated, count=count,
+        limit=limit, offset=offset))
 
 
 @router.get("/adapters/{name:path}/versions/{ref}/evals", response_model=list[T.EvalResult], responses=READ_ERRORS)
@@ -93,12 +99,14 @@ def add_lm_eval(name: str, ref: str, body: Annotated[LmEvalIn, Body()], caller: 
     return json(caller.registry.add_lm_eval(f"{name}@{ref}", body.document, file_name=body.file_name), 201)
 
 
-@router.get("/adapters/{name:path}/versions/{ref}", response_model=T.AdapterVersion, responses=READ_ERRORS)
-def show_version(name: str, ref: str, caller: Reader):
+@router.get("/adapters/{name:path}/versions/{ref}", response_model=T.AdapterVersion,
+            responses={**cache.NOT_MODIFIED, **READ_ERRORS})
+def show_version(request: Request, name: str, ref: str, caller: Reader):
     """One version (a number, an alias or `latest`) with files, evals, compatibility, training,
-    verifications, merged artifacts and publications."""
+    verifications, merged artifacts and publications. The answer has an ETag, as search's."""
     caller.can_read(name)
-    return json(caller.registry.show(f"{name}@{ref}"))
+    return cache.for_app(request).respond(request, caller.registry.db, ("show", name, ref),
+                                          lambda: caller.registry.show(f"{name}@{ref}"))
 
 
 @router.get("/adapters/{name:path}", response_model=T.Adapter, responses=READ_ERRORS)
