@@ -249,8 +249,8 @@ def cpu_seconds(pid: int) -> float:
 
 def parse_root(text: str, default_workers: int) -> tuple[str, Path, int, dict]:
     """PATH, PATH@WORKERS, either with ~nocache (no response cache) -> (label, path, workers, settings)."""
-    text, nocache, _ = text.partition("~nocache")
-    path, _, n = text.partition("@")
+    nocache = "~nocache" in text
+    path, _, n = text.replace("~nocache", "").partition("@")
     workers = int(n) if n else default_workers
     label = f"{Path(path).resolve().name}" + (f" x{workers}" if workers > 1 else "") + (" nocache" if nocache else "")
     return label, Path(path).resolve(), workers, {"response_cache_bytes": 0} if nocache else {}
@@ -291,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     roots = [parse_root(r, args.workers) for r in (args.root or [str(ROOT)])]
     servers = []
+    writer: subprocess.Popen | None = None
     rows = []
     try:
         bases = {}
@@ -299,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             servers.append(server)
         if args.write_rate:
             writer = subprocess.Popen([sys.executable, __file__, "--write", url, tempfile.mkdtemp(prefix="ar-api-w-"),
-                                       str(args.write_rate)], cwd=ROOT)
-            servers.append(writer)  # stopped (SIGINT) with the servers; it prints how many it wrote
+                                       str(args.write_rate)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        t_writes = time.perf_counter()
         for rnd in range(args.rounds):
             for conc in (int(c) for c in str(args.concurrency).split(",") if c):
                 for i, ep in enumerate(e for e in args.endpoints.split(",") if e):
@@ -309,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
                         cpu0, own0 = cpu_seconds(server.pid), time.process_time()
                         res = asyncio.run(load(bases[label], todo, concurrency=conc, duration=args.duration,
                                                warmup=args.warmup))
+                        if writer is not None and writer.poll() is not None:
+                            raise SystemExit(f"the writer stopped (exit {writer.returncode}): "
+                                             f"{writer.stderr.read() if writer.stderr else ''}")
                         n = res["requests"] * (args.duration + args.warmup) / args.duration  # warm-up included
                         res["server_cpu_ms"] = (cpu_seconds(server.pid) - cpu0) / n * 1000 if n else float("nan")
                         res["client_cpu_ms"] = (time.process_time() - own0) / n * 1000 if n else float("nan")
@@ -319,6 +323,18 @@ def main(argv: list[str] | None = None) -> int:
                               f"{res['server_cpu_ms']:.2f} ms/req  load "
                               f"{os.getloadavg()[0]:.1f}  non-2xx {res['non_2xx'] or 0}", file=sys.stderr)
     finally:
+        if writer is not None:
+            writer.send_signal(signal.SIGINT)
+            try:
+                said = writer.communicate(timeout=15)[1]
+            except subprocess.TimeoutExpired:
+                writer.kill()
+                said = ""
+            n_written = next((int(w.split()[1]) for w in said.splitlines() if w.startswith("writes: ")), 0)
+            elapsed = time.perf_counter() - t_writes
+            print(f"writer: {n_written} commits in {elapsed:.0f} s ({n_written / elapsed:.1f}/s)", file=sys.stderr)
+            for r in rows:
+                r["write_rate_achieved"] = n_written / elapsed
         for server in servers:
             server.send_signal(signal.SIGINT)
         for server in servers:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
+import sqlite3
 import threading
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
@@ -83,36 +86,43 @@ class Database:
         self._postgres = self.engine.dialect.name == "postgresql"
         self._epoch = 0  # SQLite: data_token's count of changes seen (see there)
         self._epoch_lock = threading.Lock()
+        self._watch: sqlite3.Connection | None = None
+        self._watch_pid = 0
+        self._seen: int | None = None
 
-    def data_token(self) -> Hashable | None:
+    def data_token(self) -> tuple[Any, ...] | None:
         """A value that stays the same only while no transaction commits anything to the catalog
-        (from this process or any other): an answer read after it was taken may be reused for as
-        long as it is unchanged (the API's response cache). None where the backend cannot tell.
+        (from this process or any other), and that orders: a later token is never less than an
+        earlier one. An answer read after a token was taken may be reused for as long as the token
+        is unchanged (the API's response cache). None where the backend cannot tell.
 
         PostgreSQL: the current snapshot (`pg_current_snapshot()`: xmin, xmax and the transactions
         in progress), which names exactly which commits a read sees; any commit in the cluster
-        changes it. SQLite: `PRAGMA data_version` changes on a connection when another connection
-        has committed, and `total_changes` when this one has changed rows; a pooled connection
-        whose pair differs from the pair it showed last time (or that shows one for the first
-        time) moves the process's count on, and the count is the token. So every commit moves the
-        token at the first look through each connection after it: by data_version on every
-        connection but the committing one, by total_changes on that one.
+        changes it, xmax never goes back and the list of transactions in progress only shrinks
+        while xmax stays. SQLite: how many times `PRAGMA data_version` has changed on a connection
+        of this process's own that never writes (held beside the pool, under a lock): it changes
+        once another connection, any of the pool's included, has committed.
         """
         if self._postgres:
             with self._autocommit.connect() as c:  # one statement, no BEGIN / ROLLBACK
                 old = (c.dialect.server_version_info or (13,)) < (13,)
-                return c.exec_driver_sql(f"SELECT {'txid' if old else 'pg'}_current_snapshot()::text").scalar()
+                snap = c.exec_driver_sql(f"SELECT {'txid' if old else 'pg'}_current_snapshot()::text").scalar()
+            xmin, xmax, xip = str(snap).split(":")
+            return (int(xmax), int(xmin), -len([x for x in xip.split(",") if x]), snap)
         if not self.sqlite:
             return None
-        with self.engine.connect() as c:  # no BEGIN: nothing is run through SQLAlchemy here
-            raw = c.connection.dbapi_connection
-            state = (raw.execute("PRAGMA data_version").fetchone()[0], raw.total_changes)  # type: ignore[union-attr]
-            info = c.connection.info  # one per DBAPI connection, gone with it
-            with self._epoch_lock:
-                if info.get("data_state") != state:
-                    info["data_state"] = state
-                    self._epoch += 1
-                return self._epoch
+        with self._epoch_lock:
+            if self._watch is None or self._watch_pid != os.getpid():  # (a forked server process opens its own)
+                path = make_url(self.url).database
+                if not path or path == ":memory:" or path.startswith("file:"):
+                    return None  # another connection would not see the same database
+                self._watch = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+                self._watch_pid, self._seen = os.getpid(), None
+            version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._seen:
+                self._seen = version
+                self._epoch += 1
+            return (self._epoch,)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
@@ -137,3 +147,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        with self._epoch_lock:
+            if self._watch is not None and self._watch_pid == os.getpid():
+                self._watch.close()
+            self._watch = None

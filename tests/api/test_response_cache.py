@@ -67,13 +67,15 @@ def test_a_repeated_answer_runs_none_of_its_statements_and_is_the_uncached_answe
             ran = stmts.take()
             assert len(ran) >= 2, (path, ran)
             again = cached.get(path)
-            # the token only: PostgreSQL's snapshot; SQLite's pragma goes to the DBAPI connection itself
+            # the token only: PostgreSQL's snapshot; SQLite's pragma goes to a connection of its own
             assert stmts.take() == ([] if db_url.startswith("sqlite") else ["SELECT pg_current_snapshot()::text"])
-            uncached = plain.get(path)
-            assert len(stmts.take()) >= 2  # the uncached server reads every time
+            for _ in range(2):  # the uncached server reads every time
+                uncached = plain.get(path)
+                assert len(stmts.take()) >= 2
             assert again.content == first.content == uncached.content, path
             assert again.headers["content-type"] == uncached.headers["content-type"] == "application/json"
             assert again.headers["etag"] == first.headers["etag"] == uncached.headers["etag"]
+            assert again.headers["cache-control"] == "private, no-cache"
         assert cached.app.state.response_cache.hits == len(SEARCHES + SHOWS)
         assert plain.app.state.response_cache.hits == 0
 
@@ -127,6 +129,33 @@ def test_a_commit_through_another_connection_or_process_is_in_the_next_answer(re
             assert c.get("/api/v1/adapters?metric=acc<0.3").json()["items"][0]["name"] == "team-a/bot"
 
 
+def test_a_commit_made_while_an_answer_is_read_is_in_the_next_answer(reg, db_url, settings_for):
+    """The token is taken before the answer is read: an answer read around a commit is kept under
+    the token from before it, which the commit has moved on (were the token taken after reading,
+    SQLite's read snapshot would keep the old answer under the new token)."""
+    from registry.db import Database
+
+    other = Database(settings_for(db_url).db_url)
+    fired = []
+
+    def commit_once(conn, cursor, statement, *_args):
+        if not fired and statement.lstrip().upper().startswith("SELECT"):
+            fired.append(1)
+            with other.write() as s:
+                s.execute(text("UPDATE metric_values SET value = 0.95 WHERE value = 0.7"))
+
+    path = "/api/v1/adapters?metric=acc>=0.9"
+    with _client(reg) as c:
+        event.listen(reg.db.engine, "after_cursor_execute", commit_once)
+        try:
+            c.get(path)  # the commit lands after this search's first query
+        finally:
+            event.remove(reg.db.engine, "after_cursor_execute", commit_once)
+        assert fired
+        assert [f'{v["name"]}@{v["version"]}' for v in c.get(path).json()["items"]] == ["team-a/bot@2"]
+    other.dispose()
+
+
 def test_callers_narrowed_to_different_namespaces_never_share_an_answer(reg):
     tokens = make_tokens(reg)
     team_b = reg.tokens.create("team-b-reader", scope="read", namespace="team-b").token
@@ -163,15 +192,15 @@ def test_the_data_token_moves_with_every_commit_and_only_then(reg, db_url, setti
     db = reg.db
     t0 = db.data_token()
     assert t0 is not None and db.data_token() == t0 == db.data_token()
-    with db.write() as s:  # this process, most likely the very connection the token is read through
+    with db.write() as s:  # through this process's own pool
         s.execute(text("UPDATE adapters SET description = 'x' WHERE name = 'team-a/bot'"))
     t1 = db.data_token()
-    assert t1 != t0 and db.data_token() == t1
+    assert t1 > t0 and db.data_token() == t1
     other = Database(settings_for(db_url).db_url)
     with other.write() as s:
         s.execute(text("UPDATE adapters SET description = 'y' WHERE name = 'team-a/bot'"))
     t2 = db.data_token()
-    assert t2 not in (t0, t1) and db.data_token() == t2
+    assert t2 > t1 and db.data_token() == t2
     with other.read() as s:  # reads commit nothing
         s.execute(text("SELECT count(*) FROM adapters")).scalar()
     assert db.data_token() == t2
@@ -182,13 +211,30 @@ def test_a_token_taken_before_a_newer_one_does_not_empty_the_cache():
     from registry.api.cache import ResponseCache
 
     cache = ResponseCache(1 << 20)
-    assert cache._get(5, "k") is None
-    cache._put(5, "k", (b"{}", '"e"'))
-    assert cache._get(5, "k") == (b"{}", '"e"')
-    assert cache._get(4, "k") is None and cache._get(5, "k") == (b"{}", '"e"')  # 4: older, a miss only
-    cache._put(4, "k2", (b"[]", '"f"'))  # read under an older token: not kept
-    assert cache._get(5, "k2") is None
-    assert cache._get(6, "k") is None  # newer: everything before it is gone
+    t4, t5, t6 = (4,), (5,), (6,)
+    assert cache._get(t5, "k") is None
+    cache._put(t5, "k", b"{}", '"e"')
+    assert cache._get(t5, "k") == (b"{}", '"e"')
+    assert cache._get(t4, "k") is None and cache._get(t5, "k") == (b"{}", '"e"')  # older: a miss only
+    cache._put(t4, "k2", b"[]", '"f"')  # read under an older token: not kept
+    assert cache._get(t5, "k2") is None
+    assert cache._get(t6, "k") is None  # newer: everything before it is gone
     for i in range(40):  # bounded by the bytes of its bodies
-        cache._put(6, i, (b"x" * 100_000, '"g"'))
-    assert cache._size <= 1 << 20 and cache._get(6, 39) is not None and cache._get(6, 0) is None
+        cache._put(t6, i, b"x" * 100_000, '"g"')
+    assert cache._size <= 1 << 20 and cache._get(t6, 39) is not None and cache._get(t6, 0) is None
+    # many tiny answers under long keys (a query string can be kilobytes): the keys count too
+    for i in range(20_000):
+        cache._put(t6, ("search", "x" * 4000, i), b"[]", '"h"')
+    assert cache._size <= 1 << 20 and len(cache._entries) < (1 << 20) // 4000
+
+
+def test_postgresql_snapshots_order_so_an_older_one_only_misses(migrated_pg_url):
+    from registry.db import Database
+
+    db = Database(migrated_pg_url)
+    t0 = db.data_token()
+    with db.write() as s:
+        s.execute(text("SELECT txid_current()"))  # a transaction id, committed: the snapshot moves
+    t1 = db.data_token()
+    assert t1 is not None and t0 is not None and t1 > t0 and db.data_token() == t1
+    db.dispose()
