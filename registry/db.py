@@ -118,7 +118,9 @@ class Database:
                     return None  # another connection would not see the same database
                 self._watch = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
                 self._watch_pid, self._seen = os.getpid(), None
-            version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+            # fetchall: the statement runs to its end, so no read transaction stays open on this
+            # connection (one would pin the WAL and hide later commits from data_version)
+            version = self._watch.execute("PRAGMA data_version").fetchall()[0][0]
             if version != self._seen:
                 self._seen = version
                 self._epoch += 1

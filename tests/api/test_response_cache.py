@@ -205,6 +205,10 @@ def test_the_data_token_moves_with_every_commit_and_only_then(reg, db_url, setti
         s.execute(text("SELECT count(*) FROM adapters")).scalar()
     assert db.data_token() == t2
     other.dispose()
+    if db_url.startswith("sqlite"):  # the watching connection keeps no read transaction open (it would pin the WAL)
+        raw = sqlite3.connect(db_url.removeprefix("sqlite:///"))
+        assert raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0][0] == 0  # 0: not blocked by a reader
+        raw.close()
 
 
 def test_a_token_taken_before_a_newer_one_does_not_empty_the_cache():
