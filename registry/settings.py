@@ -86,8 +86,8 @@ class Settings:
                                           "event size: the connection is refused past it).",
                                           "MAX_REQUEST_HEADER_BYTES"))
     response_cache_bytes: int = field(
-        default=64 * 1024 * 1024, metadata=_meta("Memory per server process for answers of search and show, reused "
-                                                "until the catalog next commits a change (0: off).",
+        default=64 * 1024 * 1024, metadata=_meta("Memory per server process for answers of search, adapters and "
+                                                "versions, reused until the catalog next commits a change (0: off).",
                                                 "RESPONSE_CACHE_BYTES"))
     max_metrics_per_eval: int = field(
         default=2000, metadata=_meta("Most metrics one evaluation may record.", "MAX_METRICS_PER_EVAL"))

@@ -1,4 +1,5 @@
-"""Answers of the read routes (search, show), kept until the catalog next commits anything.
+"""Answers of the adapter read routes (search, an adapter, a version), kept until the catalog next
+commits anything.
 
 An entry is the response's bytes and its ETag under the database's data token
 (registry/db.py `Database.data_token`: PostgreSQL's snapshot, SQLite's count of changes seen),

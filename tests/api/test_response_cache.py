@@ -1,5 +1,6 @@
 """The read routes' response cache (registry/api/cache.py) and the data token it keys on
-(registry/db.py `Database.data_token`), on SQLite and PostgreSQL: a repeated search or show runs
+(registry/db.py `Database.data_token`), on SQLite and PostgreSQL: a repeated search, version or
+adapter runs
 none of its statements and answers the same bytes as an uncached server; every commit, through
 this server, through another connection or process, or through a plain sqlite3 connection, is in
 the next answer; callers narrowed to different namespaces never share an answer; ETag and
@@ -55,7 +56,8 @@ class Statements:
 
 SEARCHES = ["/api/v1/adapters", "/api/v1/adapters?base=tiny-llama&limit=20", "/api/v1/adapters?name=team-a/",
             "/api/v1/adapters?metric=acc>=0.6&sort=metric:acc", "/api/v1/adapters?count=true&limit=1&offset=1"]
-SHOWS = ["/api/v1/adapters/team-a/bot/versions/1", "/api/v1/adapters/team-a/bot/versions/latest"]
+SHOWS = ["/api/v1/adapters/team-a/bot/versions/1", "/api/v1/adapters/team-a/bot/versions/latest",
+         "/api/v1/adapters/team-a/bot"]
 
 
 def test_a_repeated_answer_runs_none_of_its_statements_and_is_the_uncached_answer(reg, db_url):

@@ -109,8 +109,9 @@ def show_version(request: Request, name: str, ref: str, caller: Reader):
                                           lambda: caller.registry.show(f"{name}@{ref}"))
 
 
-@router.get("/adapters/{name:path}", response_model=T.Adapter, responses=READ_ERRORS)
-def show_adapter(name: str, caller: Reader):
-    """An adapter with all its versions (newest first) and aliases."""
+@router.get("/adapters/{name:path}", response_model=T.Adapter, responses={**cache.NOT_MODIFIED, **READ_ERRORS})
+def show_adapter(request: Request, name: str, caller: Reader):
+    """An adapter with all its versions (newest first) and aliases. The answer has an ETag, as search's."""
     caller.can_read(name)
-    return json(caller.registry.adapter(name))
+    return cache.for_app(request).respond(request, caller.registry.db, ("adapter", name),
+                                          lambda: caller.registry.adapter(name))
