@@ -196,6 +196,7 @@ def write_load(db: str, home: str, rate: float) -> None:
         refs = [f"{n}@{v}" for n, v in s.execute(text(
             "SELECT a.name, v.version FROM adapter_versions v JOIN adapters a ON a.id = v.adapter_id"))]
     rnd = random.Random(3)
+    print("ready", flush=True)
     t_next = time.perf_counter()
     done = 0
     signal.signal(signal.SIGINT, lambda *_: (print(f"writes: {done}", file=sys.stderr, flush=True), os._exit(0)))
@@ -299,9 +300,14 @@ def main(argv: list[str] | None = None) -> int:
             server, bases[label] = start_server(url, root, workers, settings)
             servers.append(server)
         if args.write_rate:
-            writer = subprocess.Popen([sys.executable, __file__, "--write", url, tempfile.mkdtemp(prefix="ar-api-w-"),
-                                       str(args.write_rate)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-        t_writes = time.perf_counter()
+            w_home = tempfile.mkdtemp(prefix="ar-api-w-")
+            w_log = open(Path(w_home) / "writer.log", "w+")  # noqa: SIM115  (read when it stops)
+            writer = subprocess.Popen([sys.executable, __file__, "--write", url, w_home, str(args.write_rate)],
+                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=w_log, text=True)
+            assert writer.stdout is not None
+            if writer.stdout.readline().strip() != "ready":  # its refs are loaded: the clock starts now
+                raise SystemExit(f"the writer did not start (exit {writer.wait()})")
+            t_writes = time.perf_counter()
         for rnd in range(args.rounds):
             for conc in (int(c) for c in str(args.concurrency).split(",") if c):
                 for i, ep in enumerate(e for e in args.endpoints.split(",") if e):
@@ -311,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                         res = asyncio.run(load(bases[label], todo, concurrency=conc, duration=args.duration,
                                                warmup=args.warmup))
                         if writer is not None and writer.poll() is not None:
-                            raise SystemExit(f"the writer stopped (exit {writer.returncode}): "
-                                             f"{writer.stderr.read() if writer.stderr else ''}")
+                            w_log.seek(0)
+                            raise SystemExit(f"the writer stopped (exit {writer.returncode}): {w_log.read()[-2000:]}")
                         n = res["requests"] * (args.duration + args.warmup) / args.duration  # warm-up included
                         res["server_cpu_ms"] = (cpu_seconds(server.pid) - cpu0) / n * 1000 if n else float("nan")
                         res["client_cpu_ms"] = (time.process_time() - own0) / n * 1000 if n else float("nan")
@@ -326,10 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         if writer is not None:
             writer.send_signal(signal.SIGINT)
             try:
-                said = writer.communicate(timeout=15)[1]
+                writer.wait(15)
             except subprocess.TimeoutExpired:
                 writer.kill()
-                said = ""
+            w_log.seek(0)
+            said = w_log.read()
             n_written = next((int(w.split()[1]) for w in said.splitlines() if w.startswith("writes: ")), 0)
             elapsed = time.perf_counter() - t_writes
             print(f"writer: {n_written} commits in {elapsed:.0f} s ({n_written / elapsed:.1f}/s)", file=sys.stderr)

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
@@ -88,6 +89,8 @@ class Database:
         self._epoch_lock = threading.Lock()
         self._watch: sqlite3.Connection | None = None
         self._watch_pid = 0
+        self._watch_path = ""
+        self._watch_inode = (0, 0)
         self._seen: int | None = None
 
     def data_token(self) -> tuple[Any, ...] | None:
@@ -99,9 +102,13 @@ class Database:
         PostgreSQL: the current snapshot (`pg_current_snapshot()`: xmin, xmax and the transactions
         in progress), which names exactly which commits a read sees; any commit in the cluster
         changes it, xmax never goes back and the list of transactions in progress only shrinks
-        while xmax stays. SQLite: how many times `PRAGMA data_version` has changed on a connection
-        of this process's own that never writes (held beside the pool, under a lock): it changes
-        once another connection, any of the pool's included, has committed.
+        while xmax stays. (One server: a URL naming several hosts, or a replica that lags, would
+        compare snapshots of different servers.) SQLite: how many times `PRAGMA data_version` has
+        changed on a connection of this process's own that never writes, opened on the file the
+        pool's connections opened (`PRAGMA database_list`) and held beside the pool, under a lock:
+        it changes once another connection, any of the pool's included, has committed. A new
+        watching connection (after a fork, `dispose()`, an error, or the file replaced under the
+        same name) counts as a change.
         """
         if self._postgres:
             with self._autocommit.connect() as c:  # one statement, no BEGIN / ROLLBACK
@@ -112,19 +119,51 @@ class Database:
         if not self.sqlite:
             return None
         with self._epoch_lock:
-            if self._watch is None or self._watch_pid != os.getpid():  # (a forked server process opens its own)
-                path = make_url(self.url).database
-                if not path or path == ":memory:" or path.startswith("file:"):
-                    return None  # another connection would not see the same database
-                self._watch = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-                self._watch_pid, self._seen = os.getpid(), None
-            # fetchall: the statement runs to its end, so no read transaction stays open on this
-            # connection (one would pin the WAL and hide later commits from data_version)
-            version = self._watch.execute("PRAGMA data_version").fetchall()[0][0]
-            if version != self._seen:
-                self._seen = version
-                self._epoch += 1
-            return (self._epoch,)
+            try:
+                return self._sqlite_token()
+            except (sqlite3.Error, OSError):  # locked out, file gone: this answer is just not kept
+                self._drop_watch()
+                return None
+
+    def _sqlite_token(self) -> tuple[Any, ...] | None:
+        """data_token on SQLite; the caller holds `_epoch_lock`."""
+        if self._watch is not None and (self._watch_pid != os.getpid()  # a forked process opens its own
+                                        or _inode(self._watch_path) != self._watch_inode):  # file replaced
+            self._drop_watch()
+        if self._watch is None:
+            raw = self.engine.raw_connection()  # the file the pool's connections really opened
+            try:
+                rows = raw.driver_connection.execute("PRAGMA database_list").fetchall()  # type: ignore[union-attr]
+            finally:
+                raw.close()
+            path = next((r[2] for r in rows if r[1] == "main"), "")
+            if not path:
+                return None  # in memory or temporary: no other connection sees the same database
+            # mode=rw: a file that is gone is an error here, not a new empty database
+            self._watch = sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, check_same_thread=False,
+                                          isolation_level=None, timeout=5)
+            self._watch_pid, self._watch_path, self._seen = os.getpid(), path, None
+            self._watch_inode = _inode(path)
+        # fetchall: the statement runs to its end, so no read transaction stays open on this
+        # connection (one would pin the WAL and hide later commits from data_version)
+        version = self._watch.execute("PRAGMA data_version").fetchall()[0][0]
+        if version != self._seen:
+            self._seen = version
+            self._epoch += 1
+        return (self._epoch,)
+
+    def _drop_watch(self) -> None:
+        """Forget the watching connection (closed, unless it was inherited through fork: a
+        connection must not be used, closed included, in another process than its own; it is
+        kept referenced so that it is never finalised here). The next token opens a new one and
+        counts a change, since nothing is known of what happened in between."""
+        if self._watch is not None:
+            if self._watch_pid == os.getpid():
+                with contextlib.suppress(sqlite3.Error):
+                    self._watch.close()
+            else:
+                _INHERITED.append(self._watch)
+        self._watch = None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
@@ -150,6 +189,12 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         with self._epoch_lock:
-            if self._watch is not None and self._watch_pid == os.getpid():
-                self._watch.close()
-            self._watch = None
+            self._drop_watch()
+
+
+_INHERITED: list[sqlite3.Connection] = []  # watching connections of a parent process, never touched
+
+
+def _inode(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino

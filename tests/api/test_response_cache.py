@@ -112,9 +112,16 @@ def test_a_commit_through_another_connection_or_process_is_in_the_next_answer(re
     with _client(reg) as c:
         before = _names(c)
         assert _names(c) == before
+        assert c.get("/api/v1/adapters/team-a/bot").json()["aliases"] == {}
         other = Registry(settings_for(db_url))  # its own engine and pool: another process as far as SQLite can tell
         other.push(tiny_adapter, name="team-c/new", base="tiny-llama")
         assert _names(c) == sorted([*before, "team-c/new@1"])
+        other.release.set_alias("team-a/bot", "prod", 2)
+        assert c.get("/api/v1/adapters/team-a/bot").json()["aliases"] == {"prod": 2}
+        assert c.get("/api/v1/adapters/team-a/bot/versions/prod").json()["version"] == 2
+        other.release.set_alias("team-a/bot", "prod", 1)
+        assert c.get("/api/v1/adapters/team-a/bot").json()["aliases"] == {"prod": 1}
+        assert c.get("/api/v1/adapters/team-a/bot/versions/prod").json()["version"] == 1
         other.close()
         # A real second process, through the CLI.
         env = {"ADAPTER_REGISTRY_DB": db_url, "ADAPTER_REGISTRY_HOME": str(reg.settings.home),
@@ -213,6 +220,46 @@ def test_the_data_token_moves_with_every_commit_and_only_then(reg, db_url, setti
         raw.close()
 
 
+def test_sqlite_tokens_follow_the_file_the_pool_opened(tmp_path):
+    """The watching connection opens the file SQLAlchemy's connections opened (a URI filename,
+    a query string), none for a database in memory; after dispose(), an error or a fork it is
+    opened again and counts a change."""
+    from registry.db import Database
+
+    for url in (f"sqlite:///file:{tmp_path}/u.db?mode=rwc&uri=true", f"sqlite:///{tmp_path}/plain.db"):
+        db = Database(url)
+        with db.write() as s:
+            s.execute(text("CREATE TABLE t (x INTEGER)"))
+        t0 = db.data_token()
+        assert t0 is not None and db.data_token() == t0
+        with db.write() as s:
+            s.execute(text("INSERT INTO t VALUES (1)"))
+        t1 = db.data_token()
+        assert t1 > t0, url
+        db.dispose()
+        assert db.data_token() > t1  # a new watching connection: nothing is known of what came between
+        db.dispose()
+    assert not (tmp_path / "u.db?mode=rwc").exists() and (tmp_path / "u.db").exists()
+    memory = Database("sqlite://")
+    assert memory.data_token() is None
+    memory.dispose()
+
+
+def test_a_replaced_database_file_moves_the_token(tmp_path):
+    import shutil
+
+    from registry.db import Database
+
+    db = Database(f"sqlite:///{tmp_path}/c.db")
+    with db.write() as s:
+        s.execute(text("CREATE TABLE t (x INTEGER)"))
+    t0 = db.data_token()
+    shutil.copyfile(tmp_path / "c.db", tmp_path / "restored.db")
+    (tmp_path / "restored.db").replace(tmp_path / "c.db")  # a restore under the running server
+    assert db.data_token() > t0
+    db.dispose()
+
+
 def test_a_token_taken_before_a_newer_one_does_not_empty_the_cache():
     from registry.api.cache import ResponseCache
 
@@ -243,4 +290,16 @@ def test_postgresql_snapshots_order_so_an_older_one_only_misses(migrated_pg_url)
         s.execute(text("SELECT txid_current()"))  # a transaction id, committed: the snapshot moves
     t1 = db.data_token()
     assert t1 is not None and t0 is not None and t1 > t0 and db.data_token() == t1
+    # A transaction with an id held open while a later one commits: the snapshot lists the open one
+    # (same xmax once it ends, a later xmin); handing out an id alone moves nothing.
+    with db.engine.connect() as held:
+        held.exec_driver_sql("SELECT txid_current()")
+        assert db.data_token() == t1
+        with db.write() as s:
+            s.execute(text("SELECT txid_current()"))
+        t2 = db.data_token()
+        assert t2 is not None and t2 > t1 and t2[2] < 0  # the held transaction is in progress
+        held.commit()
+    t3 = db.data_token()
+    assert t3 is not None and t3 > t2
     db.dispose()
