@@ -304,10 +304,11 @@ def main(argv: list[str] | None = None) -> int:
             w_log = open(Path(w_home) / "writer.log", "w+")  # noqa: SIM115  (read when it stops)
             writer = subprocess.Popen([sys.executable, __file__, "--write", url, w_home, str(args.write_rate)],
                                       cwd=ROOT, stdout=subprocess.PIPE, stderr=w_log, text=True)
-            assert writer.stdout is not None
-            if writer.stdout.readline().strip() != "ready":  # its refs are loaded: the clock starts now
-                raise SystemExit(f"the writer did not start (exit {writer.wait()})")
             t_writes = time.perf_counter()
+            assert writer.stdout is not None
+            if writer.stdout.readline().strip() != "ready":
+                raise SystemExit(f"the writer did not start (exit {writer.wait()})")
+            t_writes = time.perf_counter()  # its refs are loaded: the clock starts now
         for rnd in range(args.rounds):
             for conc in (int(c) for c in str(args.concurrency).split(",") if c):
                 for i, ep in enumerate(e for e in args.endpoints.split(",") if e):

@@ -92,6 +92,7 @@ class Database:
         self._watch_path = ""
         self._watch_inode = (0, 0)
         self._seen: int | None = None
+        self._snapshot_sql: str | None = None  # PostgreSQL: data_token's statement (see there)
 
     def data_token(self) -> tuple[Any, ...] | None:
         """A value that stays the same only while no transaction commits anything to the catalog
@@ -112,8 +113,10 @@ class Database:
         """
         if self._postgres:
             with self._autocommit.connect() as c:  # one statement, no BEGIN / ROLLBACK
-                old = (c.dialect.server_version_info or (13,)) < (13,)
-                snap = c.exec_driver_sql(f"SELECT {'txid' if old else 'pg'}_current_snapshot()::text").scalar()
+                if self._snapshot_sql is None:  # the server's version is known once connected
+                    old = (c.dialect.server_version_info or (13,)) < (13,)
+                    self._snapshot_sql = f"SELECT {'txid' if old else 'pg'}_current_snapshot()::text"
+                snap = c.exec_driver_sql(self._snapshot_sql).scalar()
             xmin, xmax, xip = str(snap).split(":")
             return (int(xmax), int(xmin), -len([x for x in xip.split(",") if x]), snap)
         if not self.sqlite:

@@ -12,13 +12,14 @@ import dataclasses
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
 
 from tests.factories import bearer, fill_registry, make_tokens
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
